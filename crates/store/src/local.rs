@@ -1,0 +1,317 @@
+//! A store in a local directory.
+//!
+//! Layout: `config`, `keys/NAME`, `data/XX/NAME` (XX = the first two
+//! characters of the name, so no folder grows past a few thousand entries),
+//! `index/NAME`, `snapshots/NAME`. Temporary files start with `.tmp-` and are
+//! never listed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::{validate_name, Kind, ObjectInfo, ReadStore, Result, StoreError, WriteStore};
+
+/// A store in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+fn io_err(op: &'static str, path: &Path, source: io::Error) -> StoreError {
+    StoreError::Io { op, what: path.display().to_string(), source }
+}
+
+impl LocalStore {
+    /// A store rooted at `root` (which need not exist until [`WriteStore::create`]).
+    pub fn new(root: PathBuf) -> Self {
+        LocalStore { root }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir_of(&self, kind: Kind, name: &str) -> PathBuf {
+        match kind {
+            Kind::Config => self.root.clone(),
+            Kind::Pack => self.root.join(kind.dir()).join(&name[..name.len().min(2)]),
+            _ => self.root.join(kind.dir()),
+        }
+    }
+
+    fn path_of(&self, kind: Kind, name: &str) -> Result<PathBuf> {
+        validate_name(name)?;
+        if kind == Kind::Config && name != "config" {
+            return Err(StoreError::InvalidName(name.to_string()));
+        }
+        Ok(self.dir_of(kind, name).join(name))
+    }
+
+    fn not_found(&self, kind: Kind, name: &str) -> StoreError {
+        StoreError::NotFound { kind, name: name.to_string(), location: self.location() }
+    }
+
+    fn open_read(&self, kind: Kind, name: &str) -> Result<(File, PathBuf)> {
+        let path = self.path_of(kind, name)?;
+        match File::open(&path) {
+            Ok(f) => Ok((f, path)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.not_found(kind, name)),
+            Err(e) => Err(io_err("open", &path, e)),
+        }
+    }
+
+    /// Removes `.tmp-*` files older than `older_than` that a killed writer
+    /// left behind. Returns how many were removed.
+    pub fn remove_stale_temporaries(&self, older_than: Duration) -> Result<usize> {
+        let mut removed = 0;
+        let now = SystemTime::now();
+        let mut dirs = vec![self.root.clone()];
+        for kind in Kind::ALL {
+            if kind != Kind::Config {
+                dirs.push(self.root.join(kind.dir()));
+            }
+        }
+        let data = self.root.join(Kind::Pack.dir());
+        if let Ok(rd) = fs::read_dir(&data) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    dirs.push(e.path());
+                }
+            }
+        }
+        for dir in dirs {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .map(|t| now.duration_since(t).unwrap_or_default() >= older_than)
+                    .unwrap_or(false);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Makes a directory entry durable.
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (and parents) and makes the new entries durable.
+fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dir_durable(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent() {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+impl ReadStore for LocalStore {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn get(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
+        let (mut f, path) = self.open_read(kind, name)?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).map_err(|e| io_err("read", &path, e))?;
+        Ok(buf)
+    }
+
+    fn get_range(&self, kind: Kind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let (f, path) = self.open_read(kind, name)?;
+        let size = f.metadata().map_err(|e| io_err("stat", &path, e))?.len();
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(StoreError::ShortObject {
+                kind,
+                name: name.to_string(),
+                location: self.location(),
+                size,
+                offset,
+                length,
+            });
+        }
+        let len = usize::try_from(length).map_err(|_| StoreError::ShortObject {
+            kind,
+            name: name.to_string(),
+            location: self.location(),
+            size,
+            offset,
+            length,
+        })?;
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, offset).map_err(|e| io_err("read", &path, e))?;
+        Ok(buf)
+    }
+
+    fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
+        if kind == Kind::Config {
+            return Ok(match fs::metadata(self.root.join("config")) {
+                Ok(m) => vec![ObjectInfo { name: "config".into(), size: m.len() }],
+                Err(_) => vec![],
+            });
+        }
+        let base = self.root.join(kind.dir());
+        let mut dirs = vec![];
+        if kind == Kind::Pack {
+            match fs::read_dir(&base) {
+                Ok(rd) => {
+                    for e in rd {
+                        let e = e.map_err(|e| io_err("list", &base, e))?;
+                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            dirs.push(e.path());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("list", &base, e)),
+            }
+        } else {
+            dirs.push(base);
+        }
+        let mut out = vec![];
+        for dir in dirs {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("list", &dir, e)),
+            };
+            for e in rd {
+                let e = e.map_err(|e| io_err("list", &dir, e))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if validate_name(&name).is_err() {
+                    continue;
+                }
+                let size = match e.metadata() {
+                    Ok(m) if m.is_file() => m.len(),
+                    Ok(_) => continue,
+                    // Deleted between readdir and stat.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(io_err("stat", &e.path(), err)),
+                };
+                out.push(ObjectInfo { name, size });
+            }
+        }
+        Ok(out)
+    }
+
+    fn exists(&self, kind: Kind, name: &str) -> Result<bool> {
+        let path = self.path_of(kind, name)?;
+        match fs::symlink_metadata(&path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("stat", &path, e)),
+        }
+    }
+
+    fn size(&self, kind: Kind, name: &str) -> Result<u64> {
+        let path = self.path_of(kind, name)?;
+        match fs::metadata(&path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.not_found(kind, name)),
+            Err(e) => Err(io_err("stat", &path, e)),
+        }
+    }
+}
+
+impl WriteStore for LocalStore {
+    fn put(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.path_of(kind, name)?;
+        let dir = self.dir_of(kind, name);
+        create_dir_durable(&dir).map_err(|e| io_err("create directory", &dir, e))?;
+        let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| io_err("create", &tmp, e))?;
+            f.write_all(data).map_err(|e| io_err("write", &tmp, e))?;
+            f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+            drop(f);
+            // A hard link fails when the target exists, which gives us
+            // "never overwrite" atomically; rename would silently replace.
+            match fs::hard_link(&tmp, &path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(StoreError::AlreadyExists {
+                        kind,
+                        name: name.to_string(),
+                        location: self.location(),
+                    })
+                }
+                Err(e) => return Err(io_err("link", &path, e)),
+            }
+            Ok(())
+        })();
+        let _ = fs::remove_file(&tmp);
+        result?;
+        fsync_dir(&dir).map_err(|e| io_err("fsync", &dir, e))
+    }
+
+    fn delete(&self, kind: Kind, name: &str) -> Result<()> {
+        let path = self.path_of(kind, name)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("delete", &path, e)),
+        }
+        let dir = self.dir_of(kind, name);
+        fsync_dir(&dir).map_err(|e| io_err("fsync", &dir, e))
+    }
+
+    fn create(&self) -> Result<()> {
+        for kind in Kind::ALL {
+            let dir = self.root.join(kind.dir());
+            create_dir_durable(&dir).map_err(|e| io_err("create directory", &dir, e))?;
+        }
+        Ok(())
+    }
+
+    fn as_read(&self) -> &dyn ReadStore {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_store_passes_conformance() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path().join("repo"));
+        crate::conformance::run_all(&store);
+    }
+
+    #[test]
+    fn temporaries_are_invisible_and_cleaned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path().to_path_buf());
+        store.create().expect("create");
+        fs::write(dir.path().join("index/.tmp-abc"), b"half").expect("write");
+        assert!(store.list(Kind::Index).expect("list").is_empty());
+        assert_eq!(store.remove_stale_temporaries(Duration::ZERO).expect("clean"), 1);
+        assert!(!dir.path().join("index/.tmp-abc").exists());
+    }
+}
