@@ -1,1 +1,36 @@
-//! placeholder
+//! lifeboat's repository: an encrypted, deduplicated, content-addressed
+//! format on top of a [`lifeboat_store`] store, and the operations on it
+//! (backup, restore, check, forget, prune).
+//!
+//! The design decision a reader must know: everything is immutable and named
+//! by content, and the write order (packs → index → snapshot) makes every
+//! crash harmless. Deletion is delayed: prune marks packs and a later prune
+//! deletes them, so no lock is ever needed for correctness (see
+//! docs/FORMAT.md and [`prune`]).
+//!
+//! This crate knows nothing of databases, plans or terminals: progress goes
+//! through the [`progress::Progress`] trait, partial failures come back as
+//! values (warnings next to the result), never as printed text.
+
+pub mod archiver;
+pub mod blob;
+pub mod check;
+pub mod chunker;
+pub mod crypto;
+pub mod diff;
+pub mod error;
+pub mod forget;
+pub mod id;
+pub mod index;
+pub mod pack;
+pub mod progress;
+pub mod prune;
+pub mod repository;
+pub mod restorer;
+pub mod snapshot;
+pub mod tree;
+
+pub use error::{RepoError, Result};
+pub use id::Id;
+pub use repository::{IndexedRepository, InitOptions, Repository};
+pub use snapshot::Snapshot;

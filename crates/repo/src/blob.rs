@@ -1,0 +1,130 @@
+//! Blobs: the unit of deduplication (a file chunk or a directory tree).
+//!
+//! Stored form: `seal(flag ‖ payload)` where flag 0 means the payload is the
+//! plaintext and flag 1 means it is a zstd frame of the plaintext. Compression
+//! is kept only when it saves at least 1/32 of the size.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{MasterKey, OpenError};
+use crate::id::Id;
+
+/// What a blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum BlobKind {
+    /// A chunk of file or stream content.
+    Data,
+    /// A serialized directory tree.
+    Tree,
+}
+
+impl BlobKind {
+    /// Byte used in pack headers.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            BlobKind::Data => 0,
+            BlobKind::Tree => 1,
+        }
+    }
+
+    /// Inverse of [`BlobKind::to_byte`].
+    pub fn from_byte(b: u8) -> Option<BlobKind> {
+        match b {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+const FLAG_RAW: u8 = 0;
+const FLAG_ZSTD: u8 = 1;
+
+/// Compresses (when it pays) and encrypts a blob's plaintext.
+/// `level` 0 disables compression.
+pub fn encode(key: &MasterKey, plain: &[u8], level: i32) -> Vec<u8> {
+    let mut framed = Vec::with_capacity(plain.len() + 1);
+    if level != 0 && plain.len() >= 64 {
+        framed.push(FLAG_ZSTD);
+        let ok = zstd::stream::copy_encode(plain, &mut framed, level).is_ok();
+        if !ok || framed.len() > plain.len() - plain.len() / 32 {
+            framed.clear();
+        }
+    }
+    if framed.is_empty() {
+        framed.push(FLAG_RAW);
+        framed.extend_from_slice(plain);
+    }
+    key.seal(&framed)
+}
+
+/// Why a stored blob could not be decoded.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// AEAD failure.
+    #[error("authentication failed")]
+    Auth,
+    /// Unknown flag or bad zstd frame.
+    #[error("bad encoding: {0}")]
+    Encoding(String),
+    /// Plaintext hashes to another id.
+    #[error("content does not match its id")]
+    IdMismatch,
+}
+
+impl From<OpenError> for DecodeError {
+    fn from(_: OpenError) -> Self {
+        DecodeError::Auth
+    }
+}
+
+/// Decrypts, decompresses and checks a stored blob against its id.
+/// `raw_len` bounds the decompressed size (a hostile frame cannot balloon).
+pub fn decode(key: &MasterKey, stored: &[u8], id: &Id, raw_len: u32) -> Result<Vec<u8>, DecodeError> {
+    let framed = key.open(stored)?;
+    let (&flag, payload) = framed.split_first().ok_or_else(|| DecodeError::Encoding("empty".into()))?;
+    let plain = match flag {
+        FLAG_RAW => payload.to_vec(),
+        FLAG_ZSTD => zstd::bulk::decompress(payload, raw_len as usize).map_err(|e| DecodeError::Encoding(e.to_string()))?,
+        f => return Err(DecodeError::Encoding(format!("unknown flag {f}"))),
+    };
+    if key.blob_id(&plain) != *id {
+        return Err(DecodeError::IdMismatch);
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn encode_decode_round_trip(data in proptest::collection::vec(any::<u8>(), 0..20_000), repeat in 1usize..4, level in 0i32..4) {
+            let key = MasterKey::generate();
+            let plain: Vec<u8> = data.iter().copied().cycle().take(data.len() * repeat).collect();
+            let id = key.blob_id(&plain);
+            let stored = encode(&key, &plain, level);
+            prop_assert_eq!(decode(&key, &stored, &id, plain.len() as u32).unwrap(), plain);
+        }
+    }
+
+    #[test]
+    fn compressible_data_shrinks_and_random_stays_raw() {
+        let key = MasterKey::generate();
+        let text = b"lifeboat ".repeat(10_000);
+        assert!(encode(&key, &text, 3).len() < text.len() / 10);
+        let random: Vec<u8> = (0..10_000).map(|_| rand::random::<u8>()).collect();
+        assert_eq!(encode(&key, &random, 3).len(), random.len() + 1 + crate::crypto::SEAL_OVERHEAD);
+    }
+
+    #[test]
+    fn wrong_id_is_detected() {
+        let key = MasterKey::generate();
+        let stored = encode(&key, b"hello", 1);
+        let err = decode(&key, &stored, &key.blob_id(b"other"), 5).unwrap_err();
+        assert_eq!(err, DecodeError::IdMismatch);
+    }
+}

@@ -1,0 +1,228 @@
+//! Content-defined chunking (FastCDC 2020 with a per-repository gear seed).
+//!
+//! We drive `fastcdc::v2020::cut_gear` over our own buffer instead of using
+//! the crate's `StreamCDC`, which allocates a fresh `Vec` per chunk and cannot
+//! share one read buffer across files.
+
+use std::io::{self, Read};
+
+use fastcdc::v2020::{cut_gear, get_gear_with_seed, logarithm2, Normalization, MASKS};
+use serde::{Deserialize, Serialize};
+
+/// Chunk size bounds, stored in the repository config.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkerParams {
+    /// Minimum chunk size in bytes.
+    pub min_size: u32,
+    /// Target average chunk size in bytes.
+    pub avg_size: u32,
+    /// Maximum chunk size in bytes.
+    pub max_size: u32,
+}
+
+impl ChunkerParams {
+    /// Defaults chosen by measurement (docs/FORMAT.md): 512 KiB / 1 MiB / 8 MiB.
+    pub const DEFAULT: ChunkerParams = ChunkerParams { min_size: 512 << 10, avg_size: 1 << 20, max_size: 8 << 20 };
+
+    /// Whether the bounds are ones FastCDC accepts.
+    pub fn is_valid(&self) -> bool {
+        use fastcdc::v2020::*;
+        (MINIMUM_MIN..=MINIMUM_MAX).contains(&self.min_size)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&self.avg_size)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&self.max_size)
+            && self.min_size <= self.avg_size
+            && self.avg_size <= self.max_size
+    }
+}
+
+/// A chunker: parameters plus the seeded gear tables.
+#[derive(Clone)]
+pub struct Chunker {
+    min: usize,
+    avg: usize,
+    max: usize,
+    mask_s: u64,
+    mask_l: u64,
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
+}
+
+impl Chunker {
+    /// A chunker for `params` (must be valid) and `seed`.
+    pub fn new(params: ChunkerParams, seed: u64) -> Chunker {
+        let bits = logarithm2(params.avg_size);
+        let norm = Normalization::Level1.bits();
+        let (gear, gear_ls) = get_gear_with_seed(seed);
+        Chunker {
+            min: params.min_size as usize,
+            avg: params.avg_size as usize,
+            max: params.max_size as usize,
+            mask_s: MASKS[(bits + norm) as usize],
+            mask_l: MASKS[(bits - norm) as usize],
+            gear,
+            gear_ls,
+        }
+    }
+
+    /// The maximum chunk size.
+    pub fn max_size(&self) -> usize {
+        self.max
+    }
+
+    /// Length of the first chunk of `data`. Only valid when `data` holds at
+    /// least `max_size` bytes or is the end of the stream.
+    pub fn cut(&self, data: &[u8]) -> usize {
+        let (_, n) = cut_gear(
+            data,
+            self.min,
+            self.avg,
+            self.max,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.gear,
+            &self.gear_ls,
+        );
+        n.max(1).min(data.len())
+    }
+
+    /// Splits a whole in-memory buffer into chunk lengths.
+    pub fn chunk_lengths(&self, data: &[u8]) -> Vec<usize> {
+        let mut out = vec![];
+        let mut pos = 0;
+        while pos < data.len() {
+            let n = self.cut(&data[pos..]);
+            out.push(n);
+            pos += n;
+        }
+        out
+    }
+
+    /// Reads `reader` to the end, calling `f` with each chunk in order.
+    /// `buf` is reused across calls to keep allocations down.
+    pub fn for_each_chunk<R: Read, E: From<io::Error>>(
+        &self,
+        mut reader: R,
+        buf: &mut Vec<u8>,
+        mut f: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let cap = self.max * 2;
+        buf.clear();
+        buf.resize(cap, 0);
+        let (mut start, mut end, mut eof, mut total) = (0usize, 0usize, false, 0u64);
+        loop {
+            // Fill until we hold a whole max-size window or hit the end.
+            while !eof && end - start < self.max {
+                if end == cap {
+                    buf.copy_within(start..end, 0);
+                    end -= start;
+                    start = 0;
+                }
+                match reader.read(&mut buf[end..cap]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        end += n;
+                        total += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if start == end {
+                return Ok(total);
+            }
+            let n = self.cut(&buf[start..end]);
+            f(&buf[start..start + n])?;
+            start += n;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn small() -> ChunkerParams {
+        ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384 }
+    }
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    fn boundaries(c: &Chunker, data: &[u8]) -> Vec<usize> {
+        let mut pos = 0;
+        c.chunk_lengths(data).into_iter().map(|n| { pos += n; pos }).collect()
+    }
+
+    #[test]
+    fn streaming_matches_in_memory_and_respects_bounds() {
+        let c = Chunker::new(small(), 42);
+        let data = pseudo_random(300_000, 7);
+        let mut streamed = vec![];
+        let mut buf = vec![];
+        // A reader that returns odd-sized pieces.
+        struct Dribble<'a>(&'a [u8]);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = out.len().min(self.0.len()).min(777);
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let total = c
+            .for_each_chunk::<_, io::Error>(Dribble(&data), &mut buf, |ch| {
+                streamed.push(ch.to_vec());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(total, data.len() as u64);
+        assert_eq!(streamed.concat(), data);
+        let lens: Vec<usize> = streamed.iter().map(|c| c.len()).collect();
+        assert_eq!(lens, c.chunk_lengths(&data));
+        for l in &lens[..lens.len() - 1] {
+            assert!((1024..=16384).contains(l), "chunk of {l} bytes");
+        }
+    }
+
+    #[test]
+    fn seed_changes_boundaries() {
+        let data = pseudo_random(200_000, 9);
+        assert_ne!(boundaries(&Chunker::new(small(), 1), &data), boundaries(&Chunker::new(small(), 2), &data));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+        /// An insertion shifts only the boundaries near it: every boundary
+        /// well after the insertion point reappears, shifted by its length.
+        #[test]
+        fn insert_shifts_only_nearby_boundaries(seed in any::<u64>(), at in 0usize..100_000, ins in proptest::collection::vec(any::<u8>(), 1..500)) {
+            let c = Chunker::new(small(), seed);
+            let data = pseudo_random(200_000, seed ^ 0x55);
+            let mut changed = data[..at].to_vec();
+            changed.extend_from_slice(&ins);
+            changed.extend_from_slice(&data[at..]);
+            let before = boundaries(&c, &data);
+            let after: std::collections::HashSet<usize> = boundaries(&c, &changed).into_iter().collect();
+            // Boundaries before the insertion minus one max chunk are untouched.
+            for b in before.iter().filter(|&&b| b + 16384 < at) {
+                prop_assert!(after.contains(b), "boundary {} before the insert moved", b);
+            }
+            // Boundaries far after it are shifted by exactly the inserted length.
+            let far: Vec<usize> = before.iter().copied().filter(|&b| b > at + 4 * 16384).collect();
+            let kept = far.iter().filter(|&&b| after.contains(&(b + ins.len()))).count();
+            prop_assert!(kept * 10 >= far.len() * 9, "only {} of {} far boundaries survived", kept, far.len());
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Errors of the repository layer.
+//!
+//! Rules: every variant names what and where (repository location, object
+//! kind and id, path). Retrying makes sense only for store I/O errors that
+//! say so ([`RepoError::is_retryable`]); a wrong password, a damaged object or
+//! a format problem will fail the same way again. A partial failure (some
+//! files unreadable during backup, some blobs damaged during restore) is not an
+//! error: it is returned as a value next to the result.
+
+use std::path::PathBuf;
+
+use lifeboat_store::{Kind, StoreError};
+
+use crate::id::Id;
+
+/// Errors of the repository layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// A store call failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No key file accepts the password.
+    #[error("wrong password: no key in {location} opens with it")]
+    WrongPassword {
+        /// Repository location.
+        location: String,
+    },
+    /// There is no repository here.
+    #[error("no lifeboat repository at {location} (run `lifeboat init` first)")]
+    NotARepository {
+        /// Repository location.
+        location: String,
+    },
+    /// `init` on a location that already has a repository.
+    #[error("a repository already exists at {location}")]
+    AlreadyInitialized {
+        /// Repository location.
+        location: String,
+    },
+    /// An object whose bytes do not match its name, or that fails to decrypt or parse.
+    #[error("{kind} {id} in {location} is damaged: {reason}")]
+    Damaged {
+        /// Object kind.
+        kind: Kind,
+        /// Object name.
+        id: String,
+        /// Repository location.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A blob that no index names.
+    #[error("blob {0} is not in the index")]
+    BlobNotIndexed(Id),
+    /// A repository format this version does not understand.
+    #[error("repository format: {0}")]
+    Format(String),
+    /// A snapshot argument that matches nothing or more than one snapshot.
+    #[error("{0}")]
+    SnapshotNotFound(String),
+    /// A path inside a snapshot that does not exist.
+    #[error("path {path:?} not found in snapshot {snapshot}")]
+    PathNotFound {
+        /// The path asked for.
+        path: String,
+        /// The snapshot.
+        snapshot: String,
+    },
+    /// A local file system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Invalid options given by the caller.
+    #[error("{0}")]
+    Usage(String),
+    /// The restore target already holds files the restore would replace.
+    #[error("restore target {target} already contains {count} of the files to restore (first: {first}); pass --overwrite to replace them")]
+    WouldOverwrite {
+        /// The target directory.
+        target: PathBuf,
+        /// How many conflicts.
+        count: usize,
+        /// The first conflicting path.
+        first: String,
+    },
+    /// A bug or an impossible state.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RepoError {
+    /// Whether retrying the same operation could succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RepoError::Store(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the caller (the user) is at fault: bad usage or configuration.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            RepoError::Usage(_)
+                | RepoError::SnapshotNotFound(_)
+                | RepoError::PathNotFound { .. }
+                | RepoError::NotARepository { .. }
+                | RepoError::AlreadyInitialized { .. }
+                | RepoError::WouldOverwrite { .. }
+        )
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> RepoError {
+        RepoError::Io { op, path: path.into(), source }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;

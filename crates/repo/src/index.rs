@@ -1,0 +1,250 @@
+//! The index: which pack holds each blob, and where.
+//!
+//! On disk, index objects list packs with their blobs; several index objects
+//! together form the index. A pack may carry a deletion mark
+//! (`obsolete_since`): prune put it there, and a later prune deletes the pack
+//! once the mark is older than the delete delay and no snapshot needs it. A
+//! `deleted` entry is a tombstone: the pack is being (or was) deleted and must
+//! never be indexed again.
+//!
+//! Merging rule: a pack listed live by any index object is live; a blob found
+//! in both a live and an obsolete pack resolves to the live one.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::blob::BlobKind;
+use crate::id::Id;
+use crate::pack::PackEntry;
+
+/// Index object format version.
+pub const INDEX_VERSION: u32 = 1;
+
+/// One index object as stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IndexFile {
+    /// Format version ([`INDEX_VERSION`]).
+    pub version: u32,
+    /// Packs described by this object.
+    pub packs: Vec<IndexPack>,
+}
+
+/// A pack in an index object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexPack {
+    /// Pack id.
+    pub id: Id,
+    /// Pack size in bytes.
+    pub size: u64,
+    /// Set when prune marked the pack for deletion (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obsolete_since: Option<i64>,
+    /// A tombstone: the pack is being deleted; never index it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Its blobs: `[id, kind, offset, length, raw_length]`.
+    #[serde(default)]
+    pub blobs: Vec<IndexBlob>,
+}
+
+/// A blob in an index object.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexBlob(pub Id, pub BlobKind, pub u32, pub u32, pub u32);
+
+impl From<&PackEntry> for IndexBlob {
+    fn from(e: &PackEntry) -> Self {
+        IndexBlob(e.id, e.kind, e.offset, e.length, e.raw_length)
+    }
+}
+
+impl IndexPack {
+    /// A live pack entry built from a pack's header.
+    pub fn live(id: Id, size: u64, entries: &[PackEntry]) -> IndexPack {
+        IndexPack { id, size, obsolete_since: None, deleted: false, blobs: entries.iter().map(IndexBlob::from).collect() }
+    }
+}
+
+/// Where a blob lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// Position of the pack in [`Index::packs`].
+    pub pack: u32,
+    /// Blob kind.
+    pub kind: BlobKind,
+    /// Offset in the pack.
+    pub offset: u32,
+    /// Stored length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+/// A pack known to the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackInfo {
+    /// Pack id.
+    pub id: Id,
+    /// Size in bytes.
+    pub size: u64,
+    /// Deletion mark, if any.
+    pub obsolete_since: Option<i64>,
+}
+
+/// The merged, in-memory index.
+#[derive(Debug, Default)]
+pub struct Index {
+    packs: Vec<PackInfo>,
+    pack_pos: HashMap<Id, u32>,
+    blobs: HashMap<Id, BlobLocation>,
+    tombstones: HashSet<Id>,
+}
+
+impl Index {
+    /// Merges one index object.
+    pub fn add_file(&mut self, file: &IndexFile) {
+        for p in &file.packs {
+            self.add_pack(p);
+        }
+    }
+
+    /// Merges one pack entry.
+    pub fn add_pack(&mut self, p: &IndexPack) {
+        if p.deleted {
+            self.tombstones.insert(p.id);
+            return;
+        }
+        let pos = match self.pack_pos.get(&p.id) {
+            Some(&pos) => {
+                let info = &mut self.packs[pos as usize];
+                // Live wins over obsolete; the oldest mark wins among marks.
+                info.obsolete_since = match (info.obsolete_since, p.obsolete_since) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                };
+                pos
+            }
+            None => {
+                let pos = self.packs.len() as u32;
+                self.packs.push(PackInfo { id: p.id, size: p.size, obsolete_since: p.obsolete_since });
+                self.pack_pos.insert(p.id, pos);
+                pos
+            }
+        };
+        let live = self.packs[pos as usize].obsolete_since.is_none();
+        for b in &p.blobs {
+            let loc = BlobLocation { pack: pos, kind: b.1, offset: b.2, length: b.3, raw_length: b.4 };
+            match self.blobs.get(&b.0) {
+                Some(old) if !live || self.packs[old.pack as usize].obsolete_since.is_none() => {}
+                _ => {
+                    self.blobs.insert(b.0, loc);
+                }
+            }
+        }
+    }
+
+    /// Where a blob is, if indexed (live or marked).
+    pub fn get(&self, id: &Id) -> Option<&BlobLocation> {
+        self.blobs.get(id)
+    }
+
+    /// Whether a blob is in a pack without a deletion mark. Backups
+    /// deduplicate only against these, so a marked pack never gains new users.
+    pub fn has_live(&self, id: &Id) -> bool {
+        self.blobs.get(id).is_some_and(|l| self.packs[l.pack as usize].obsolete_since.is_none())
+    }
+
+    /// The pack at a position.
+    pub fn pack(&self, pos: u32) -> &PackInfo {
+        &self.packs[pos as usize]
+    }
+
+    /// Every pack.
+    pub fn packs(&self) -> &[PackInfo] {
+        &self.packs
+    }
+
+    /// The position of a pack.
+    pub fn pack_pos(&self, id: &Id) -> Option<u32> {
+        self.pack_pos.get(id).copied()
+    }
+
+    /// Packs with a tombstone.
+    pub fn tombstones(&self) -> &HashSet<Id> {
+        &self.tombstones
+    }
+
+    /// Whether the index mentions a pack at all (live, marked or tombstone).
+    pub fn knows_pack(&self, id: &Id) -> bool {
+        self.pack_pos.contains_key(id) || self.tombstones.contains(id)
+    }
+
+    /// Iterates every blob.
+    pub fn blobs(&self) -> impl Iterator<Item = (&Id, &BlobLocation)> {
+        self.blobs.iter()
+    }
+
+    /// Number of blobs.
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// The blobs of each pack, as index entries, grouped by pack position.
+    pub fn blobs_by_pack(&self) -> Vec<Vec<IndexBlob>> {
+        let mut out = vec![Vec::new(); self.packs.len()];
+        for (id, l) in &self.blobs {
+            out[l.pack as usize].push(IndexBlob(*id, l.kind, l.offset, l.length, l.raw_length));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pack(n: u8, obsolete: Option<i64>, blobs: &[u8]) -> IndexPack {
+        IndexPack {
+            id: Id([n; 32]),
+            size: 100,
+            obsolete_since: obsolete,
+            deleted: false,
+            blobs: blobs.iter().map(|&b| IndexBlob(Id([b; 32]), BlobKind::Data, 0, 10, 10)).collect(),
+        }
+    }
+
+    #[test]
+    fn live_listing_wins_over_mark_in_any_order() {
+        for order in [[0, 1], [1, 0]] {
+            let files = [pack(1, Some(5), &[9]), pack(1, None, &[9])];
+            let mut idx = Index::default();
+            for i in order {
+                idx.add_pack(&files[i]);
+            }
+            assert_eq!(idx.packs()[0].obsolete_since, None);
+            assert!(idx.has_live(&Id([9; 32])));
+        }
+    }
+
+    #[test]
+    fn blob_resolves_to_live_pack() {
+        let mut idx = Index::default();
+        idx.add_pack(&pack(1, Some(5), &[9]));
+        assert!(!idx.has_live(&Id([9; 32])));
+        assert!(idx.get(&Id([9; 32])).is_some(), "marked blobs stay readable");
+        idx.add_pack(&pack(2, None, &[9]));
+        assert_eq!(idx.pack(idx.get(&Id([9; 32])).unwrap().pack).id, Id([2; 32]));
+        idx.add_pack(&pack(3, Some(1), &[9]));
+        assert_eq!(idx.pack(idx.get(&Id([9; 32])).unwrap().pack).id, Id([2; 32]));
+    }
+
+    #[test]
+    fn index_file_json_round_trip() {
+        let f = IndexFile { version: 1, packs: vec![pack(1, Some(7), &[2, 3]), pack(4, None, &[])] };
+        let json = serde_json::to_string(&f).unwrap();
+        let back: IndexFile = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.packs.len(), 2);
+        assert_eq!(back.packs[0].blobs, f.packs[0].blobs);
+        assert_eq!(back.packs[0].obsolete_since, Some(7));
+    }
+}

@@ -1,0 +1,476 @@
+//! Opening, creating and reading a repository.
+//!
+//! Two states, two types: a [`Repository`] is unlocked (key and config read)
+//! and can list snapshots and manage keys; an [`IndexedRepository`] has also
+//! loaded the index and is the only thing that can read blobs, back up,
+//! restore, check or prune. The compiler therefore rejects an operation that
+//! needs the index on a repository that has not loaded it.
+
+use std::collections::HashSet;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use lifeboat_store::{Kind, WriteStore};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::blob;
+use crate::chunker::ChunkerParams;
+use crate::crypto::{KdfParams, KeyFile, MasterKey};
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{Index, IndexFile, IndexPack, INDEX_VERSION};
+use crate::pack;
+use crate::snapshot::{Snapshot, SNAPSHOT_VERSION};
+use crate::tree::Tree;
+
+/// The repository format version this code writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The `config` object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Config {
+    /// Repository format version.
+    pub version: u32,
+    /// Random repository id (hex).
+    pub id: String,
+    /// Chunker bounds.
+    pub chunker: ChunkerParams,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+    /// zstd level for new blobs (0 = off).
+    pub compression: i32,
+}
+
+/// Options for `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Chunker bounds.
+    pub chunker: ChunkerParams,
+    /// Target pack size.
+    pub pack_size: u32,
+    /// zstd level.
+    pub compression: i32,
+    /// KDF cost for the first key.
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions { chunker: ChunkerParams::DEFAULT, pack_size: 16 << 20, compression: 3, kdf: KdfParams::DEFAULT }
+    }
+}
+
+/// A key as `key list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// Key object name.
+    pub id: String,
+    /// Whether this key opened the repository.
+    pub current: bool,
+    /// Creation time.
+    pub created: String,
+    /// `user@host` that created it.
+    pub created_by: String,
+}
+
+/// An unlocked repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    store: Arc<dyn WriteStore>,
+    key: Arc<MasterKey>,
+    key_name: String,
+    config: Config,
+}
+
+fn who() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", hostname())
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for 256 bytes; gethostname NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".into()
+    }
+}
+
+impl Repository {
+    /// Creates a repository in an empty store.
+    pub fn init(store: Arc<dyn WriteStore>, password: &[u8], opts: InitOptions) -> Result<Repository> {
+        if store.exists(Kind::Config, "config")? {
+            return Err(RepoError::AlreadyInitialized { location: store.location() });
+        }
+        if !opts.chunker.is_valid() {
+            return Err(RepoError::Usage(format!("invalid chunker parameters {:?}", opts.chunker)));
+        }
+        if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
+            return Err(RepoError::Usage("pack size must be between 1 MiB and 1 GiB".into()));
+        }
+        if !(0..=22).contains(&opts.compression) {
+            return Err(RepoError::Usage("compression level must be 0 (off) to 22".into()));
+        }
+        store.create()?;
+        let key = MasterKey::generate();
+        let config = Config {
+            version: FORMAT_VERSION,
+            id: hex::encode(rand::random::<[u8; 16]>()),
+            chunker: opts.chunker,
+            pack_size: opts.pack_size,
+            compression: opts.compression,
+        };
+        let kf = KeyFile::wrap(&key, password, opts.kdf, who())?;
+        let key_name = save_key_file(store.as_ref(), &kf)?;
+        let repo = Repository { store, key: Arc::new(key), key_name, config };
+        // The config goes last: a crash before this leaves no repository.
+        let sealed = repo.key.seal(&serde_json::to_vec(&repo.config).map_err(|e| RepoError::Internal(e.to_string()))?);
+        repo.store.put(Kind::Config, "config", &sealed)?;
+        Ok(repo)
+    }
+
+    /// Opens a repository with a password.
+    pub fn open(store: Arc<dyn WriteStore>, password: &[u8]) -> Result<Repository> {
+        let location = store.location();
+        let sealed_config = match store.get(Kind::Config, "config") {
+            Ok(c) => c,
+            Err(e) if e.is_not_found() => return Err(RepoError::NotARepository { location }),
+            Err(e) => return Err(e.into()),
+        };
+        let mut keys = store.list(Kind::Key)?;
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        for k in keys {
+            let bytes = store.get(Kind::Key, &k.name)?;
+            let kf: KeyFile = match serde_json::from_slice(&bytes) {
+                Ok(kf) => kf,
+                Err(e) => {
+                    tracing::warn!("key {} in {location} is unreadable: {e}", k.name);
+                    continue;
+                }
+            };
+            if let Some(key) = kf.unwrap_with(password)? {
+                let plain = key.open(&sealed_config).map_err(|_| RepoError::Damaged {
+                    kind: Kind::Config,
+                    id: "config".into(),
+                    location: location.clone(),
+                    reason: "does not decrypt with the repository key".into(),
+                })?;
+                let config: Config = serde_json::from_slice(&plain).map_err(|e| RepoError::Damaged {
+                    kind: Kind::Config,
+                    id: "config".into(),
+                    location: location.clone(),
+                    reason: e.to_string(),
+                })?;
+                if config.version > FORMAT_VERSION {
+                    return Err(RepoError::Format(format!(
+                        "repository at {location} has format version {}; this lifeboat reads up to {FORMAT_VERSION}",
+                        config.version
+                    )));
+                }
+                return Ok(Repository { store, key: Arc::new(key), key_name: k.name, config });
+            }
+        }
+        Err(RepoError::WrongPassword { location })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn WriteStore> {
+        &self.store
+    }
+
+    /// The master key.
+    pub fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where the repository is.
+    pub fn location(&self) -> String {
+        self.store.location()
+    }
+
+    fn damaged(&self, kind: Kind, id: &str, reason: impl Into<String>) -> RepoError {
+        RepoError::Damaged { kind, id: id.to_string(), location: self.location(), reason: reason.into() }
+    }
+
+    /// Writes a metadata object: `seal(zstd(json))`, named by the BLAKE3 of
+    /// the stored bytes.
+    pub fn save_json<T: Serialize>(&self, kind: Kind, value: &T) -> Result<Id> {
+        let json = serde_json::to_vec(value).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let compressed = zstd::bulk::compress(&json, 3).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let sealed = self.key.seal(&compressed);
+        let id = Id::hash_of(&sealed);
+        self.store.put(kind, &id.to_hex(), &sealed)?;
+        Ok(id)
+    }
+
+    /// Reads and verifies a metadata object.
+    pub fn load_json<T: DeserializeOwned>(&self, kind: Kind, name: &str) -> Result<T> {
+        let bytes = self.store.get(kind, name)?;
+        self.decode_json(kind, name, &bytes)
+    }
+
+    /// Verifies and decodes the bytes of a metadata object.
+    pub fn decode_json<T: DeserializeOwned>(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<T> {
+        if Id::hash_of(bytes).to_hex() != name {
+            return Err(self.damaged(kind, name, "content does not match its name (modified or truncated)"));
+        }
+        let compressed = self.key.open(bytes).map_err(|_| self.damaged(kind, name, "fails authentication"))?;
+        // Metadata objects are small; 1 GiB bounds a hostile frame.
+        let json = zstd::stream::decode_all(&compressed[..])
+            .map_err(|e| self.damaged(kind, name, format!("bad compression: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| self.damaged(kind, name, format!("bad content: {e}")))
+    }
+
+    /// Every snapshot, oldest first. Damaged snapshots are returned as errors
+    /// in the second list.
+    pub fn snapshots(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<RepoError>)> {
+        let mut ok = vec![];
+        let mut bad = vec![];
+        for o in self.store.list(Kind::Snapshot)? {
+            let Ok(id) = o.name.parse::<Id>() else { continue };
+            match self.load_json::<Snapshot>(Kind::Snapshot, &o.name) {
+                Ok(s) if s.version > SNAPSHOT_VERSION => bad.push(RepoError::Format(format!(
+                    "snapshot {} has version {}; this lifeboat reads up to {SNAPSHOT_VERSION}",
+                    id.short(),
+                    s.version
+                ))),
+                Ok(s) => ok.push((id, s)),
+                Err(RepoError::Store(e)) if e.is_not_found() => {} // removed meanwhile
+                Err(e) => bad.push(e),
+            }
+        }
+        ok.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok((ok, bad))
+    }
+
+    /// Resolves `latest` or a unique id prefix to a snapshot.
+    pub fn find_snapshot(&self, arg: &str) -> Result<(Id, Snapshot)> {
+        let (all, _) = self.snapshots()?;
+        if arg == "latest" {
+            return all.into_iter().last().ok_or_else(|| RepoError::SnapshotNotFound("the repository has no snapshots".into()));
+        }
+        let arg_l = arg.to_ascii_lowercase();
+        if arg_l.is_empty() || !arg_l.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::SnapshotNotFound(format!("{arg:?} is not `latest` or a snapshot id (prefix)")));
+        }
+        let mut m: Vec<_> = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&arg_l)).collect();
+        match m.len() {
+            0 => Err(RepoError::SnapshotNotFound(format!("no snapshot matches {arg:?}"))),
+            1 => Ok(m.remove(0)),
+            n => Err(RepoError::SnapshotNotFound(format!("{arg:?} matches {n} snapshots; give more characters"))),
+        }
+    }
+
+    /// Writes a snapshot object.
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
+        self.save_json(Kind::Snapshot, s)
+    }
+
+    /// Deletes a snapshot object.
+    pub fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        Ok(self.store.delete(Kind::Snapshot, &id.to_hex())?)
+    }
+
+    /// Lists keys.
+    pub fn keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut out = vec![];
+        for o in self.store.list(Kind::Key)? {
+            let kf: Option<KeyFile> = self.store.get(Kind::Key, &o.name).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            out.push(KeyInfo {
+                current: o.name == self.key_name,
+                created: kf.as_ref().map(|k| k.created.clone()).unwrap_or_default(),
+                created_by: kf.map(|k| k.created_by).unwrap_or_else(|| "(unreadable)".into()),
+                id: o.name,
+            });
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// Adds a key for another password. Returns its id.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        let kf = KeyFile::wrap(&self.key, password, kdf, who())?;
+        save_key_file(self.store.as_ref(), &kf)
+    }
+
+    /// Removes a key (by id or unique prefix). The key in use cannot be removed.
+    pub fn remove_key(&self, prefix: &str) -> Result<String> {
+        let keys = self.keys()?;
+        let m: Vec<_> = keys.iter().filter(|k| k.id.starts_with(prefix) && !prefix.is_empty()).collect();
+        let k = match m.as_slice() {
+            [k] => *k,
+            [] => return Err(RepoError::Usage(format!("no key matches {prefix:?}"))),
+            _ => return Err(RepoError::Usage(format!("{prefix:?} matches several keys"))),
+        };
+        if k.current {
+            return Err(RepoError::Usage(format!(
+                "key {} is the one in use; open the repository with another key to remove it",
+                k.id
+            )));
+        }
+        self.store.delete(Kind::Key, &k.id)?;
+        Ok(k.id.clone())
+    }
+
+    /// Replaces the current key's password: adds a new key, removes the old one.
+    pub fn change_password(&self, new_password: &[u8], kdf: KdfParams) -> Result<String> {
+        let new_id = self.add_key(new_password, kdf)?;
+        self.store.delete(Kind::Key, &self.key_name)?;
+        Ok(new_id)
+    }
+
+    /// Loads every index object and returns the indexed repository.
+    pub fn load_index(self) -> Result<IndexedRepository> {
+        let mut index = Index::default();
+        let mut files = vec![];
+        for o in self.store.list(Kind::Index)? {
+            let f: IndexFile = match self.load_json(Kind::Index, &o.name) {
+                Ok(f) => f,
+                Err(RepoError::Store(e)) if e.is_not_found() => continue, // replaced by a prune meanwhile
+                Err(e) => return Err(e),
+            };
+            if f.version > INDEX_VERSION {
+                return Err(RepoError::Format(format!("index {} has version {}; this lifeboat reads up to {INDEX_VERSION}", o.name, f.version)));
+            }
+            index.add_file(&f);
+            files.push(o.name);
+        }
+        Ok(IndexedRepository { repo: self, index, index_files: files })
+    }
+}
+
+fn save_key_file(store: &dyn WriteStore, kf: &KeyFile) -> Result<String> {
+    let bytes = serde_json::to_vec_pretty(kf).map_err(|e| RepoError::Internal(e.to_string()))?;
+    let name = Id::hash_of(&bytes).to_hex();
+    store.put(Kind::Key, &name, &bytes)?;
+    Ok(name)
+}
+
+/// A repository with its index loaded.
+#[derive(Debug)]
+pub struct IndexedRepository {
+    repo: Repository,
+    pub(crate) index: Index,
+    pub(crate) index_files: Vec<String>,
+}
+
+impl Deref for IndexedRepository {
+    type Target = Repository;
+    fn deref(&self) -> &Repository {
+        &self.repo
+    }
+}
+
+impl IndexedRepository {
+    /// The merged index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Reads, decrypts and verifies one blob.
+    pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = *self.index.get(id).ok_or(RepoError::BlobNotIndexed(*id))?;
+        let pack = self.index.pack(loc.pack).id;
+        let stored = self.store().get_range(Kind::Pack, &pack.to_hex(), u64::from(loc.offset), u64::from(loc.length))?;
+        blob::decode(self.key(), &stored, id, loc.raw_length).map_err(|e| RepoError::Damaged {
+            kind: Kind::Pack,
+            id: pack.to_hex(),
+            location: self.location(),
+            reason: format!("blob {}: {e}", id.short()),
+        })
+    }
+
+    /// Reads a tree blob.
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.read_blob(id)?;
+        Tree::from_bytes(&bytes).map_err(|e| RepoError::Damaged {
+            kind: Kind::Pack,
+            id: id.to_hex(),
+            location: self.location(),
+            reason: format!("tree blob: {e}"),
+        })
+    }
+
+    /// Writes an index object and merges it into the in-memory index.
+    pub fn save_index(&mut self, packs: Vec<IndexPack>) -> Result<Option<Id>> {
+        if packs.is_empty() {
+            return Ok(None);
+        }
+        let file = IndexFile { version: INDEX_VERSION, packs };
+        let id = self.save_json(Kind::Index, &file)?;
+        self.index.add_file(&file);
+        self.index_files.push(id.to_hex());
+        Ok(Some(id))
+    }
+
+    /// Reads the header of a pack from the store.
+    pub fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
+        let damaged = |reason: String| RepoError::Damaged { kind: Kind::Pack, id: name.to_string(), location: self.location(), reason };
+        if size < 4 {
+            return Err(damaged("pack is truncated".into()));
+        }
+        let trailer = self.store().get_range(Kind::Pack, name, size - 4, 4)?;
+        let hlen = pack::header_len([trailer[0], trailer[1], trailer[2], trailer[3]], size).map_err(|e| damaged(e.to_string()))?;
+        let start = size - 4 - u64::from(hlen);
+        let sealed = self.store().get_range(Kind::Pack, name, start, u64::from(hlen))?;
+        pack::parse_header(self.key(), &sealed, start).map_err(|e| damaged(e.to_string()))
+    }
+
+    /// Indexes packs that exist in the store but no index mentions (left by
+    /// an interrupted backup, or written by a backup still running), so their
+    /// blobs are reused instead of uploaded again. Returns how many packs
+    /// were recovered and the damaged ones skipped.
+    pub fn index_unindexed_packs(&mut self) -> Result<(usize, Vec<RepoError>)> {
+        let mut found = vec![];
+        let mut bad = vec![];
+        for o in self.store().list(Kind::Pack)? {
+            let Ok(id) = o.name.parse::<Id>() else { continue };
+            if self.index.knows_pack(&id) {
+                continue;
+            }
+            match self.read_pack_header(&o.name, o.size) {
+                Ok(entries) => found.push(IndexPack::live(id, o.size, &entries)),
+                Err(RepoError::Store(e)) if e.is_not_found() => {}
+                Err(e) => bad.push(e),
+            }
+        }
+        let n = found.len();
+        self.save_index(found)?;
+        Ok((n, bad))
+    }
+
+    /// Every blob reachable from the given trees (trees and data), walking
+    /// each tree once. Errors name the tree that could not be read.
+    pub fn reachable_blobs(&self, roots: &[Id]) -> (HashSet<Id>, Vec<RepoError>) {
+        let mut seen = HashSet::new();
+        let mut errors = vec![];
+        let mut stack: Vec<Id> = roots.to_vec();
+        while let Some(t) = stack.pop() {
+            if !seen.insert(t) {
+                continue;
+            }
+            match self.load_tree(&t) {
+                Ok(tree) => {
+                    for n in tree.nodes {
+                        seen.extend(n.content);
+                        if let Some(s) = n.subtree {
+                            stack.push(s);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        (seen, errors)
+    }
+}

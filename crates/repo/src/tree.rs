@@ -1,0 +1,225 @@
+//! Directory trees: one blob per directory, listing its entries by name.
+//!
+//! A tree is JSON (`{"nodes": [...]}`) sorted by name bytes, so the same
+//! directory content always serializes to the same bytes and dedups: an
+//! unchanged subtree costs nothing in a new snapshot.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::id::Id;
+
+/// Tree format version written into every tree blob.
+pub const TREE_VERSION: u32 = 1;
+
+/// A file name: arbitrary bytes except `/` and NUL. Serialized as a string
+/// when it is UTF-8, else as `{"bytes": "<hex>"}`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct FileName(pub Vec<u8>);
+
+impl FileName {
+    /// Whether the name is safe to join to a directory: not empty, not `.`
+    /// or `..`, no `/` and no NUL. Restore refuses anything else.
+    pub fn is_safe(&self) -> bool {
+        !self.0.is_empty() && self.0 != b"." && self.0 != b".." && !self.0.contains(&b'/') && !self.0.contains(&0)
+    }
+
+    /// As an OS string.
+    pub fn as_os_str(&self) -> &std::ffi::OsStr {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::OsStr::from_bytes(&self.0)
+    }
+
+    /// Lossy display form.
+    pub fn display(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+}
+
+impl std::fmt::Debug for FileName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.display())
+    }
+}
+
+impl From<&std::ffi::OsStr> for FileName {
+    fn from(s: &std::ffi::OsStr) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        FileName(s.as_bytes().to_vec())
+    }
+}
+
+impl From<&str> for FileName {
+    fn from(s: &str) -> Self {
+        FileName(s.as_bytes().to_vec())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum NameRepr {
+    Utf8(String),
+    Bytes { bytes: String },
+}
+
+impl Serialize for FileName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(u) => NameRepr::Utf8(u.to_string()).serialize(s),
+            Err(_) => NameRepr::Bytes { bytes: hex::encode(&self.0) }.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FileName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match NameRepr::deserialize(d)? {
+            NameRepr::Utf8(s) => Ok(FileName(s.into_bytes())),
+            NameRepr::Bytes { bytes } => hex::decode(bytes).map(FileName).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// What kind of entry a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// A regular file (content in `content`).
+    File,
+    /// A directory (entries in `subtree`).
+    Dir,
+    /// A symbolic link (target in `link_target`).
+    Symlink,
+}
+
+/// One directory entry with its metadata.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Node {
+    /// Entry name.
+    pub name: FileName,
+    /// Entry kind.
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i64,
+    /// Access time, ns since the epoch.
+    #[serde(default)]
+    pub atime_ns: i64,
+    /// Status change time, ns since the epoch (used to detect changes).
+    #[serde(default)]
+    pub ctime_ns: i64,
+    /// Inode number (change detection, hard links).
+    #[serde(default)]
+    pub inode: u64,
+    /// Device id (hard links).
+    #[serde(default)]
+    pub device: u64,
+    /// Link count (hard links).
+    #[serde(default)]
+    pub links: u64,
+    /// Size in bytes (files).
+    #[serde(default)]
+    pub size: u64,
+    /// Data blobs, in order (files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<Id>,
+    /// Tree blob (directories).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<Id>,
+    /// Link target (symlinks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_target: Option<FileName>,
+}
+
+/// A directory's entries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tree {
+    /// Tree format version.
+    #[serde(default)]
+    pub version: u32,
+    /// Entries, sorted by name.
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// A tree from nodes (sorted here).
+    pub fn new(mut nodes: Vec<Node>) -> Tree {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Tree { version: TREE_VERSION, nodes }
+    }
+
+    /// Serialized form (the tree blob's plaintext).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a tree blob.
+    pub fn from_bytes(b: &[u8]) -> Result<Tree, String> {
+        let t: Tree = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+        if t.version > TREE_VERSION {
+            return Err(format!("tree version {} is newer than this lifeboat understands ({TREE_VERSION})", t.version));
+        }
+        Ok(t)
+    }
+
+    /// The entry with this name.
+    pub fn find(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes.binary_search_by(|n| n.name.0.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node(name: Vec<u8>) -> Node {
+        Node {
+            name: FileName(name),
+            kind: NodeKind::File,
+            mode: 0o644,
+            uid: 1,
+            gid: 2,
+            mtime_ns: 3,
+            atime_ns: 4,
+            ctime_ns: 5,
+            inode: 6,
+            device: 7,
+            links: 1,
+            size: 8,
+            content: vec![Id([1; 32])],
+            subtree: None,
+            link_target: Some(FileName(vec![0xff, b'x'])),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn tree_round_trip(names in proptest::collection::btree_set(proptest::collection::vec(1u8..=255, 1..20), 0..10)) {
+            let t = Tree::new(names.into_iter().map(node).collect());
+            let back = Tree::from_bytes(&t.to_bytes()).unwrap();
+            prop_assert_eq!(&back, &t);
+            for n in &t.nodes {
+                prop_assert_eq!(back.find(&n.name.0), Some(n));
+            }
+        }
+    }
+
+    #[test]
+    fn unsafe_names_are_recognised() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/etc", b"x\0y"] {
+            assert!(!FileName(bad.to_vec()).is_safe(), "{bad:?}");
+        }
+        assert!(FileName(b"..x".to_vec()).is_safe());
+    }
+
+    #[test]
+    fn newer_tree_version_is_rejected() {
+        assert!(Tree::from_bytes(br#"{"version":99,"nodes":[]}"#).is_err());
+    }
+}
