@@ -1,1 +1,651 @@
-//! archiver
+//! Backup: files and streams into a snapshot.
+//!
+//! The walker (the calling thread) lists directories in name order and
+//! compares each file with the same path in the parent snapshot; files whose
+//! size, mtime, ctime and inode all match keep their content list without
+//! being read. Every other file goes to a pool of reader threads that read,
+//! chunk and hash it and hand new chunks to the [`BlobSaver`] pipeline
+//! (compress → encrypt → pack → upload). When all files are done, trees are
+//! assembled bottom-up and saved as blobs; then the index is flushed; then the
+//! snapshot is written. Nothing points at data that is not yet stored.
+//!
+//! A file or directory that cannot be read is skipped and reported as a
+//! [`Warning`]; the snapshot is still written.
+
+use std::fs::{self, File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, unbounded};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+
+use crate::blob::BlobKind;
+use crate::chunker::Chunker;
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::packer::BlobSaver;
+use crate::progress::Progress;
+use crate::repository::{hostname, IndexedRepository};
+use crate::snapshot::{BackupSummary, Snapshot, SNAPSHOT_VERSION};
+use crate::tree::{FileName, Node, NodeKind, Tree};
+
+/// What to back up.
+pub enum BackupSource<'a> {
+    /// Files and directories; each becomes a top-level entry named by its last
+    /// path component.
+    Paths(Vec<PathBuf>),
+    /// One byte stream stored as a file named `name` (stdin, a dump).
+    Stream {
+        /// File name in the snapshot.
+        name: String,
+        /// The bytes. Always read in full: a stream is never skipped.
+        reader: Box<dyn Read + Send + 'a>,
+    },
+}
+
+/// Options of a backup.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Host name to record (default: this machine's).
+    pub host: Option<String>,
+    /// Tags to record.
+    pub tags: Vec<String>,
+    /// Glob patterns to exclude. A pattern with a `/` matches the absolute
+    /// path; one without matches the file name at any depth.
+    pub excludes: Vec<String>,
+    /// Parent snapshot for change detection. `None`: the latest snapshot
+    /// with the same host and paths.
+    pub parent: Option<Id>,
+    /// Read every file, ignoring any parent.
+    pub no_parent: bool,
+    /// Source-specific metadata to store in the snapshot.
+    pub source_meta: Option<serde_json::Value>,
+}
+
+/// Something that could not be backed up.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Warning {
+    /// The path concerned.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The result of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupOutcome {
+    /// The new snapshot's id.
+    pub id: Id,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+    /// Entries that were skipped.
+    pub warnings: Vec<Warning>,
+}
+
+/// Compiled exclude patterns.
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    by_path: GlobSet,
+    by_name: GlobSet,
+}
+
+impl Excludes {
+    /// Compiles patterns; a bad pattern is a usage error naming it.
+    pub fn new(patterns: &[String]) -> Result<Excludes> {
+        let mut by_path = GlobSetBuilder::new();
+        let mut by_name = GlobSetBuilder::new();
+        for p in patterns {
+            let g = Glob::new(p).map_err(|e| RepoError::Usage(format!("bad exclude pattern {p:?}: {e}")))?;
+            if p.contains('/') {
+                by_path.add(g);
+            } else {
+                by_name.add(g);
+            }
+        }
+        let build = |b: GlobSetBuilder| b.build().map_err(|e| RepoError::Usage(format!("exclude patterns: {e}")));
+        Ok(Excludes { by_path: build(by_path)?, by_name: build(by_name)? })
+    }
+
+    /// Whether `path` (absolute) is excluded.
+    pub fn matches(&self, path: &Path) -> bool {
+        self.by_path.is_match(path) || path.file_name().is_some_and(|n| self.by_name.is_match(n))
+    }
+}
+
+/// Reads an exclude file: one pattern per line, `#` comments, blank lines ignored.
+pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
+    let text = fs::read_to_string(path).map_err(|e| RepoError::io("read exclude file", path, e))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+}
+
+/// An entry being assembled: its node, and for directories the children.
+struct Pending {
+    node: Node,
+    children: Vec<usize>,
+    /// Set when the file could not be read: left out of its tree.
+    skip: bool,
+}
+
+struct FileJob {
+    slot: usize,
+    path: PathBuf,
+}
+
+struct FileDone {
+    slot: usize,
+    result: std::result::Result<(Vec<Id>, u64), Warning>,
+}
+
+#[derive(Default)]
+struct Counts {
+    new: u64,
+    changed: u64,
+    unmodified: u64,
+    dirs: u64,
+    bytes_total: u64,
+    bytes_read: u64,
+}
+
+fn node_from_meta(name: FileName, kind: NodeKind, m: &Metadata) -> Node {
+    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+    Node {
+        name,
+        kind,
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+        atime_ns: ns(m.atime(), m.atime_nsec()),
+        ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        inode: m.ino(),
+        device: m.dev(),
+        links: m.nlink(),
+        size: if kind == NodeKind::File { m.len() } else { 0 },
+        content: vec![],
+        subtree: None,
+        link_target: None,
+    }
+}
+
+/// Opens a file for reading without updating its atime where allowed.
+fn open_noatime(path: &Path) -> std::io::Result<File> {
+    match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
+        }
+        r => r,
+    }
+}
+
+struct Walker<'r> {
+    repo: &'r IndexedRepository,
+    excludes: Excludes,
+    nodes: Vec<Pending>,
+    warnings: Vec<Warning>,
+    counts: Counts,
+    jobs: Option<crossbeam_channel::Sender<FileJob>>,
+    saver: &'r BlobSaver<'r>,
+    progress: &'r dyn Progress,
+}
+
+impl Walker<'_> {
+    fn warn(&mut self, path: &Path, message: impl Into<String>) {
+        let message = message.into();
+        tracing::warn!("{}: {message}", path.display());
+        self.warnings.push(Warning { path: path.to_path_buf(), message });
+    }
+
+    fn load_parent_tree(&mut self, id: Option<Id>) -> Option<Arc<Tree>> {
+        let id = id?;
+        match self.repo.load_tree(&id) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                // A damaged parent only costs speed: the files are read again.
+                tracing::warn!("parent tree {} unreadable, reading files again: {e}", id.short());
+                None
+            }
+        }
+    }
+
+    /// Adds the entry at `path` (already lstat'ed) and returns its slot.
+    fn add(&mut self, path: &Path, name: FileName, meta: &Metadata, parent: Option<&Node>) -> Result<Option<usize>> {
+        if self.saver.has_failed() {
+            return Err(RepoError::Internal("backup pipeline failed".into()));
+        }
+        let ft = meta.file_type();
+        let slot = self.nodes.len();
+        if ft.is_file() {
+            let mut node = node_from_meta(name, NodeKind::File, meta);
+            self.counts.bytes_total += node.size;
+            let unchanged = parent.filter(|p| {
+                p.kind == NodeKind::File
+                    && p.size == node.size
+                    && p.mtime_ns == node.mtime_ns
+                    && p.ctime_ns == node.ctime_ns
+                    && p.inode == node.inode
+                    && p.content.iter().all(|id| self.repo.index().has_live(id))
+            });
+            match unchanged {
+                Some(p) => {
+                    node.content = p.content.clone();
+                    self.counts.unmodified += 1;
+                    self.progress.add(node.size);
+                    self.nodes.push(Pending { node, children: vec![], skip: false });
+                }
+                None => {
+                    if parent.is_some() {
+                        self.counts.changed += 1;
+                    } else {
+                        self.counts.new += 1;
+                    }
+                    self.nodes.push(Pending { node, children: vec![], skip: false });
+                    self.jobs
+                        .as_ref()
+                        .and_then(|j| j.send(FileJob { slot, path: path.to_path_buf() }).ok())
+                        .ok_or_else(|| RepoError::Internal("file readers stopped".into()))?;
+                }
+            }
+        } else if ft.is_symlink() {
+            let target = match fs::read_link(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    self.warn(path, format!("cannot read symlink: {e}"));
+                    return Ok(None);
+                }
+            };
+            let mut node = node_from_meta(name, NodeKind::Symlink, meta);
+            node.link_target = Some(FileName::from(target.as_os_str()));
+            self.nodes.push(Pending { node, children: vec![], skip: false });
+        } else if ft.is_dir() {
+            self.counts.dirs += 1;
+            let node = node_from_meta(name, NodeKind::Dir, meta);
+            self.nodes.push(Pending { node, children: vec![], skip: false });
+            let parent_tree = self.load_parent_tree(parent.filter(|p| p.kind == NodeKind::Dir).and_then(|p| p.subtree));
+            let children = self.walk_dir(path, parent_tree.as_deref())?;
+            self.nodes[slot].children = children;
+        } else {
+            self.warn(path, "skipped: special file (device, fifo or socket)");
+            return Ok(None);
+        }
+        Ok(Some(slot))
+    }
+
+    fn walk_dir(&mut self, dir: &Path, parent: Option<&Tree>) -> Result<Vec<usize>> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                self.warn(dir, format!("cannot list directory: {e}"));
+                return Ok(vec![]);
+            }
+        };
+        let mut entries = vec![];
+        for e in rd {
+            match e {
+                Ok(e) => entries.push(e.file_name()),
+                Err(e) => self.warn(dir, format!("error while listing directory: {e}")),
+            }
+        }
+        entries.sort();
+        let mut children = vec![];
+        for name in entries {
+            let path = dir.join(&name);
+            if self.excludes.matches(&path) {
+                continue;
+            }
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.warn(&path, format!("cannot stat: {e}"));
+                    continue;
+                }
+            };
+            let fname = FileName::from(name.as_os_str());
+            let pnode = parent.and_then(|t| t.find(&fname.0));
+            if let Some(slot) = self.add(&path, fname, &meta, pnode)? {
+                children.push(slot);
+            }
+        }
+        Ok(children)
+    }
+
+    /// Saves the tree of directory `slot` (children first) and returns its id.
+    fn save_tree(&mut self, children: &[usize]) -> Result<Id> {
+        let mut nodes = Vec::with_capacity(children.len());
+        for &c in children {
+            if self.nodes[c].skip {
+                continue;
+            }
+            if self.nodes[c].node.kind == NodeKind::Dir {
+                let grand = std::mem::take(&mut self.nodes[c].children);
+                let id = self.save_tree(&grand)?;
+                self.nodes[c].node.subtree = Some(id);
+            }
+            nodes.push(self.nodes[c].node.clone());
+        }
+        self.saver.save(BlobKind::Tree, &Tree::new(nodes).to_bytes())
+    }
+}
+
+/// Reads one file, saving its chunks; returns the content ids and bytes read.
+fn read_file(path: &Path, chunker: &Chunker, buf: &mut Vec<u8>, saver: &BlobSaver<'_>, progress: &dyn Progress) -> Result<(Vec<Id>, u64)> {
+    let f = open_noatime(path).map_err(|e| RepoError::io("open", path, e))?;
+    read_stream(f, path, chunker, buf, saver, progress)
+}
+
+fn read_stream(r: impl Read, what: &Path, chunker: &Chunker, buf: &mut Vec<u8>, saver: &BlobSaver<'_>, progress: &dyn Progress) -> Result<(Vec<Id>, u64)> {
+    let mut ids = vec![];
+    let total = chunker
+        .for_each_chunk::<_, ReadOrRepo>(r, buf, |chunk| {
+            ids.push(saver.save(BlobKind::Data, chunk).map_err(ReadOrRepo::Repo)?);
+            progress.add(chunk.len() as u64);
+            Ok(())
+        })
+        .map_err(|e| match e {
+            ReadOrRepo::Read(e) => RepoError::io("read", what, e),
+            ReadOrRepo::Repo(e) => e,
+        })?;
+    Ok((ids, total))
+}
+
+enum ReadOrRepo {
+    Read(std::io::Error),
+    Repo(RepoError),
+}
+
+impl From<std::io::Error> for ReadOrRepo {
+    fn from(e: std::io::Error) -> Self {
+        ReadOrRepo::Read(e)
+    }
+}
+
+/// Backs up `source` into `repo`.
+pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
+    let start = Instant::now();
+    let time = jiff::Timestamp::now();
+    let excludes = Excludes::new(&opts.excludes)?;
+    // Packs a killed backup left behind become reusable.
+    let (recovered, _) = repo.index_unindexed_packs()?;
+    if recovered > 0 {
+        tracing::info!("indexed {recovered} pack(s) left by an interrupted run");
+    }
+    let host = opts.host.clone().unwrap_or_else(hostname);
+
+    let (paths, stream) = match source {
+        BackupSource::Paths(p) => {
+            if p.is_empty() {
+                return Err(RepoError::Usage("nothing to back up: give at least one path".into()));
+            }
+            let mut abs = vec![];
+            for path in p {
+                let a = std::path::absolute(&path).map_err(|e| RepoError::io("resolve", &path, e))?;
+                let a = normalize(&a);
+                fs::symlink_metadata(&a).map_err(|e| RepoError::io("stat", &a, e))?;
+                abs.push(a);
+            }
+            let mut names: Vec<_> = abs.iter().map(|a| top_name(a)).collect();
+            names.sort();
+            if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+                return Err(RepoError::Usage(format!(
+                    "two paths share the name {:?}; back them up separately or back up their common parent",
+                    w[0].display()
+                )));
+            }
+            (abs, None)
+        }
+        BackupSource::Stream { name, reader } => {
+            let fname = FileName::from(name.as_str());
+            if !fname.is_safe() {
+                return Err(RepoError::Usage(format!("invalid stream name {name:?}: no '/', not '.' or '..'")));
+            }
+            (vec![], Some((name, reader)))
+        }
+    };
+    let snapshot_paths: Vec<String> = match &stream {
+        Some((name, _)) => vec![format!("stdin:{name}")],
+        None => paths.iter().map(|p| p.display().to_string()).collect(),
+    };
+
+    // Parent: explicit, or the latest snapshot of the same host and paths.
+    let parent = if opts.no_parent || stream.is_some() {
+        None
+    } else if let Some(p) = opts.parent {
+        Some(p)
+    } else {
+        let (all, _) = repo.snapshots()?;
+        let mut key_paths = snapshot_paths.clone();
+        key_paths.sort();
+        all.into_iter().rev().find(|(_, s)| s.group_key() == (host.clone(), key_paths.clone())).map(|(id, _)| id)
+    };
+    let parent_root = match parent {
+        Some(p) => {
+            let s: Snapshot = repo.load_json(lifeboat_store::Kind::Snapshot, &p.to_hex())?;
+            Some(s.tree)
+        }
+        None => None,
+    };
+
+    let chunker = Chunker::new(repo.config().chunker, repo.key().chunker_seed());
+    let repo_ref: &IndexedRepository = repo;
+    let saver = BlobSaver::new(repo_ref, repo_ref.index());
+    let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+
+    let (tree, warnings, counts, packs) = std::thread::scope(|s| -> Result<_> {
+        let pipeline = saver.start(s);
+        let (job_tx, job_rx) = bounded::<FileJob>(readers * 4);
+        let (done_tx, done_rx) = unbounded::<FileDone>();
+        let reader_handles: Vec<_> = (0..readers)
+            .map(|_| {
+                let (rx, tx, chunker, saver) = (job_rx.clone(), done_tx.clone(), &chunker, &saver);
+                s.spawn(move || {
+                    let mut buf = Vec::new();
+                    for job in rx {
+                        if saver.has_failed() {
+                            break;
+                        }
+                        let result = read_file(&job.path, chunker, &mut buf, saver, progress);
+                        let result = match result {
+                            Ok(r) => Ok(r),
+                            // A file we cannot read is a warning; a
+                            // repository failure stops the backup.
+                            Err(RepoError::Io { op, path, source }) => Err(Warning { path, message: format!("{op}: {source}") }),
+                            Err(e) => return Err(e),
+                        };
+                        let _ = tx.send(FileDone { slot: job.slot, result });
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        drop(job_rx);
+        drop(done_tx);
+
+        let mut walker = Walker {
+            repo: repo_ref,
+            excludes,
+            nodes: vec![],
+            warnings: vec![],
+            counts: Counts::default(),
+            jobs: Some(job_tx),
+            saver: &saver,
+            progress,
+        };
+        let mut walk_result = Ok(vec![]);
+        if let Some((name, reader)) = stream {
+            let fname = FileName::from(name.as_str());
+            let mut buf = Vec::new();
+            walk_result = read_stream(reader, Path::new("<stdin>"), &chunker, &mut buf, &saver, progress).map(|(content, n)| {
+                let now = jiff::Timestamp::now().as_nanosecond() as i64;
+                walker.counts.new += 1;
+                walker.counts.bytes_total += n;
+                walker.counts.bytes_read += n;
+                walker.nodes.push(Pending {
+                    node: Node {
+                        name: fname,
+                        kind: NodeKind::File,
+                        mode: 0o600,
+                        // SAFETY: getuid/getgid cannot fail.
+                        uid: unsafe { libc::getuid() },
+                        gid: unsafe { libc::getgid() },
+                        mtime_ns: now,
+                        atime_ns: now,
+                        ctime_ns: now,
+                        inode: 0,
+                        device: 0,
+                        links: 1,
+                        size: n,
+                        content,
+                        subtree: None,
+                        link_target: None,
+                    },
+                    children: vec![],
+                    skip: false,
+                });
+                vec![0]
+            });
+        } else {
+            let root_parent = walker.load_parent_tree(parent_root);
+            let mut top = vec![];
+            for p in &paths {
+                let meta = match fs::symlink_metadata(p) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        walker.warn(p, format!("cannot stat: {e}"));
+                        continue;
+                    }
+                };
+                let name = FileName::from(top_name(p).as_os_str());
+                let pnode = root_parent.as_ref().and_then(|t| t.find(&name.0)).cloned();
+                match walker.add(p, name, &meta, pnode.as_ref()) {
+                    Ok(Some(slot)) => top.push(slot),
+                    Ok(None) => {}
+                    Err(e) => {
+                        walk_result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if walk_result.is_ok() {
+                walk_result = Ok(top);
+            }
+        }
+        // No more jobs: readers finish the queue and exit.
+        drop(walker.jobs.take());
+        let mut reader_err = None;
+        for h in reader_handles {
+            if let Err(e) = h.join().unwrap_or_else(|_| Err(RepoError::Internal("reader thread panicked".into()))) {
+                reader_err.get_or_insert(e);
+            }
+        }
+        for done in done_rx.try_iter() {
+            match done.result {
+                Ok((content, n)) => {
+                    let node = &mut walker.nodes[done.slot].node;
+                    node.content = content;
+                    // The file may have changed size while we read it.
+                    walker.counts.bytes_total = walker.counts.bytes_total - node.size + n;
+                    walker.counts.bytes_read += n;
+                    node.size = n;
+                }
+                Err(w) => {
+                    tracing::warn!("{}: {}", w.path.display(), w.message);
+                    walker.nodes[done.slot].skip = true;
+                    walker.counts.bytes_total -= walker.nodes[done.slot].node.size;
+                    walker.warnings.push(w);
+                }
+            }
+        }
+        let tree = match (walk_result, reader_err) {
+            (Ok(top), None) => walker.save_tree(&top),
+            (Err(e), _) | (_, Some(e)) => Err(e),
+        };
+        let finished = pipeline.finish(&saver);
+        // The pipeline's own error explains a failed walk best (e.g. a full disk).
+        let (tree, packs) = match (tree, finished) {
+            (_, Err(e)) => return Err(e),
+            (Err(e), Ok(_)) => return Err(e),
+            (Ok(t), Ok(p)) => (t, p),
+        };
+        Ok((tree, walker.warnings, walker.counts, packs))
+    })?;
+
+    let stats = &saver.stats;
+    use std::sync::atomic::Ordering::Relaxed;
+    let summary = BackupSummary {
+        files_new: counts.new,
+        files_changed: counts.changed,
+        files_unmodified: counts.unmodified,
+        dirs: counts.dirs,
+        data_blobs: stats.data_blobs.load(Relaxed),
+        tree_blobs: stats.tree_blobs.load(Relaxed),
+        bytes_read: counts.bytes_read,
+        bytes_total: counts.bytes_total,
+        bytes_added: stats.bytes_added.load(Relaxed),
+        bytes_stored: stats.bytes_stored.load(Relaxed),
+        warnings: warnings.len() as u64,
+        duration_seconds: start.elapsed().as_secs_f64(),
+    };
+    let snapshot = Snapshot {
+        version: SNAPSHOT_VERSION,
+        time,
+        tree,
+        paths: snapshot_paths,
+        hostname: host,
+        username: std::env::var("USER").unwrap_or_default(),
+        tags: opts.tags.clone(),
+        parent,
+        program_version: concat!("lifeboat ", env!("CARGO_PKG_VERSION")).to_string(),
+        summary: Some(summary),
+        source: opts.source_meta.clone(),
+    };
+    drop(saver);
+    for p in &packs {
+        repo.index.add_pack(p);
+    }
+    // The snapshot goes last, after every pack and index object it needs.
+    let id = repo.save_snapshot(&snapshot)?;
+    Ok(BackupOutcome { id, snapshot, warnings })
+}
+
+/// The name a backup path gets at the top of the snapshot.
+fn top_name(p: &Path) -> PathBuf {
+    p.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("root"))
+}
+
+/// Removes `.` and resolves `..` lexically (without following symlinks).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_match_names_anywhere_and_paths_exactly() {
+        let e = Excludes::new(&["*.tmp".into(), "/data/cache/**".into()]).unwrap();
+        assert!(e.matches(Path::new("/a/b/x.tmp")));
+        assert!(e.matches(Path::new("/data/cache/x/y")));
+        assert!(!e.matches(Path::new("/data/keep/x")));
+        assert!(!e.matches(Path::new("/a/tmp")));
+        assert!(Excludes::new(&["[".into()]).is_err());
+    }
+
+    #[test]
+    fn normalize_is_lexical() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
+}

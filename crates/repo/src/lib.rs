@@ -23,6 +23,7 @@ pub mod forget;
 pub mod id;
 pub mod index;
 pub mod pack;
+pub mod packer;
 pub mod progress;
 pub mod prune;
 pub mod repository;

@@ -1,1 +1,260 @@
-//! prune
+//! Prune: give back the space of data no snapshot needs, without locks.
+//!
+//! Prune never deletes a pack in the run that finds it unneeded. It marks
+//! the pack (`obsolete_since` in a new index object); a later prune deletes
+//! it only when the mark is older than the delete delay *and* no snapshot
+//! that exists then needs any of its blobs — otherwise the mark is lifted.
+//! Backups never deduplicate against marked packs, so only a backup that
+//! started before the mark can come to need one, and it must finish within
+//! the delay (default 24 h). This is the scheme rustic and Kopia use; it
+//! needs no lock objects, which object stores cannot make exclusive.
+//!
+//! Write order, so that a crash at any point is harmless: repacked blobs
+//! are uploaded (packs, then their index); then the compacted index,
+//! carrying marks and tombstones for packs about to go; then the old index
+//! objects are deleted; then the packs. A tombstone keeps a pack from being
+//! re-indexed as "left over" while its deletion is in flight.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use lifeboat_store::Kind;
+use serde::Serialize;
+
+use crate::blob;
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{IndexBlob, IndexPack};
+use crate::packer::BlobSaver;
+use crate::progress::Progress;
+use crate::repository::IndexedRepository;
+
+/// Options of a prune.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// How long a pack stays marked before it may be deleted. Zero deletes
+    /// at once: safe only when no backup is running.
+    pub delete_delay: Duration,
+    /// Repack a pack when more than this share of its bytes is unused (0–100).
+    pub max_unused_percent: f64,
+    /// Only report what would be done.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions { delete_delay: Duration::from_secs(24 * 3600), max_unused_percent: 10.0, dry_run: false }
+    }
+}
+
+/// What prune did (or would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    /// Whether nothing was written.
+    pub dry_run: bool,
+    /// Packs in the index before.
+    pub packs_before: usize,
+    /// Packs newly marked for deletion.
+    pub packs_marked: usize,
+    /// Marks lifted because a snapshot needs the pack again.
+    pub packs_unmarked: usize,
+    /// Packs whose used blobs were copied to new packs.
+    pub packs_repacked: usize,
+    /// Packs deleted now.
+    pub packs_deleted: usize,
+    /// Bytes deleted now.
+    pub bytes_deleted: u64,
+    /// Bytes marked, to be deleted by a prune after the delay.
+    pub bytes_marked: u64,
+    /// Blobs copied by repacking.
+    pub blobs_repacked: usize,
+    /// Blobs no snapshot uses.
+    pub blobs_unused: usize,
+    /// Packs left by interrupted backups that were indexed first.
+    pub packs_recovered: usize,
+    /// Index objects replaced by the compacted index.
+    pub index_objects_replaced: usize,
+}
+
+enum Fate {
+    Keep,
+    Mark(i64),
+    Repack,
+    Delete,
+}
+
+const PACKS_PER_INDEX_OBJECT: usize = 1000;
+
+/// Prunes the repository.
+pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
+    let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
+    if !opts.dry_run {
+        // Packs no index names must be weighed like the rest, not forgotten.
+        report.packs_recovered = repo.index_unindexed_packs()?.0;
+    }
+    progress.phase("find used data");
+    let (snaps, bad) = repo.snapshots()?;
+    if let Some(e) = bad.into_iter().next() {
+        return Err(RepoError::Usage(format!("prune refuses to run while a snapshot is unreadable ({e}); run `lifeboat check`")));
+    }
+    let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
+    let (used, errors) = repo.reachable_blobs(&roots);
+    if let Some(e) = errors.into_iter().next() {
+        return Err(RepoError::Usage(format!("prune refuses to run while a tree is unreadable ({e}); run `lifeboat check`")));
+    }
+
+    let now = jiff::Timestamp::now().as_second();
+    let delay = opts.delete_delay.as_secs() as i64;
+    let index = repo.index();
+    report.packs_before = index.packs().len();
+    let by_pack = index.blobs_by_pack();
+    let listed: HashSet<Id> = repo.store().list(Kind::Pack)?.into_iter().filter_map(|o| o.name.parse().ok()).collect();
+
+    let mut fates = Vec::with_capacity(index.packs().len());
+    for (pos, p) in index.packs().iter().enumerate() {
+        let blobs = &by_pack[pos];
+        let used_bytes: u64 = blobs.iter().filter(|b| used.contains(&b.0)).map(|b| u64::from(b.3)).sum();
+        let all_bytes: u64 = blobs.iter().map(|b| u64::from(b.3)).sum();
+        report.blobs_unused += blobs.iter().filter(|b| !used.contains(&b.0)).count();
+        let fate = if !listed.contains(&p.id) {
+            Fate::Delete // already gone: only the index entry remains to drop
+        } else if let Some(since) = p.obsolete_since {
+            if used_bytes > 0 {
+                report.packs_unmarked += 1;
+                Fate::Keep
+            } else if now - since >= delay {
+                Fate::Delete
+            } else {
+                Fate::Mark(since)
+            }
+        } else if used_bytes == all_bytes && all_bytes > 0 {
+            Fate::Keep
+        } else if used_bytes == 0 {
+            if delay == 0 {
+                Fate::Delete
+            } else {
+                report.packs_marked += 1;
+                report.bytes_marked += p.size;
+                Fate::Mark(now)
+            }
+        } else if (all_bytes - used_bytes) as f64 * 100.0 > opts.max_unused_percent * all_bytes as f64 {
+            report.packs_repacked += 1;
+            Fate::Repack
+        } else {
+            Fate::Keep
+        };
+        if let Fate::Delete = fate {
+            if listed.contains(&p.id) {
+                report.packs_deleted += 1;
+                report.bytes_deleted += p.size;
+            }
+        }
+        fates.push(fate);
+    }
+    report.index_objects_replaced = repo.index_files.len();
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    // 1. Repack: copy the used blobs of partly used packs into new packs.
+    progress.phase("repack");
+    let repack: Vec<usize> = fates.iter().enumerate().filter(|(_, f)| matches!(f, Fate::Repack)).map(|(i, _)| i).collect();
+    let mut repack_failed = HashSet::new();
+    if !repack.is_empty() {
+        let repo_ref: &IndexedRepository = &repo;
+        // An empty index: repacked blobs must land in new packs even though
+        // the index still lists their old ones.
+        let empty = crate::index::Index::default();
+        let saver = BlobSaver::new(repo_ref, &empty);
+        let result = std::thread::scope(|s| {
+            let pipeline = saver.start(s);
+            let mut copy_err = None;
+            for &pos in &repack {
+                match copy_used(repo_ref, pos, &by_pack[pos], &used, &saver) {
+                    Ok(n) => report.blobs_repacked += n,
+                    Err(e) => {
+                        tracing::warn!("not repacking pack {}: {e}", repo_ref.index().packs()[pos].id.short());
+                        repack_failed.insert(pos);
+                        copy_err.get_or_insert(e);
+                    }
+                }
+            }
+            pipeline.finish(&saver)
+        });
+        result?;
+    }
+
+    // 2. The compacted index: every pack that stays, with marks and tombstones.
+    progress.phase("write index");
+    let mut packs = vec![];
+    let mut to_delete = vec![];
+    for (pos, p) in repo.index().packs().iter().enumerate() {
+        let blobs: Vec<IndexBlob> = by_pack[pos].clone();
+        let entry = |obsolete_since| IndexPack { id: p.id, size: p.size, obsolete_since, deleted: false, blobs: blobs.clone() };
+        match fates[pos] {
+            Fate::Keep => packs.push(entry(None)),
+            Fate::Repack if repack_failed.contains(&pos) => packs.push(entry(None)),
+            Fate::Repack if delay == 0 => {
+                to_delete.push(p.id);
+                packs.push(IndexPack { id: p.id, size: p.size, obsolete_since: None, deleted: true, blobs: vec![] });
+            }
+            Fate::Repack => packs.push(entry(Some(now))),
+            Fate::Mark(since) => packs.push(entry(Some(since))),
+            Fate::Delete => {
+                if listed.contains(&p.id) {
+                    to_delete.push(p.id);
+                    packs.push(IndexPack { id: p.id, size: p.size, obsolete_since: None, deleted: true, blobs: vec![] });
+                }
+            }
+        }
+    }
+    // Old tombstones: keep while the pack file still exists (a crash
+    // interrupted its deletion), and finish the deletion now.
+    for t in repo.index().tombstones() {
+        if listed.contains(t) && repo.index().pack_pos(t).is_none() {
+            to_delete.push(*t);
+            packs.push(IndexPack { id: *t, size: 0, obsolete_since: None, deleted: true, blobs: vec![] });
+        }
+    }
+    let old_index = std::mem::take(&mut repo.index_files);
+    for chunk in packs.chunks(PACKS_PER_INDEX_OBJECT) {
+        repo.save_json(Kind::Index, &crate::index::IndexFile { version: crate::index::INDEX_VERSION, packs: chunk.to_vec() })?;
+    }
+    // 3. Old index objects, then 4. the packs.
+    for name in &old_index {
+        repo.store().delete(Kind::Index, name)?;
+    }
+    progress.phase("delete");
+    for id in &to_delete {
+        repo.store().delete(Kind::Pack, &id.to_hex())?;
+    }
+    // Temporary files of writers killed long ago; an hour is far longer
+    // than any single object write takes.
+    let _ = repo.store().remove_stale_temporaries(Duration::from_secs(3600));
+    Ok(report)
+}
+
+/// Copies the used blobs of one pack (verified) into the saver.
+fn copy_used(repo: &IndexedRepository, pos: usize, blobs: &[IndexBlob], used: &HashSet<Id>, saver: &BlobSaver<'_>) -> Result<usize> {
+    let p = &repo.index().packs()[pos];
+    let bytes = repo.store().get(Kind::Pack, &p.id.to_hex())?;
+    let mut n = 0;
+    for b in blobs.iter().filter(|b| used.contains(&b.0)) {
+        let stored = bytes.get(b.2 as usize..(b.2 + b.3) as usize).ok_or_else(|| RepoError::Damaged {
+            kind: Kind::Pack,
+            id: p.id.to_hex(),
+            location: repo.location(),
+            reason: format!("blob {} lies past the end", b.0.short()),
+        })?;
+        // Never copy damage silently into a fresh pack.
+        blob::decode(repo.key(), stored, &b.0, b.4).map_err(|e| RepoError::Damaged {
+            kind: Kind::Pack,
+            id: p.id.to_hex(),
+            location: repo.location(),
+            reason: format!("blob {}: {e}", b.0.short()),
+        })?;
+        saver.save_encoded(b.1, b.0, stored.to_vec(), b.4)?;
+        n += 1;
+    }
+    Ok(n)
+}

@@ -474,3 +474,16 @@ impl IndexedRepository {
         (seen, errors)
     }
 }
+
+impl IndexedRepository {
+    /// Builds an indexed repository from an index loaded elsewhere (check
+    /// loads index objects one by one to report each damaged one).
+    pub(crate) fn from_parts(repo: Repository, index: Index, index_files: Vec<String>) -> IndexedRepository {
+        IndexedRepository { repo, index, index_files }
+    }
+
+    /// Gives back the unlocked repository.
+    pub fn into_repository(self) -> Repository {
+        self.repo
+    }
+}

@@ -202,6 +202,13 @@ pub trait WriteStore: ReadStore {
 
     /// A read-only view of this store.
     fn as_read(&self) -> &dyn ReadStore;
+
+    /// Removes partial objects that writers killed mid-write left behind,
+    /// when older than `older_than`. Backends whose writes cannot leave
+    /// partial objects (one PUT on S3) have nothing to do.
+    fn remove_stale_temporaries(&self, _older_than: std::time::Duration) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Checks an object name: non-empty, no path separators, no leading dot

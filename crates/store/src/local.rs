@@ -62,9 +62,7 @@ impl LocalStore {
         }
     }
 
-    /// Removes `.tmp-*` files older than `older_than` that a killed writer
-    /// left behind. Returns how many were removed.
-    pub fn remove_stale_temporaries(&self, older_than: Duration) -> Result<usize> {
+    fn remove_temporaries(&self, older_than: Duration) -> Result<usize> {
         let mut removed = 0;
         let now = SystemTime::now();
         let mut dirs = vec![self.root.clone()];
@@ -290,6 +288,10 @@ impl WriteStore for LocalStore {
 
     fn as_read(&self) -> &dyn ReadStore {
         self
+    }
+
+    fn remove_stale_temporaries(&self, older_than: Duration) -> Result<usize> {
+        self.remove_temporaries(older_than)
     }
 }
 

@@ -1,0 +1,241 @@
+//! The write half of the pipeline: compress → encrypt → pack → upload, with
+//! the index written every few packs so an interrupted run loses little.
+//!
+//! [`BlobSaver`] is shared by worker threads: `save` hashes a blob, drops it
+//! when the repository or this run already has it, and otherwise queues it
+//! for the compressor threads. Packs go to one uploader thread; a bounded
+//! queue between every stage bounds memory.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{Scope, ScopedJoinHandle};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use lifeboat_store::Kind;
+use parking_lot::{Mutex, RwLock};
+
+use crate::blob::{self, BlobKind};
+use crate::error::{RepoError, Result};
+use crate::id::Id;
+use crate::index::{Index, IndexPack};
+use crate::pack::{FinishedPack, PackWriter};
+use crate::repository::Repository;
+
+/// Write an index object after this many packs (about 128 MiB of data at
+/// the default pack size), so a killed backup leaves at most that much data
+/// unindexed (and the next backup indexes it anyway).
+const INDEX_EVERY_PACKS: usize = 8;
+
+/// Counters of what a run wrote.
+#[derive(Debug, Default)]
+pub struct SaveStats {
+    /// New data blobs.
+    pub data_blobs: AtomicU64,
+    /// New tree blobs.
+    pub tree_blobs: AtomicU64,
+    /// Plaintext bytes of new blobs.
+    pub bytes_added: AtomicU64,
+    /// Stored bytes of new blobs.
+    pub bytes_stored: AtomicU64,
+}
+
+enum Job {
+    Plain(BlobKind, Id, Vec<u8>),
+    Encoded(BlobKind, Id, Vec<u8>, u32),
+}
+
+/// Shared entry point for blobs during a write run.
+pub struct BlobSaver<'a> {
+    repo: &'a Repository,
+    index: &'a Index,
+    seen: Mutex<HashSet<Id>>,
+    jobs: RwLock<Option<Sender<Job>>>,
+    jobs_rx: Mutex<Option<Receiver<Job>>>,
+    packer: Mutex<Option<PackWriter>>,
+    failed: AtomicBool,
+    /// What was written.
+    pub stats: SaveStats,
+}
+
+/// The running pipeline's threads; call [`Pipeline::finish`] to flush.
+pub struct Pipeline<'scope> {
+    compressors: Vec<ScopedJoinHandle<'scope, Result<()>>>,
+    uploader: ScopedJoinHandle<'scope, Result<Vec<IndexPack>>>,
+    upload_tx: Sender<FinishedPack>,
+}
+
+impl<'a> BlobSaver<'a> {
+    /// A saver deduplicating against `index`.
+    pub fn new(repo: &'a Repository, index: &'a Index) -> Self {
+        let (tx, rx) = bounded::<Job>(workers() * 2);
+        BlobSaver {
+            repo,
+            index,
+            seen: Mutex::new(HashSet::new()),
+            jobs: RwLock::new(Some(tx)),
+            jobs_rx: Mutex::new(Some(rx)),
+            packer: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            stats: SaveStats::default(),
+        }
+    }
+
+    /// Starts compressor and uploader threads in `scope`.
+    pub fn start<'scope>(&'scope self, scope: &'scope Scope<'scope, '_>) -> Pipeline<'scope>
+    where
+        'a: 'scope,
+    {
+        let (upload_tx, upload_rx) = bounded::<FinishedPack>(1);
+        let uploader = scope.spawn(move || self.flag(upload_loop(self.repo, upload_rx)));
+        // The compressors hold the only receivers: if they all stop, every
+        // producer's send fails instead of blocking forever.
+        let jobs_rx = self.jobs_rx.lock().take().unwrap_or_else(|| bounded(0).1);
+        let compressors = (0..workers())
+            .map(|_| {
+                let rx = jobs_rx.clone();
+                let tx = upload_tx.clone();
+                scope.spawn(move || self.flag(compress_loop(self.repo, &self.stats, rx, &self.packer, tx)))
+            })
+            .collect();
+        Pipeline { compressors, uploader, upload_tx }
+    }
+
+    fn flag<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        match self.jobs.read().as_ref() {
+            Some(tx) => tx.send(job).map_err(|_| pipeline_stopped()),
+            None => Err(pipeline_stopped()),
+        }
+    }
+
+    /// Saves a blob unless it exists; returns its id.
+    pub fn save(&self, kind: BlobKind, data: &[u8]) -> Result<Id> {
+        let id = self.repo.key().blob_id(data);
+        if self.index.has_live(&id) || !self.seen.lock().insert(id) {
+            return Ok(id);
+        }
+        self.count(kind, data.len() as u64);
+        self.send(Job::Plain(kind, id, data.to_vec()))?;
+        Ok(id)
+    }
+
+    /// Adds an already encoded blob (prune's repack copies stored bytes).
+    pub fn save_encoded(&self, kind: BlobKind, id: Id, stored: Vec<u8>, raw_length: u32) -> Result<()> {
+        if !self.seen.lock().insert(id) {
+            return Ok(());
+        }
+        self.count(kind, u64::from(raw_length));
+        self.send(Job::Encoded(kind, id, stored, raw_length))
+    }
+
+    fn count(&self, kind: BlobKind, len: u64) {
+        match kind {
+            BlobKind::Data => self.stats.data_blobs.fetch_add(1, Ordering::Relaxed),
+            BlobKind::Tree => self.stats.tree_blobs.fetch_add(1, Ordering::Relaxed),
+        };
+        self.stats.bytes_added.fetch_add(len, Ordering::Relaxed);
+    }
+
+    /// Whether a stage failed; producers should stop.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
+    }
+}
+
+fn workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+}
+
+fn pipeline_stopped() -> RepoError {
+    RepoError::Internal("write pipeline stopped".into())
+}
+
+fn compress_loop(
+    repo: &Repository,
+    stats: &SaveStats,
+    rx: Receiver<Job>,
+    packer: &Mutex<Option<PackWriter>>,
+    upload: Sender<FinishedPack>,
+) -> Result<()> {
+    let pack_size = repo.config().pack_size as usize;
+    let level = repo.config().compression;
+    for job in rx {
+        let (kind, id, stored, raw_len) = match job {
+            Job::Plain(kind, id, data) => {
+                let stored = blob::encode(repo.key(), &data, level);
+                (kind, id, stored, data.len() as u32)
+            }
+            Job::Encoded(kind, id, stored, raw) => (kind, id, stored, raw),
+        };
+        stats.bytes_stored.fetch_add(stored.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut guard = packer.lock();
+            let w = guard.get_or_insert_with(|| PackWriter::with_capacity(pack_size + (1 << 20)));
+            w.add(kind, id, &stored, raw_len);
+            if w.size() >= pack_size {
+                guard.take()
+            } else {
+                None
+            }
+        };
+        if let Some(w) = full {
+            upload.send(w.finish(repo.key())).map_err(|_| pipeline_stopped())?;
+        }
+    }
+    Ok(())
+}
+
+fn upload_loop(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<Vec<IndexPack>> {
+    let mut all = vec![];
+    let mut pending = vec![];
+    for p in rx {
+        repo.store().put(Kind::Pack, &p.id.to_hex(), &p.bytes)?;
+        pending.push(IndexPack::live(p.id, p.bytes.len() as u64, &p.entries));
+        if pending.len() >= INDEX_EVERY_PACKS {
+            repo.save_json(Kind::Index, &crate::index::IndexFile { version: crate::index::INDEX_VERSION, packs: pending.clone() })?;
+            all.append(&mut pending);
+        }
+    }
+    if !pending.is_empty() {
+        repo.save_json(Kind::Index, &crate::index::IndexFile { version: crate::index::INDEX_VERSION, packs: pending.clone() })?;
+        all.append(&mut pending);
+    }
+    Ok(all)
+}
+
+impl Pipeline<'_> {
+    /// Flushes everything: waits for compressors, uploads the last partial
+    /// pack, writes the final index object. Returns the packs written.
+    /// On failure, returns the first real error (the uploader's, if any).
+    pub fn finish(self, saver: &BlobSaver<'_>) -> Result<Vec<IndexPack>> {
+        // Dropping the only sender ends the compressors once they drain.
+        drop(saver.jobs.write().take());
+        let mut first_err = None;
+        for c in self.compressors {
+            let r = c.join().unwrap_or_else(|_| Err(RepoError::Internal("compressor thread panicked".into())));
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        if first_err.is_none() {
+            if let Some(w) = saver.packer.lock().take() {
+                if !w.is_empty() {
+                    let _ = self.upload_tx.send(w.finish(saver.repo.key()));
+                }
+            }
+        }
+        drop(self.upload_tx);
+        let uploaded = self.uploader.join().unwrap_or_else(|_| Err(RepoError::Internal("uploader thread panicked".into())));
+        match (uploaded, first_err) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Some(e)) => Err(e),
+            (Ok(p), None) => Ok(p),
+        }
+    }
+}
