@@ -1,1 +1,98 @@
-fn main() {}
+//! The `lifeboat` binary: argument parsing and wiring only. Every operation
+//! is a library call; this crate turns arguments into options, results into
+//! text or JSON, and errors into exit codes (see [`exit`]).
+
+mod args;
+mod cmd;
+mod demo;
+mod exit;
+mod secrets;
+mod ui;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use lifeboat_repo::RepoError;
+
+/// An error that is the user's to fix (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn exit_code_for(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return exit::USAGE;
+        }
+        if let Some(e) = cause.downcast_ref::<RepoError>() {
+            return if e.is_usage() {
+                exit::USAGE
+            } else {
+                exit::FAILURE
+            };
+        }
+    }
+    exit::FAILURE
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<RepoError>().is_some_and(|e| matches!(e, RepoError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe))
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            });
+        }
+    };
+    let level = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+                .unwrap_or_else(|_| level.into()),
+        )
+        .with_target(false)
+        .without_time()
+        .init();
+    let json = cli.global.json;
+    match cmd::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = exit_code_for(&e);
+            // One line that names what and where.
+            let msg = format!("{e:#}");
+            eprintln!("lifeboat: error: {msg}");
+            if json {
+                let doc = serde_json::json!({ "error": msg, "exit_code": code });
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{doc}");
+                }
+            }
+            ExitCode::from(code)
+        }
+    }
+}

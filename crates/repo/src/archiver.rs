@@ -99,15 +99,22 @@ impl Excludes {
         let mut by_path = GlobSetBuilder::new();
         let mut by_name = GlobSetBuilder::new();
         for p in patterns {
-            let g = Glob::new(p).map_err(|e| RepoError::Usage(format!("bad exclude pattern {p:?}: {e}")))?;
+            let g = Glob::new(p)
+                .map_err(|e| RepoError::Usage(format!("bad exclude pattern {p:?}: {e}")))?;
             if p.contains('/') {
                 by_path.add(g);
             } else {
                 by_name.add(g);
             }
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| RepoError::Usage(format!("exclude patterns: {e}")));
-        Ok(Excludes { by_path: build(by_path)?, by_name: build(by_name)? })
+        let build = |b: GlobSetBuilder| {
+            b.build()
+                .map_err(|e| RepoError::Usage(format!("exclude patterns: {e}")))
+        };
+        Ok(Excludes {
+            by_path: build(by_path)?,
+            by_name: build(by_name)?,
+        })
     }
 
     /// Whether `path` (absolute) is excluded.
@@ -119,7 +126,12 @@ impl Excludes {
 /// Reads an exclude file: one pattern per line, `#` comments, blank lines ignored.
 pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
     let text = fs::read_to_string(path).map_err(|e| RepoError::io("read exclude file", path, e))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
 }
 
 /// An entry being assembled: its node, and for directories the children.
@@ -173,10 +185,15 @@ fn node_from_meta(name: FileName, kind: NodeKind, m: &Metadata) -> Node {
 
 /// Opens a file for reading without updating its atime where allowed.
 fn open_noatime(path: &Path) -> std::io::Result<File> {
-    match fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW).open(path) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)
-        }
+    match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path),
         r => r,
     }
 }
@@ -195,8 +212,11 @@ struct Walker<'r> {
 impl Walker<'_> {
     fn warn(&mut self, path: &Path, message: impl Into<String>) {
         let message = message.into();
-        tracing::warn!("{}: {message}", path.display());
-        self.warnings.push(Warning { path: path.to_path_buf(), message });
+        tracing::debug!("{}: {message}", path.display());
+        self.warnings.push(Warning {
+            path: path.to_path_buf(),
+            message,
+        });
     }
 
     fn load_parent_tree(&mut self, id: Option<Id>) -> Option<Arc<Tree>> {
@@ -205,14 +225,23 @@ impl Walker<'_> {
             Ok(t) => Some(Arc::new(t)),
             Err(e) => {
                 // A damaged parent only costs speed: the files are read again.
-                tracing::warn!("parent tree {} unreadable, reading files again: {e}", id.short());
+                tracing::warn!(
+                    "parent tree {} unreadable, reading files again: {e}",
+                    id.short()
+                );
                 None
             }
         }
     }
 
     /// Adds the entry at `path` (already lstat'ed) and returns its slot.
-    fn add(&mut self, path: &Path, name: FileName, meta: &Metadata, parent: Option<&Node>) -> Result<Option<usize>> {
+    fn add(
+        &mut self,
+        path: &Path,
+        name: FileName,
+        meta: &Metadata,
+        parent: Option<&Node>,
+    ) -> Result<Option<usize>> {
         if self.saver.has_failed() {
             return Err(RepoError::Internal("backup pipeline failed".into()));
         }
@@ -234,7 +263,11 @@ impl Walker<'_> {
                     node.content = p.content.clone();
                     self.counts.unmodified += 1;
                     self.progress.add(node.size);
-                    self.nodes.push(Pending { node, children: vec![], skip: false });
+                    self.nodes.push(Pending {
+                        node,
+                        children: vec![],
+                        skip: false,
+                    });
                 }
                 None => {
                     if parent.is_some() {
@@ -242,10 +275,20 @@ impl Walker<'_> {
                     } else {
                         self.counts.new += 1;
                     }
-                    self.nodes.push(Pending { node, children: vec![], skip: false });
+                    self.nodes.push(Pending {
+                        node,
+                        children: vec![],
+                        skip: false,
+                    });
                     self.jobs
                         .as_ref()
-                        .and_then(|j| j.send(FileJob { slot, path: path.to_path_buf() }).ok())
+                        .and_then(|j| {
+                            j.send(FileJob {
+                                slot,
+                                path: path.to_path_buf(),
+                            })
+                            .ok()
+                        })
                         .ok_or_else(|| RepoError::Internal("file readers stopped".into()))?;
                 }
             }
@@ -259,12 +302,24 @@ impl Walker<'_> {
             };
             let mut node = node_from_meta(name, NodeKind::Symlink, meta);
             node.link_target = Some(FileName::from(target.as_os_str()));
-            self.nodes.push(Pending { node, children: vec![], skip: false });
+            self.nodes.push(Pending {
+                node,
+                children: vec![],
+                skip: false,
+            });
         } else if ft.is_dir() {
             self.counts.dirs += 1;
             let node = node_from_meta(name, NodeKind::Dir, meta);
-            self.nodes.push(Pending { node, children: vec![], skip: false });
-            let parent_tree = self.load_parent_tree(parent.filter(|p| p.kind == NodeKind::Dir).and_then(|p| p.subtree));
+            self.nodes.push(Pending {
+                node,
+                children: vec![],
+                skip: false,
+            });
+            let parent_tree = self.load_parent_tree(
+                parent
+                    .filter(|p| p.kind == NodeKind::Dir)
+                    .and_then(|p| p.subtree),
+            );
             let children = self.walk_dir(path, parent_tree.as_deref())?;
             self.nodes[slot].children = children;
         } else {
@@ -326,21 +381,39 @@ impl Walker<'_> {
             }
             nodes.push(self.nodes[c].node.clone());
         }
-        self.saver.save(BlobKind::Tree, &Tree::new(nodes).to_bytes())
+        self.saver
+            .save(BlobKind::Tree, &Tree::new(nodes).to_bytes())
     }
 }
 
 /// Reads one file, saving its chunks; returns the content ids and bytes read.
-fn read_file(path: &Path, chunker: &Chunker, buf: &mut Vec<u8>, saver: &BlobSaver<'_>, progress: &dyn Progress) -> Result<(Vec<Id>, u64)> {
+fn read_file(
+    path: &Path,
+    chunker: &Chunker,
+    buf: &mut Vec<u8>,
+    saver: &BlobSaver<'_>,
+    progress: &dyn Progress,
+) -> Result<(Vec<Id>, u64)> {
     let f = open_noatime(path).map_err(|e| RepoError::io("open", path, e))?;
     read_stream(f, path, chunker, buf, saver, progress)
 }
 
-fn read_stream(r: impl Read, what: &Path, chunker: &Chunker, buf: &mut Vec<u8>, saver: &BlobSaver<'_>, progress: &dyn Progress) -> Result<(Vec<Id>, u64)> {
+fn read_stream(
+    r: impl Read,
+    what: &Path,
+    chunker: &Chunker,
+    buf: &mut Vec<u8>,
+    saver: &BlobSaver<'_>,
+    progress: &dyn Progress,
+) -> Result<(Vec<Id>, u64)> {
     let mut ids = vec![];
     let total = chunker
         .for_each_chunk::<_, ReadOrRepo>(r, buf, |chunk| {
-            ids.push(saver.save(BlobKind::Data, chunk).map_err(ReadOrRepo::Repo)?);
+            ids.push(
+                saver
+                    .save(BlobKind::Data, chunk)
+                    .map_err(ReadOrRepo::Repo)?,
+            );
             progress.add(chunk.len() as u64);
             Ok(())
         })
@@ -363,7 +436,12 @@ impl From<std::io::Error> for ReadOrRepo {
 }
 
 /// Backs up `source` into `repo`.
-pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: &mut IndexedRepository,
+    source: BackupSource<'_>,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupOutcome> {
     let start = Instant::now();
     let time = jiff::Timestamp::now();
     let excludes = Excludes::new(&opts.excludes)?;
@@ -377,11 +455,14 @@ pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &Bac
     let (paths, stream) = match source {
         BackupSource::Paths(p) => {
             if p.is_empty() {
-                return Err(RepoError::Usage("nothing to back up: give at least one path".into()));
+                return Err(RepoError::Usage(
+                    "nothing to back up: give at least one path".into(),
+                ));
             }
             let mut abs = vec![];
             for path in p {
-                let a = std::path::absolute(&path).map_err(|e| RepoError::io("resolve", &path, e))?;
+                let a =
+                    std::path::absolute(&path).map_err(|e| RepoError::io("resolve", &path, e))?;
                 let a = normalize(&a);
                 fs::symlink_metadata(&a).map_err(|e| RepoError::io("stat", &a, e))?;
                 abs.push(a);
@@ -399,7 +480,9 @@ pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &Bac
         BackupSource::Stream { name, reader } => {
             let fname = FileName::from(name.as_str());
             if !fname.is_safe() {
-                return Err(RepoError::Usage(format!("invalid stream name {name:?}: no '/', not '.' or '..'")));
+                return Err(RepoError::Usage(format!(
+                    "invalid stream name {name:?}: no '/', not '.' or '..'"
+                )));
             }
             (vec![], Some((name, reader)))
         }
@@ -418,7 +501,10 @@ pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &Bac
         let (all, _) = repo.snapshots()?;
         let mut key_paths = snapshot_paths.clone();
         key_paths.sort();
-        all.into_iter().rev().find(|(_, s)| s.group_key() == (host.clone(), key_paths.clone())).map(|(id, _)| id)
+        all.into_iter()
+            .rev()
+            .find(|(_, s)| s.group_key() == (host.clone(), key_paths.clone()))
+            .map(|(id, _)| id)
     };
     let parent_root = match parent {
         Some(p) => {
@@ -431,7 +517,9 @@ pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &Bac
     let chunker = Chunker::new(repo.config().chunker, repo.key().chunker_seed());
     let repo_ref: &IndexedRepository = repo;
     let saver = BlobSaver::new(repo_ref, repo_ref.index());
-    let readers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let readers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
 
     let (tree, warnings, counts, packs) = std::thread::scope(|s| -> Result<_> {
         let pipeline = saver.start(s);
@@ -451,10 +539,16 @@ pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &Bac
                             Ok(r) => Ok(r),
                             // A file we cannot read is a warning; a
                             // repository failure stops the backup.
-                            Err(RepoError::Io { op, path, source }) => Err(Warning { path, message: format!("{op}: {source}") }),
+                            Err(RepoError::Io { op, path, source }) => Err(Warning {
+                                path,
+                                message: format!("{op}: {source}"),
+                            }),
                             Err(e) => return Err(e),
                         };
-                        let _ = tx.send(FileDone { slot: job.slot, result });
+                        let _ = tx.send(FileDone {
+                            slot: job.slot,
+                            result,
+                        });
                     }
                     Ok(())
                 })
@@ -477,7 +571,15 @@ pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &Bac
         if let Some((name, reader)) = stream {
             let fname = FileName::from(name.as_str());
             let mut buf = Vec::new();
-            walk_result = read_stream(reader, Path::new("<stdin>"), &chunker, &mut buf, &saver, progress).map(|(content, n)| {
+            walk_result = read_stream(
+                reader,
+                Path::new("<stdin>"),
+                &chunker,
+                &mut buf,
+                &saver,
+                progress,
+            )
+            .map(|(content, n)| {
                 let now = jiff::Timestamp::now().as_nanosecond() as i64;
                 walker.counts.new += 1;
                 walker.counts.bytes_total += n;
@@ -536,7 +638,10 @@ pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &Bac
         drop(walker.jobs.take());
         let mut reader_err = None;
         for h in reader_handles {
-            if let Err(e) = h.join().unwrap_or_else(|_| Err(RepoError::Internal("reader thread panicked".into()))) {
+            if let Err(e) = h
+                .join()
+                .unwrap_or_else(|_| Err(RepoError::Internal("reader thread panicked".into())))
+            {
                 reader_err.get_or_insert(e);
             }
         }
@@ -551,7 +656,7 @@ pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &Bac
                     node.size = n;
                 }
                 Err(w) => {
-                    tracing::warn!("{}: {}", w.path.display(), w.message);
+                    tracing::debug!("{}: {}", w.path.display(), w.message);
                     walker.nodes[done.slot].skip = true;
                     walker.counts.bytes_total -= walker.nodes[done.slot].node.size;
                     walker.warnings.push(w);
@@ -607,12 +712,18 @@ pub fn backup(repo: &mut IndexedRepository, source: BackupSource<'_>, opts: &Bac
     }
     // The snapshot goes last, after every pack and index object it needs.
     let id = repo.save_snapshot(&snapshot)?;
-    Ok(BackupOutcome { id, snapshot, warnings })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        warnings,
+    })
 }
 
 /// The name a backup path gets at the top of the snapshot.
 fn top_name(p: &Path) -> PathBuf {
-    p.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("root"))
+    p.file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("root"))
 }
 
 /// Removes `.` and resolves `..` lexically (without following symlinks).

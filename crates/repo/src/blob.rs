@@ -81,12 +81,20 @@ impl From<OpenError> for DecodeError {
 
 /// Decrypts, decompresses and checks a stored blob against its id.
 /// `raw_len` bounds the decompressed size (a hostile frame cannot balloon).
-pub fn decode(key: &MasterKey, stored: &[u8], id: &Id, raw_len: u32) -> Result<Vec<u8>, DecodeError> {
+pub fn decode(
+    key: &MasterKey,
+    stored: &[u8],
+    id: &Id,
+    raw_len: u32,
+) -> Result<Vec<u8>, DecodeError> {
     let framed = key.open(stored)?;
-    let (&flag, payload) = framed.split_first().ok_or_else(|| DecodeError::Encoding("empty".into()))?;
+    let (&flag, payload) = framed
+        .split_first()
+        .ok_or_else(|| DecodeError::Encoding("empty".into()))?;
     let plain = match flag {
         FLAG_RAW => payload.to_vec(),
-        FLAG_ZSTD => zstd::bulk::decompress(payload, raw_len as usize).map_err(|e| DecodeError::Encoding(e.to_string()))?,
+        FLAG_ZSTD => zstd::bulk::decompress(payload, raw_len as usize)
+            .map_err(|e| DecodeError::Encoding(e.to_string()))?,
         f => return Err(DecodeError::Encoding(format!("unknown flag {f}"))),
     };
     if key.blob_id(&plain) != *id {
@@ -117,7 +125,10 @@ mod tests {
         let text = b"lifeboat ".repeat(10_000);
         assert!(encode(&key, &text, 3).len() < text.len() / 10);
         let random: Vec<u8> = (0..10_000).map(|_| rand::random::<u8>()).collect();
-        assert_eq!(encode(&key, &random, 3).len(), random.len() + 1 + crate::crypto::SEAL_OVERHEAD);
+        assert_eq!(
+            encode(&key, &random, 3).len(),
+            random.len() + 1 + crate::crypto::SEAL_OVERHEAD
+        );
     }
 
     #[test]

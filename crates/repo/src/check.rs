@@ -48,7 +48,10 @@ impl std::str::FromStr for Subset {
             return Ok(Subset::Percent(v));
         }
         if let Some((n, m)) = s.split_once('/') {
-            let (n, m): (u32, u32) = (n.trim().parse().map_err(|_| bad())?, m.trim().parse().map_err(|_| bad())?);
+            let (n, m): (u32, u32) = (
+                n.trim().parse().map_err(|_| bad())?,
+                m.trim().parse().map_err(|_| bad())?,
+            );
             if n == 0 || m == 0 || n > m {
                 return Err(bad());
             }
@@ -101,7 +104,10 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
     let mut files = vec![];
     for o in repo.store().list(Kind::Index)? {
         match repo.load_json::<IndexFile>(Kind::Index, &o.name) {
-            Ok(f) if f.version > INDEX_VERSION => r.errors.push(format!("index {}: unsupported version {}", o.name, f.version)),
+            Ok(f) if f.version > INDEX_VERSION => r.errors.push(format!(
+                "index {}: unsupported version {}",
+                o.name, f.version
+            )),
             Ok(f) => {
                 index.add_file(&f);
                 files.push(o.name);
@@ -115,19 +121,30 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
     r.blobs = index.blob_count();
 
     progress.phase("packs");
-    let listed: HashMap<Id, u64> = repo.store().list(Kind::Pack)?.into_iter().filter_map(|o| Some((o.name.parse().ok()?, o.size))).collect();
+    let listed: HashMap<Id, u64> = repo
+        .store()
+        .list(Kind::Pack)?
+        .into_iter()
+        .filter_map(|o| Some((o.name.parse().ok()?, o.size)))
+        .collect();
     let mut missing_packs = HashSet::new();
     for p in index.packs() {
         match listed.get(&p.id) {
             None if p.obsolete_since.is_none() => {
                 missing_packs.insert(p.id);
-                r.errors.push(format!("pack {} is named by the index but missing from the store", p.id));
+                r.errors.push(format!(
+                    "pack {} is named by the index but missing from the store",
+                    p.id
+                ));
             }
             None => {
                 missing_packs.insert(p.id);
             }
             Some(&size) if size != p.size => {
-                r.errors.push(format!("pack {} is {size} bytes but the index says {} (truncated or replaced)", p.id, p.size));
+                r.errors.push(format!(
+                    "pack {} is {size} bytes but the index says {} (truncated or replaced)",
+                    p.id, p.size
+                ));
             }
             Some(_) => {}
         }
@@ -135,7 +152,8 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
     for (id, loc) in index.blobs() {
         let p = index.pack(loc.pack);
         if u64::from(loc.offset) + u64::from(loc.length) > p.size {
-            r.errors.push(format!("blob {} lies past the end of pack {}", id, p.id));
+            r.errors
+                .push(format!("blob {} lies past the end of pack {}", id, p.id));
         }
     }
     let unindexed = listed.keys().filter(|id| !index.knows_pack(id)).count();
@@ -160,7 +178,11 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
             let tree = match repo.load_tree(&tid) {
                 Ok(t) => t,
                 Err(e) => {
-                    r.errors.push(format!("snapshot {}: directory {:?} unreadable: {e}", sid.short(), display(&path)));
+                    r.errors.push(format!(
+                        "snapshot {}: directory {:?} unreadable: {e}",
+                        sid.short(),
+                        display(&path)
+                    ));
                     continue;
                 }
             };
@@ -169,17 +191,28 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
                 match n.kind {
                     NodeKind::Dir => match n.subtree {
                         Some(st) => stack.push((st, p)),
-                        None => r.errors.push(format!("snapshot {}: directory {:?} has no tree", sid.short(), display(&p))),
+                        None => r.errors.push(format!(
+                            "snapshot {}: directory {:?} has no tree",
+                            sid.short(),
+                            display(&p)
+                        )),
                     },
                     NodeKind::File => {
                         for b in &n.content {
                             let problem = match index.get(b) {
                                 None => Some("is not in the index"),
-                                Some(l) if missing_packs.contains(&index.pack(l.pack).id) => Some("is in a missing pack"),
+                                Some(l) if missing_packs.contains(&index.pack(l.pack).id) => {
+                                    Some("is in a missing pack")
+                                }
                                 _ => None,
                             };
                             if let Some(why) = problem {
-                                r.errors.push(format!("snapshot {}: file {:?}: blob {} {why}", sid.short(), display(&p), b.short()));
+                                r.errors.push(format!(
+                                    "snapshot {}: file {:?}: blob {} {why}",
+                                    sid.short(),
+                                    display(&p),
+                                    b.short()
+                                ));
                                 break;
                             }
                         }
@@ -192,7 +225,11 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
 
     if let Some(subset) = opts.read_data {
         progress.phase("read data");
-        let mut packs: Vec<(Id, u64)> = listed.iter().filter(|(id, _)| index.pack_pos(id).is_some()).map(|(id, s)| (*id, *s)).collect();
+        let mut packs: Vec<(Id, u64)> = listed
+            .iter()
+            .filter(|(id, _)| index.pack_pos(id).is_some())
+            .map(|(id, s)| (*id, *s))
+            .collect();
         packs.sort();
         let chosen: Vec<(Id, u64)> = match subset {
             Subset::All => packs,
@@ -202,7 +239,12 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
                 packs.truncate(n);
                 packs
             }
-            Subset::Part(n, m) => packs.into_iter().enumerate().filter(|(i, _)| (*i as u32) % m == n - 1).map(|(_, p)| p).collect(),
+            Subset::Part(n, m) => packs
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| (*i as u32) % m == n - 1)
+                .map(|(_, p)| p)
+                .collect(),
         };
         progress.set_total(chosen.iter().map(|p| p.1).sum());
         r.packs_read = chosen.len();
@@ -210,11 +252,15 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
         let queue = Mutex::new(chosen);
         let errors = Mutex::new(vec![]);
         let bytes = std::sync::atomic::AtomicU64::new(0);
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| loop {
-                    let Some((id, _)) = queue.lock().pop() else { break };
+                    let Some((id, _)) = queue.lock().pop() else {
+                        break;
+                    };
                     let errs = read_pack(&repo, &id, &by_pack);
                     if let Ok(size) = repo.store().size(Kind::Pack, &id.to_hex()) {
                         bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
@@ -239,14 +285,20 @@ fn display(p: &std::path::Path) -> String {
 }
 
 /// Reads one pack whole and verifies everything in it.
-fn read_pack(repo: &IndexedRepository, id: &Id, by_pack: &[Vec<crate::index::IndexBlob>]) -> Vec<String> {
+fn read_pack(
+    repo: &IndexedRepository,
+    id: &Id,
+    by_pack: &[Vec<crate::index::IndexBlob>],
+) -> Vec<String> {
     let mut errs = vec![];
     let bytes = match repo.store().get(Kind::Pack, &id.to_hex()) {
         Ok(b) => b,
         Err(e) => return vec![format!("pack {id}: {e}")],
     };
     if Id::hash_of(&bytes) != *id {
-        errs.push(format!("pack {id}: content does not match its name (modified or truncated)"));
+        errs.push(format!(
+            "pack {id}: content does not match its name (modified or truncated)"
+        ));
     }
     let header = match pack::parse_pack(repo.key(), &bytes) {
         Ok(h) => h,
@@ -256,17 +308,25 @@ fn read_pack(repo: &IndexedRepository, id: &Id, by_pack: &[Vec<crate::index::Ind
         }
     };
     let in_header: HashMap<Id, &pack::PackEntry> = header.iter().map(|e| (e.id, e)).collect();
-    let Some(pos) = repo.index().pack_pos(id) else { return errs };
+    let Some(pos) = repo.index().pack_pos(id) else {
+        return errs;
+    };
     for b in &by_pack[pos as usize] {
         let (bid, off, len, raw) = (b.0, b.2, b.3, b.4);
         if !header.is_empty() {
             match in_header.get(&bid) {
                 Some(h) if h.offset == off && h.length == len => {}
-                _ => errs.push(format!("pack {id}: blob {} in the index does not match the pack header", bid.short())),
+                _ => errs.push(format!(
+                    "pack {id}: blob {} in the index does not match the pack header",
+                    bid.short()
+                )),
             }
         }
         let Some(stored) = bytes.get(off as usize..off as usize + len as usize) else {
-            errs.push(format!("pack {id}: blob {} lies past the end of the pack", bid.short()));
+            errs.push(format!(
+                "pack {id}: blob {} lies past the end of the pack",
+                bid.short()
+            ));
             continue;
         };
         if let Err(e) = blob::decode(repo.key(), stored, &bid, raw) {

@@ -22,7 +22,11 @@ pub struct ChunkerParams {
 
 impl ChunkerParams {
     /// Defaults chosen by measurement (docs/FORMAT.md): 512 KiB / 1 MiB / 8 MiB.
-    pub const DEFAULT: ChunkerParams = ChunkerParams { min_size: 512 << 10, avg_size: 1 << 20, max_size: 8 << 20 };
+    pub const DEFAULT: ChunkerParams = ChunkerParams {
+        min_size: 512 << 10,
+        avg_size: 1 << 20,
+        max_size: 8 << 20,
+    };
 
     /// Whether the bounds are ones FastCDC accepts.
     pub fn is_valid(&self) -> bool {
@@ -145,7 +149,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn small() -> ChunkerParams {
-        ChunkerParams { min_size: 1024, avg_size: 4096, max_size: 16384 }
+        ChunkerParams {
+            min_size: 1024,
+            avg_size: 4096,
+            max_size: 16384,
+        }
     }
 
     fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
@@ -162,7 +170,13 @@ mod tests {
 
     fn boundaries(c: &Chunker, data: &[u8]) -> Vec<usize> {
         let mut pos = 0;
-        c.chunk_lengths(data).into_iter().map(|n| { pos += n; pos }).collect()
+        c.chunk_lengths(data)
+            .into_iter()
+            .map(|n| {
+                pos += n;
+                pos
+            })
+            .collect()
     }
 
     #[test]
@@ -199,7 +213,10 @@ mod tests {
     #[test]
     fn seed_changes_boundaries() {
         let data = pseudo_random(200_000, 9);
-        assert_ne!(boundaries(&Chunker::new(small(), 1), &data), boundaries(&Chunker::new(small(), 2), &data));
+        assert_ne!(
+            boundaries(&Chunker::new(small(), 1), &data),
+            boundaries(&Chunker::new(small(), 2), &data)
+        );
     }
 
     proptest! {

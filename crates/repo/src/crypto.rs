@@ -48,7 +48,11 @@ impl MasterKey {
     /// A fresh random key.
     pub fn generate() -> MasterKey {
         let mut rng = rand::rngs::OsRng;
-        let mut k = MasterKey { encrypt: [0; 32], id_key: [0; 32], chunker_seed: 0 };
+        let mut k = MasterKey {
+            encrypt: [0; 32],
+            id_key: [0; 32],
+            chunker_seed: 0,
+        };
         rng.fill_bytes(&mut k.encrypt);
         rng.fill_bytes(&mut k.id_key);
         k.chunker_seed = rng.next_u64();
@@ -84,7 +88,9 @@ fn seal_with(cipher: &XChaCha20Poly1305, plain: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     // Encrypting into a Vec cannot fail for in-memory buffers below 2^38 bytes.
-    let ct = cipher.encrypt(XNonce::from_slice(&nonce), plain).unwrap_or_default();
+    let ct = cipher
+        .encrypt(XNonce::from_slice(&nonce), plain)
+        .unwrap_or_default();
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ct);
@@ -96,7 +102,9 @@ fn open_with(cipher: &XChaCha20Poly1305, sealed: &[u8]) -> Result<Vec<u8>, OpenE
         return Err(OpenError);
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    cipher.decrypt(XNonce::from_slice(nonce), ct).map_err(|_| OpenError)
+    cipher
+        .decrypt(XNonce::from_slice(nonce), ct)
+        .map_err(|_| OpenError)
 }
 
 /// Argon2id cost parameters, stored in each key file.
@@ -113,9 +121,17 @@ pub struct KdfParams {
 impl KdfParams {
     /// The default for new keys: 64 MiB, 3 passes, 1 lane (about 0.2 s here;
     /// OWASP's 2023 floor is 19 MiB/2 passes).
-    pub const DEFAULT: KdfParams = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
+    pub const DEFAULT: KdfParams = KdfParams {
+        memory_kib: 64 * 1024,
+        iterations: 3,
+        parallelism: 1,
+    };
     /// Cheap parameters for tests (`LIFEBOAT_INSECURE_FAST_KDF=1`).
-    pub const INSECURE_FAST: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    pub const INSECURE_FAST: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
 }
 
 /// A key object: the master key wrapped by a key derived from a password.
@@ -139,7 +155,12 @@ pub struct KeyFile {
 
 impl KeyFile {
     /// Wraps `master` with `password`.
-    pub fn wrap(master: &MasterKey, password: &[u8], params: KdfParams, created_by: String) -> Result<KeyFile, RepoError> {
+    pub fn wrap(
+        master: &MasterKey,
+        password: &[u8],
+        params: KdfParams,
+        created_by: String,
+    ) -> Result<KeyFile, RepoError> {
         let mut salt = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let kek = derive(password, &salt, params)?;
@@ -159,10 +180,15 @@ impl KeyFile {
     /// Unwraps the master key; `Ok(None)` when the password does not fit.
     pub fn unwrap_with(&self, password: &[u8]) -> Result<Option<MasterKey>, RepoError> {
         if self.version != 1 || self.kdf != "argon2id" {
-            return Err(RepoError::Format(format!("unsupported key file version {} / kdf {}", self.version, self.kdf)));
+            return Err(RepoError::Format(format!(
+                "unsupported key file version {} / kdf {}",
+                self.version, self.kdf
+            )));
         }
-        let salt = hex::decode(&self.salt).map_err(|_| RepoError::Format("key file salt is not hex".into()))?;
-        let data = hex::decode(&self.data).map_err(|_| RepoError::Format("key file data is not hex".into()))?;
+        let salt = hex::decode(&self.salt)
+            .map_err(|_| RepoError::Format("key file salt is not hex".into()))?;
+        let data = hex::decode(&self.data)
+            .map_err(|_| RepoError::Format("key file data is not hex".into()))?;
         let kek = derive(password, &salt, self.params)?;
         match open_with(&XChaCha20Poly1305::new((&kek).into()), &data) {
             Ok(plain) => serde_json::from_slice(&plain)
@@ -175,8 +201,14 @@ impl KeyFile {
 
 fn derive(password: &[u8], salt: &[u8], p: KdfParams) -> Result<[u8; 32], RepoError> {
     // Refuse absurd parameters from a hostile key file before allocating.
-    if p.memory_kib > 4 * 1024 * 1024 || p.iterations > 100 || p.parallelism == 0 || p.parallelism > 64 {
-        return Err(RepoError::Format(format!("key file has out-of-range KDF parameters {p:?}")));
+    if p.memory_kib > 4 * 1024 * 1024
+        || p.iterations > 100
+        || p.parallelism == 0
+        || p.parallelism > 64
+    {
+        return Err(RepoError::Format(format!(
+            "key file has out-of-range KDF parameters {p:?}"
+        )));
     }
     let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, Some(32))
         .map_err(|e| RepoError::Format(format!("key file KDF parameters: {e}")))?;

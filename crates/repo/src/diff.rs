@@ -15,7 +15,12 @@ use crate::tree::{Node, NodeKind, Tree};
 
 /// Calls `f` for every entry below `tree`, in pre-order, with its path
 /// relative to the snapshot root.
-pub fn walk(repo: &IndexedRepository, tree: &Id, prefix: &Path, f: &mut dyn FnMut(&Path, &Node)) -> Result<()> {
+pub fn walk(
+    repo: &IndexedRepository,
+    tree: &Id,
+    prefix: &Path,
+    f: &mut dyn FnMut(&Path, &Node),
+) -> Result<()> {
     let t = repo.load_tree(tree)?;
     for n in &t.nodes {
         let p = prefix.join(n.name.as_os_str());
@@ -76,7 +81,13 @@ fn load(repo: &IndexedRepository, t: Option<&Id>) -> Result<Tree> {
     }
 }
 
-fn diff_trees(repo: &IndexedRepository, a: Option<&Id>, b: Option<&Id>, prefix: &Path, out: &mut Vec<DiffEntry>) -> Result<()> {
+fn diff_trees(
+    repo: &IndexedRepository,
+    a: Option<&Id>,
+    b: Option<&Id>,
+    prefix: &Path,
+    out: &mut Vec<DiffEntry>,
+) -> Result<()> {
     if a == b {
         return Ok(());
     }
@@ -109,11 +120,20 @@ fn diff_trees(repo: &IndexedRepository, a: Option<&Id>, b: Option<&Id>, prefix: 
                     side(repo, y, prefix, Change::Added, out)?;
                 } else {
                     let content = x.content != y.content || x.link_target != y.link_target;
-                    let meta = x.mode != y.mode || x.uid != y.uid || x.gid != y.gid || x.mtime_ns != y.mtime_ns;
+                    let meta = x.mode != y.mode
+                        || x.uid != y.uid
+                        || x.gid != y.gid
+                        || x.mtime_ns != y.mtime_ns;
                     if x.kind != NodeKind::Dir && content {
-                        out.push(DiffEntry { path: p.clone(), change: Change::Modified });
+                        out.push(DiffEntry {
+                            path: p.clone(),
+                            change: Change::Modified,
+                        });
                     } else if meta && x.kind != NodeKind::Dir {
-                        out.push(DiffEntry { path: p.clone(), change: Change::Metadata });
+                        out.push(DiffEntry {
+                            path: p.clone(),
+                            change: Change::Metadata,
+                        });
                     }
                     if x.kind == NodeKind::Dir {
                         diff_trees(repo, x.subtree.as_ref(), y.subtree.as_ref(), &p, out)?;
@@ -128,11 +148,25 @@ fn diff_trees(repo: &IndexedRepository, a: Option<&Id>, b: Option<&Id>, prefix: 
 }
 
 /// Reports `n` and everything below it as added or removed.
-fn side(repo: &IndexedRepository, n: &Node, prefix: &Path, change: Change, out: &mut Vec<DiffEntry>) -> Result<()> {
+fn side(
+    repo: &IndexedRepository,
+    n: &Node,
+    prefix: &Path,
+    change: Change,
+    out: &mut Vec<DiffEntry>,
+) -> Result<()> {
     let p = prefix.join(n.name.as_os_str());
-    out.push(DiffEntry { path: p.clone(), change });
+    out.push(DiffEntry {
+        path: p.clone(),
+        change,
+    });
     if let (NodeKind::Dir, Some(st)) = (n.kind, n.subtree) {
-        walk(repo, &st, &p, &mut |path, _| out.push(DiffEntry { path: path.to_path_buf(), change }))?;
+        walk(repo, &st, &p, &mut |path, _| {
+            out.push(DiffEntry {
+                path: path.to_path_buf(),
+                change,
+            })
+        })?;
     }
     Ok(())
 }

@@ -118,8 +118,16 @@ impl RepoError {
         )
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> RepoError {
-        RepoError::Io { op, path: path.into(), source }
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> RepoError {
+        RepoError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -41,13 +41,19 @@ pub struct KeepPolicy {
 impl KeepPolicy {
     /// Whether no rule is set.
     pub fn is_empty(&self) -> bool {
-        self.last + self.hourly + self.daily + self.weekly + self.monthly + self.yearly == 0 && self.within.is_none() && self.tags.is_empty()
+        self.last + self.hourly + self.daily + self.weekly + self.monthly + self.yearly == 0
+            && self.within.is_none()
+            && self.tags.is_empty()
     }
 }
 
 /// Parses a duration like `30d`, `2w`, `1y6m`, `12h` (y, m = months, w, d, h).
 pub fn parse_within(s: &str) -> Result<jiff::Span> {
-    let bad = || RepoError::Usage(format!("invalid duration {s:?}: use forms like 30d, 2w, 1y6m, 12h"));
+    let bad = || {
+        RepoError::Usage(format!(
+            "invalid duration {s:?}: use forms like 30d, 2w, 1y6m, 12h"
+        ))
+    };
     let mut span = jiff::Span::new();
     let mut num = String::new();
     let mut any = false;
@@ -98,7 +104,11 @@ pub struct GroupDecision {
 }
 
 /// Applies `policy` to `snapshots`, in time zone `tz`.
-pub fn apply(snapshots: &[(Id, Snapshot)], policy: &KeepPolicy, tz: &TimeZone) -> Result<Vec<GroupDecision>> {
+pub fn apply(
+    snapshots: &[(Id, Snapshot)],
+    policy: &KeepPolicy,
+    tz: &TimeZone,
+) -> Result<Vec<GroupDecision>> {
     if policy.is_empty() {
         return Err(RepoError::Usage("no keep rule given: refusing to forget every snapshot (use --keep-last, --keep-daily, …)".into()));
     }
@@ -111,23 +121,42 @@ pub fn apply(snapshots: &[(Id, Snapshot)], policy: &KeepPolicy, tz: &TimeZone) -
         snaps.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
         let newest = snaps[0].1.time;
         let cutoff = match policy.within {
-            Some(span) => Some(newest.to_zoned(tz.clone()).checked_sub(span).map_err(|e| RepoError::Usage(e.to_string()))?.timestamp()),
+            Some(span) => Some(
+                newest
+                    .to_zoned(tz.clone())
+                    .checked_sub(span)
+                    .map_err(|e| RepoError::Usage(e.to_string()))?
+                    .timestamp(),
+            ),
             None => None,
         };
         type Bucket = fn(&jiff::Zoned) -> i64;
         let rules: [(&str, u32, Bucket); 5] = [
-            ("hourly", policy.hourly, |z| i64::from(z.year()) * 1_000_000 + i64::from(z.day_of_year()) * 100 + i64::from(z.hour())),
-            ("daily", policy.daily, |z| i64::from(z.year()) * 1000 + i64::from(z.day_of_year())),
+            ("hourly", policy.hourly, |z| {
+                i64::from(z.year()) * 1_000_000
+                    + i64::from(z.day_of_year()) * 100
+                    + i64::from(z.hour())
+            }),
+            ("daily", policy.daily, |z| {
+                i64::from(z.year()) * 1000 + i64::from(z.day_of_year())
+            }),
             ("weekly", policy.weekly, |z| {
                 let w = z.date().iso_week_date();
                 i64::from(w.year()) * 100 + i64::from(w.week())
             }),
-            ("monthly", policy.monthly, |z| i64::from(z.year()) * 100 + i64::from(z.month())),
+            ("monthly", policy.monthly, |z| {
+                i64::from(z.year()) * 100 + i64::from(z.month())
+            }),
             ("yearly", policy.yearly, |z| i64::from(z.year())),
         ];
         let mut left: Vec<u32> = rules.iter().map(|r| r.1).collect();
         let mut last_bucket: Vec<Option<i64>> = vec![None; rules.len()];
-        let mut decision = GroupDecision { host, paths, keep: vec![], remove: vec![] };
+        let mut decision = GroupDecision {
+            host,
+            paths,
+            keep: vec![],
+            remove: vec![],
+        };
         for (i, (id, s)) in snaps.iter().map(|p| (&p.0, &p.1)).enumerate() {
             let mut reasons = vec![];
             if (i as u32) < policy.last {
@@ -188,7 +217,10 @@ mod tests {
     }
 
     fn kept(d: &[GroupDecision]) -> Vec<u8> {
-        let mut v: Vec<u8> = d.iter().flat_map(|g| g.keep.iter().map(|k| k.id.0[0])).collect();
+        let mut v: Vec<u8> = d
+            .iter()
+            .flat_map(|g| g.keep.iter().map(|k| k.id.0[0]))
+            .collect();
         v.sort();
         v
     }
@@ -202,9 +234,15 @@ mod tests {
             snap(4, "2026-01-03T10:00:00Z", "h", &[]),
             snap(5, "2026-01-03T11:00:00Z", "h", &[]),
         ];
-        let p = KeepPolicy { daily: 2, ..Default::default() };
+        let p = KeepPolicy {
+            daily: 2,
+            ..Default::default()
+        };
         assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![3, 5]);
-        let p = KeepPolicy { daily: 10, ..Default::default() };
+        let p = KeepPolicy {
+            daily: 10,
+            ..Default::default()
+        };
         assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![2, 3, 5]);
     }
 
@@ -217,7 +255,12 @@ mod tests {
             snap(4, "2026-01-09T00:00:00Z", "h", &[]),
             snap(5, "2020-01-01T00:00:00Z", "other", &[]),
         ];
-        let p = KeepPolicy { last: 1, within: Some(parse_within("5d").unwrap()), tags: vec!["release".into()], ..Default::default() };
+        let p = KeepPolicy {
+            last: 1,
+            within: Some(parse_within("5d").unwrap()),
+            tags: vec!["release".into()],
+            ..Default::default()
+        };
         let d = apply(&s, &p, &TimeZone::UTC).unwrap();
         // h: 4 (last, within), 3 (within: 01-05 >= 01-04), 1 (tag); other: 5 (last).
         assert_eq!(kept(&d), vec![1, 3, 4, 5]);
@@ -234,11 +277,20 @@ mod tests {
             snap(3, "2025-02-10T00:00:00Z", "h", &[]),
             snap(4, "2025-02-20T00:00:00Z", "h", &[]),
         ];
-        let p = KeepPolicy { weekly: 10, ..Default::default() };
+        let p = KeepPolicy {
+            weekly: 10,
+            ..Default::default()
+        };
         assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![2, 3, 4]);
-        let p = KeepPolicy { monthly: 10, ..Default::default() };
+        let p = KeepPolicy {
+            monthly: 10,
+            ..Default::default()
+        };
         assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![1, 2, 4]);
-        let p = KeepPolicy { yearly: 10, ..Default::default() };
+        let p = KeepPolicy {
+            yearly: 10,
+            ..Default::default()
+        };
         assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![1, 4]);
     }
 

@@ -61,7 +61,13 @@ impl From<&PackEntry> for IndexBlob {
 impl IndexPack {
     /// A live pack entry built from a pack's header.
     pub fn live(id: Id, size: u64, entries: &[PackEntry]) -> IndexPack {
-        IndexPack { id, size, obsolete_since: None, deleted: false, blobs: entries.iter().map(IndexBlob::from).collect() }
+        IndexPack {
+            id,
+            size,
+            obsolete_since: None,
+            deleted: false,
+            blobs: entries.iter().map(IndexBlob::from).collect(),
+        }
     }
 }
 
@@ -126,14 +132,24 @@ impl Index {
             }
             None => {
                 let pos = self.packs.len() as u32;
-                self.packs.push(PackInfo { id: p.id, size: p.size, obsolete_since: p.obsolete_since });
+                self.packs.push(PackInfo {
+                    id: p.id,
+                    size: p.size,
+                    obsolete_since: p.obsolete_since,
+                });
                 self.pack_pos.insert(p.id, pos);
                 pos
             }
         };
         let live = self.packs[pos as usize].obsolete_since.is_none();
         for b in &p.blobs {
-            let loc = BlobLocation { pack: pos, kind: b.1, offset: b.2, length: b.3, raw_length: b.4 };
+            let loc = BlobLocation {
+                pack: pos,
+                kind: b.1,
+                offset: b.2,
+                length: b.3,
+                raw_length: b.4,
+            };
             match self.blobs.get(&b.0) {
                 Some(old) if !live || self.packs[old.pack as usize].obsolete_since.is_none() => {}
                 _ => {
@@ -151,7 +167,9 @@ impl Index {
     /// Whether a blob is in a pack without a deletion mark. Backups
     /// deduplicate only against these, so a marked pack never gains new users.
     pub fn has_live(&self, id: &Id) -> bool {
-        self.blobs.get(id).is_some_and(|l| self.packs[l.pack as usize].obsolete_since.is_none())
+        self.blobs
+            .get(id)
+            .is_some_and(|l| self.packs[l.pack as usize].obsolete_since.is_none())
     }
 
     /// The pack at a position.
@@ -209,7 +227,10 @@ mod tests {
             size: 100,
             obsolete_since: obsolete,
             deleted: false,
-            blobs: blobs.iter().map(|&b| IndexBlob(Id([b; 32]), BlobKind::Data, 0, 10, 10)).collect(),
+            blobs: blobs
+                .iter()
+                .map(|&b| IndexBlob(Id([b; 32]), BlobKind::Data, 0, 10, 10))
+                .collect(),
         }
     }
 
@@ -231,16 +252,28 @@ mod tests {
         let mut idx = Index::default();
         idx.add_pack(&pack(1, Some(5), &[9]));
         assert!(!idx.has_live(&Id([9; 32])));
-        assert!(idx.get(&Id([9; 32])).is_some(), "marked blobs stay readable");
+        assert!(
+            idx.get(&Id([9; 32])).is_some(),
+            "marked blobs stay readable"
+        );
         idx.add_pack(&pack(2, None, &[9]));
-        assert_eq!(idx.pack(idx.get(&Id([9; 32])).unwrap().pack).id, Id([2; 32]));
+        assert_eq!(
+            idx.pack(idx.get(&Id([9; 32])).unwrap().pack).id,
+            Id([2; 32])
+        );
         idx.add_pack(&pack(3, Some(1), &[9]));
-        assert_eq!(idx.pack(idx.get(&Id([9; 32])).unwrap().pack).id, Id([2; 32]));
+        assert_eq!(
+            idx.pack(idx.get(&Id([9; 32])).unwrap().pack).id,
+            Id([2; 32])
+        );
     }
 
     #[test]
     fn index_file_json_round_trip() {
-        let f = IndexFile { version: 1, packs: vec![pack(1, Some(7), &[2, 3]), pack(4, None, &[])] };
+        let f = IndexFile {
+            version: 1,
+            packs: vec![pack(1, Some(7), &[2, 3]), pack(4, None, &[])],
+        };
         let json = serde_json::to_string(&f).unwrap();
         let back: IndexFile = serde_json::from_str(&json).unwrap();
         assert_eq!(back.packs.len(), 2);

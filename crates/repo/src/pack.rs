@@ -54,14 +54,23 @@ pub struct FinishedPack {
 impl PackWriter {
     /// An empty pack with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        PackWriter { data: Vec::with_capacity(capacity), entries: vec![] }
+        PackWriter {
+            data: Vec::with_capacity(capacity),
+            entries: vec![],
+        }
     }
 
     /// Appends an already encoded blob.
     pub fn add(&mut self, kind: BlobKind, id: Id, stored: &[u8], raw_length: u32) {
         let offset = self.data.len() as u32;
         self.data.extend_from_slice(stored);
-        self.entries.push(PackEntry { kind, id, offset, length: stored.len() as u32, raw_length });
+        self.entries.push(PackEntry {
+            kind,
+            id,
+            offset,
+            length: stored.len() as u32,
+            raw_length,
+        });
     }
 
     /// Bytes of blob data so far.
@@ -91,8 +100,13 @@ impl PackWriter {
         }
         let sealed = key.seal(&header);
         self.data.extend_from_slice(&sealed);
-        self.data.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        FinishedPack { id: Id::hash_of(&self.data), bytes: self.data, entries: self.entries }
+        self.data
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        FinishedPack {
+            id: Id::hash_of(&self.data),
+            bytes: self.data,
+            entries: self.entries,
+        }
     }
 }
 
@@ -122,27 +136,46 @@ pub fn header_len(trailer: [u8; 4], pack_size: u64) -> Result<u32, PackError> {
 
 /// Decodes a sealed header. `data_len` is the pack size minus header and
 /// trailer; every entry must lie inside it.
-pub fn parse_header(key: &MasterKey, sealed: &[u8], data_len: u64) -> Result<Vec<PackEntry>, PackError> {
+pub fn parse_header(
+    key: &MasterKey,
+    sealed: &[u8],
+    data_len: u64,
+) -> Result<Vec<PackEntry>, PackError> {
     let plain = key.open(sealed).map_err(|_| PackError::Auth)?;
-    let (&version, body) = plain.split_first().ok_or_else(|| PackError::Malformed("empty header".into()))?;
+    let (&version, body) = plain
+        .split_first()
+        .ok_or_else(|| PackError::Malformed("empty header".into()))?;
     if version != HEADER_VERSION {
-        return Err(PackError::Malformed(format!("unknown header version {version}")));
+        return Err(PackError::Malformed(format!(
+            "unknown header version {version}"
+        )));
     }
     if body.len() % ENTRY_LEN != 0 {
-        return Err(PackError::Malformed("header length is not a whole number of entries".into()));
+        return Err(PackError::Malformed(
+            "header length is not a whole number of entries".into(),
+        ));
     }
     let mut offset = 0u64;
     let mut out = Vec::with_capacity(body.len() / ENTRY_LEN);
     for e in body.chunks_exact(ENTRY_LEN) {
-        let kind = BlobKind::from_byte(e[0]).ok_or_else(|| PackError::Malformed(format!("unknown blob kind {}", e[0])))?;
+        let kind = BlobKind::from_byte(e[0])
+            .ok_or_else(|| PackError::Malformed(format!("unknown blob kind {}", e[0])))?;
         let length = u32::from_le_bytes([e[1], e[2], e[3], e[4]]);
         let raw_length = u32::from_le_bytes([e[5], e[6], e[7], e[8]]);
         let mut id = [0u8; 32];
         id.copy_from_slice(&e[9..41]);
         if offset + u64::from(length) > data_len {
-            return Err(PackError::Malformed("entry extends past the blob area".into()));
+            return Err(PackError::Malformed(
+                "entry extends past the blob area".into(),
+            ));
         }
-        out.push(PackEntry { kind, id: Id(id), offset: offset as u32, length, raw_length });
+        out.push(PackEntry {
+            kind,
+            id: Id(id),
+            offset: offset as u32,
+            length,
+            raw_length,
+        });
         offset += u64::from(length);
     }
     Ok(out)
@@ -196,7 +229,12 @@ mod tests {
     fn truncated_pack_is_reported() {
         let key = MasterKey::generate();
         let mut w = PackWriter::default();
-        w.add(BlobKind::Data, key.blob_id(b"x"), &crate::blob::encode(&key, b"x", 0), 1);
+        w.add(
+            BlobKind::Data,
+            key.blob_id(b"x"),
+            &crate::blob::encode(&key, b"x", 0),
+            1,
+        );
         let p = w.finish(&key);
         assert!(parse_pack(&key, &p.bytes[..p.bytes.len() - 10]).is_err());
         assert!(parse_pack(&key, &p.bytes[10..]).is_err());

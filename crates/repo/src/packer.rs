@@ -94,10 +94,16 @@ impl<'a> BlobSaver<'a> {
             .map(|_| {
                 let rx = jobs_rx.clone();
                 let tx = upload_tx.clone();
-                scope.spawn(move || self.flag(compress_loop(self.repo, &self.stats, rx, &self.packer, tx)))
+                scope.spawn(move || {
+                    self.flag(compress_loop(self.repo, &self.stats, rx, &self.packer, tx))
+                })
             })
             .collect();
-        Pipeline { compressors, uploader, upload_tx }
+        Pipeline {
+            compressors,
+            uploader,
+            upload_tx,
+        }
     }
 
     fn flag<T>(&self, r: Result<T>) -> Result<T> {
@@ -126,7 +132,13 @@ impl<'a> BlobSaver<'a> {
     }
 
     /// Adds an already encoded blob (prune's repack copies stored bytes).
-    pub fn save_encoded(&self, kind: BlobKind, id: Id, stored: Vec<u8>, raw_length: u32) -> Result<()> {
+    pub fn save_encoded(
+        &self,
+        kind: BlobKind,
+        id: Id,
+        stored: Vec<u8>,
+        raw_length: u32,
+    ) -> Result<()> {
         if !self.seen.lock().insert(id) {
             return Ok(());
         }
@@ -149,7 +161,9 @@ impl<'a> BlobSaver<'a> {
 }
 
 fn workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 fn pipeline_stopped() -> RepoError {
@@ -173,7 +187,9 @@ fn compress_loop(
             }
             Job::Encoded(kind, id, stored, raw) => (kind, id, stored, raw),
         };
-        stats.bytes_stored.fetch_add(stored.len() as u64, Ordering::Relaxed);
+        stats
+            .bytes_stored
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
         let full = {
             let mut guard = packer.lock();
             let w = guard.get_or_insert_with(|| PackWriter::with_capacity(pack_size + (1 << 20)));
@@ -185,7 +201,9 @@ fn compress_loop(
             }
         };
         if let Some(w) = full {
-            upload.send(w.finish(repo.key())).map_err(|_| pipeline_stopped())?;
+            upload
+                .send(w.finish(repo.key()))
+                .map_err(|_| pipeline_stopped())?;
         }
     }
     Ok(())
@@ -198,12 +216,24 @@ fn upload_loop(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<Vec<Inde
         repo.store().put(Kind::Pack, &p.id.to_hex(), &p.bytes)?;
         pending.push(IndexPack::live(p.id, p.bytes.len() as u64, &p.entries));
         if pending.len() >= INDEX_EVERY_PACKS {
-            repo.save_json(Kind::Index, &crate::index::IndexFile { version: crate::index::INDEX_VERSION, packs: pending.clone() })?;
+            repo.save_json(
+                Kind::Index,
+                &crate::index::IndexFile {
+                    version: crate::index::INDEX_VERSION,
+                    packs: pending.clone(),
+                },
+            )?;
             all.append(&mut pending);
         }
     }
     if !pending.is_empty() {
-        repo.save_json(Kind::Index, &crate::index::IndexFile { version: crate::index::INDEX_VERSION, packs: pending.clone() })?;
+        repo.save_json(
+            Kind::Index,
+            &crate::index::IndexFile {
+                version: crate::index::INDEX_VERSION,
+                packs: pending.clone(),
+            },
+        )?;
         all.append(&mut pending);
     }
     Ok(all)
@@ -218,7 +248,9 @@ impl Pipeline<'_> {
         drop(saver.jobs.write().take());
         let mut first_err = None;
         for c in self.compressors {
-            let r = c.join().unwrap_or_else(|_| Err(RepoError::Internal("compressor thread panicked".into())));
+            let r = c
+                .join()
+                .unwrap_or_else(|_| Err(RepoError::Internal("compressor thread panicked".into())));
             if let Err(e) = r {
                 first_err.get_or_insert(e);
             }
@@ -231,7 +263,10 @@ impl Pipeline<'_> {
             }
         }
         drop(self.upload_tx);
-        let uploaded = self.uploader.join().unwrap_or_else(|_| Err(RepoError::Internal("uploader thread panicked".into())));
+        let uploaded = self
+            .uploader
+            .join()
+            .unwrap_or_else(|_| Err(RepoError::Internal("uploader thread panicked".into())));
         match (uploaded, first_err) {
             (Err(e), _) => Err(e),
             (Ok(_), Some(e)) => Err(e),

@@ -43,7 +43,11 @@ pub struct PruneOptions {
 
 impl Default for PruneOptions {
     fn default() -> Self {
-        PruneOptions { delete_delay: Duration::from_secs(24 * 3600), max_unused_percent: 10.0, dry_run: false }
+        PruneOptions {
+            delete_delay: Duration::from_secs(24 * 3600),
+            max_unused_percent: 10.0,
+            dry_run: false,
+        }
     }
 }
 
@@ -86,8 +90,15 @@ enum Fate {
 const PACKS_PER_INDEX_OBJECT: usize = 1000;
 
 /// Prunes the repository.
-pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Progress) -> Result<PruneReport> {
-    let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
+pub fn prune(
+    mut repo: IndexedRepository,
+    opts: PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneReport> {
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
     if !opts.dry_run {
         // Packs no index names must be weighed like the rest, not forgotten.
         report.packs_recovered = repo.index_unindexed_packs()?.0;
@@ -95,12 +106,16 @@ pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Pro
     progress.phase("find used data");
     let (snaps, bad) = repo.snapshots()?;
     if let Some(e) = bad.into_iter().next() {
-        return Err(RepoError::Usage(format!("prune refuses to run while a snapshot is unreadable ({e}); run `lifeboat check`")));
+        return Err(RepoError::Usage(format!(
+            "prune refuses to run while a snapshot is unreadable ({e}); run `lifeboat check`"
+        )));
     }
     let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
     let (used, errors) = repo.reachable_blobs(&roots);
     if let Some(e) = errors.into_iter().next() {
-        return Err(RepoError::Usage(format!("prune refuses to run while a tree is unreadable ({e}); run `lifeboat check`")));
+        return Err(RepoError::Usage(format!(
+            "prune refuses to run while a tree is unreadable ({e}); run `lifeboat check`"
+        )));
     }
 
     let now = jiff::Timestamp::now().as_second();
@@ -108,12 +123,21 @@ pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Pro
     let index = repo.index();
     report.packs_before = index.packs().len();
     let by_pack = index.blobs_by_pack();
-    let listed: HashSet<Id> = repo.store().list(Kind::Pack)?.into_iter().filter_map(|o| o.name.parse().ok()).collect();
+    let listed: HashSet<Id> = repo
+        .store()
+        .list(Kind::Pack)?
+        .into_iter()
+        .filter_map(|o| o.name.parse().ok())
+        .collect();
 
     let mut fates = Vec::with_capacity(index.packs().len());
     for (pos, p) in index.packs().iter().enumerate() {
         let blobs = &by_pack[pos];
-        let used_bytes: u64 = blobs.iter().filter(|b| used.contains(&b.0)).map(|b| u64::from(b.3)).sum();
+        let used_bytes: u64 = blobs
+            .iter()
+            .filter(|b| used.contains(&b.0))
+            .map(|b| u64::from(b.3))
+            .sum();
         let all_bytes: u64 = blobs.iter().map(|b| u64::from(b.3)).sum();
         report.blobs_unused += blobs.iter().filter(|b| !used.contains(&b.0)).count();
         let fate = if !listed.contains(&p.id) {
@@ -137,7 +161,9 @@ pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Pro
                 report.bytes_marked += p.size;
                 Fate::Mark(now)
             }
-        } else if (all_bytes - used_bytes) as f64 * 100.0 > opts.max_unused_percent * all_bytes as f64 {
+        } else if (all_bytes - used_bytes) as f64 * 100.0
+            > opts.max_unused_percent * all_bytes as f64
+        {
             report.packs_repacked += 1;
             Fate::Repack
         } else {
@@ -158,7 +184,12 @@ pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Pro
 
     // 1. Repack: copy the used blobs of partly used packs into new packs.
     progress.phase("repack");
-    let repack: Vec<usize> = fates.iter().enumerate().filter(|(_, f)| matches!(f, Fate::Repack)).map(|(i, _)| i).collect();
+    let repack: Vec<usize> = fates
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| matches!(f, Fate::Repack))
+        .map(|(i, _)| i)
+        .collect();
     let mut repack_failed = HashSet::new();
     if !repack.is_empty() {
         let repo_ref: &IndexedRepository = &repo;
@@ -173,7 +204,10 @@ pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Pro
                 match copy_used(repo_ref, pos, &by_pack[pos], &used, &saver) {
                     Ok(n) => report.blobs_repacked += n,
                     Err(e) => {
-                        tracing::warn!("not repacking pack {}: {e}", repo_ref.index().packs()[pos].id.short());
+                        tracing::warn!(
+                            "not repacking pack {}: {e}",
+                            repo_ref.index().packs()[pos].id.short()
+                        );
                         repack_failed.insert(pos);
                         copy_err.get_or_insert(e);
                     }
@@ -190,20 +224,38 @@ pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Pro
     let mut to_delete = vec![];
     for (pos, p) in repo.index().packs().iter().enumerate() {
         let blobs: Vec<IndexBlob> = by_pack[pos].clone();
-        let entry = |obsolete_since| IndexPack { id: p.id, size: p.size, obsolete_since, deleted: false, blobs: blobs.clone() };
+        let entry = |obsolete_since| IndexPack {
+            id: p.id,
+            size: p.size,
+            obsolete_since,
+            deleted: false,
+            blobs: blobs.clone(),
+        };
         match fates[pos] {
             Fate::Keep => packs.push(entry(None)),
             Fate::Repack if repack_failed.contains(&pos) => packs.push(entry(None)),
             Fate::Repack if delay == 0 => {
                 to_delete.push(p.id);
-                packs.push(IndexPack { id: p.id, size: p.size, obsolete_since: None, deleted: true, blobs: vec![] });
+                packs.push(IndexPack {
+                    id: p.id,
+                    size: p.size,
+                    obsolete_since: None,
+                    deleted: true,
+                    blobs: vec![],
+                });
             }
             Fate::Repack => packs.push(entry(Some(now))),
             Fate::Mark(since) => packs.push(entry(Some(since))),
             Fate::Delete => {
                 if listed.contains(&p.id) {
                     to_delete.push(p.id);
-                    packs.push(IndexPack { id: p.id, size: p.size, obsolete_since: None, deleted: true, blobs: vec![] });
+                    packs.push(IndexPack {
+                        id: p.id,
+                        size: p.size,
+                        obsolete_since: None,
+                        deleted: true,
+                        blobs: vec![],
+                    });
                 }
             }
         }
@@ -213,12 +265,24 @@ pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Pro
     for t in repo.index().tombstones() {
         if listed.contains(t) && repo.index().pack_pos(t).is_none() {
             to_delete.push(*t);
-            packs.push(IndexPack { id: *t, size: 0, obsolete_since: None, deleted: true, blobs: vec![] });
+            packs.push(IndexPack {
+                id: *t,
+                size: 0,
+                obsolete_since: None,
+                deleted: true,
+                blobs: vec![],
+            });
         }
     }
     let old_index = std::mem::take(&mut repo.index_files);
     for chunk in packs.chunks(PACKS_PER_INDEX_OBJECT) {
-        repo.save_json(Kind::Index, &crate::index::IndexFile { version: crate::index::INDEX_VERSION, packs: chunk.to_vec() })?;
+        repo.save_json(
+            Kind::Index,
+            &crate::index::IndexFile {
+                version: crate::index::INDEX_VERSION,
+                packs: chunk.to_vec(),
+            },
+        )?;
     }
     // 3. Old index objects, then 4. the packs.
     for name in &old_index {
@@ -230,22 +294,32 @@ pub fn prune(mut repo: IndexedRepository, opts: PruneOptions, progress: &dyn Pro
     }
     // Temporary files of writers killed long ago; an hour is far longer
     // than any single object write takes.
-    let _ = repo.store().remove_stale_temporaries(Duration::from_secs(3600));
+    let _ = repo
+        .store()
+        .remove_stale_temporaries(Duration::from_secs(3600));
     Ok(report)
 }
 
 /// Copies the used blobs of one pack (verified) into the saver.
-fn copy_used(repo: &IndexedRepository, pos: usize, blobs: &[IndexBlob], used: &HashSet<Id>, saver: &BlobSaver<'_>) -> Result<usize> {
+fn copy_used(
+    repo: &IndexedRepository,
+    pos: usize,
+    blobs: &[IndexBlob],
+    used: &HashSet<Id>,
+    saver: &BlobSaver<'_>,
+) -> Result<usize> {
     let p = &repo.index().packs()[pos];
     let bytes = repo.store().get(Kind::Pack, &p.id.to_hex())?;
     let mut n = 0;
     for b in blobs.iter().filter(|b| used.contains(&b.0)) {
-        let stored = bytes.get(b.2 as usize..(b.2 + b.3) as usize).ok_or_else(|| RepoError::Damaged {
-            kind: Kind::Pack,
-            id: p.id.to_hex(),
-            location: repo.location(),
-            reason: format!("blob {} lies past the end", b.0.short()),
-        })?;
+        let stored = bytes
+            .get(b.2 as usize..(b.2 + b.3) as usize)
+            .ok_or_else(|| RepoError::Damaged {
+                kind: Kind::Pack,
+                id: p.id.to_hex(),
+                location: repo.location(),
+                reason: format!("blob {} lies past the end", b.0.short()),
+            })?;
         // Never copy damage silently into a fresh pack.
         blob::decode(repo.key(), stored, &b.0, b.4).map_err(|e| RepoError::Damaged {
             kind: Kind::Pack,

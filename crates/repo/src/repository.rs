@@ -57,7 +57,12 @@ pub struct InitOptions {
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { chunker: ChunkerParams::DEFAULT, pack_size: 16 << 20, compression: 3, kdf: KdfParams::DEFAULT }
+        InitOptions {
+            chunker: ChunkerParams::DEFAULT,
+            pack_size: 16 << 20,
+            compression: 3,
+            kdf: KdfParams::DEFAULT,
+        }
     }
 }
 
@@ -103,18 +108,31 @@ pub fn hostname() -> String {
 
 impl Repository {
     /// Creates a repository in an empty store.
-    pub fn init(store: Arc<dyn WriteStore>, password: &[u8], opts: InitOptions) -> Result<Repository> {
+    pub fn init(
+        store: Arc<dyn WriteStore>,
+        password: &[u8],
+        opts: InitOptions,
+    ) -> Result<Repository> {
         if store.exists(Kind::Config, "config")? {
-            return Err(RepoError::AlreadyInitialized { location: store.location() });
+            return Err(RepoError::AlreadyInitialized {
+                location: store.location(),
+            });
         }
         if !opts.chunker.is_valid() {
-            return Err(RepoError::Usage(format!("invalid chunker parameters {:?}", opts.chunker)));
+            return Err(RepoError::Usage(format!(
+                "invalid chunker parameters {:?}",
+                opts.chunker
+            )));
         }
         if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
-            return Err(RepoError::Usage("pack size must be between 1 MiB and 1 GiB".into()));
+            return Err(RepoError::Usage(
+                "pack size must be between 1 MiB and 1 GiB".into(),
+            ));
         }
         if !(0..=22).contains(&opts.compression) {
-            return Err(RepoError::Usage("compression level must be 0 (off) to 22".into()));
+            return Err(RepoError::Usage(
+                "compression level must be 0 (off) to 22".into(),
+            ));
         }
         store.create()?;
         let key = MasterKey::generate();
@@ -127,9 +145,16 @@ impl Repository {
         };
         let kf = KeyFile::wrap(&key, password, opts.kdf, who())?;
         let key_name = save_key_file(store.as_ref(), &kf)?;
-        let repo = Repository { store, key: Arc::new(key), key_name, config };
+        let repo = Repository {
+            store,
+            key: Arc::new(key),
+            key_name,
+            config,
+        };
         // The config goes last: a crash before this leaves no repository.
-        let sealed = repo.key.seal(&serde_json::to_vec(&repo.config).map_err(|e| RepoError::Internal(e.to_string()))?);
+        let sealed = repo.key.seal(
+            &serde_json::to_vec(&repo.config).map_err(|e| RepoError::Internal(e.to_string()))?,
+        );
         repo.store.put(Kind::Config, "config", &sealed)?;
         Ok(repo)
     }
@@ -160,19 +185,25 @@ impl Repository {
                     location: location.clone(),
                     reason: "does not decrypt with the repository key".into(),
                 })?;
-                let config: Config = serde_json::from_slice(&plain).map_err(|e| RepoError::Damaged {
-                    kind: Kind::Config,
-                    id: "config".into(),
-                    location: location.clone(),
-                    reason: e.to_string(),
-                })?;
+                let config: Config =
+                    serde_json::from_slice(&plain).map_err(|e| RepoError::Damaged {
+                        kind: Kind::Config,
+                        id: "config".into(),
+                        location: location.clone(),
+                        reason: e.to_string(),
+                    })?;
                 if config.version > FORMAT_VERSION {
                     return Err(RepoError::Format(format!(
                         "repository at {location} has format version {}; this lifeboat reads up to {FORMAT_VERSION}",
                         config.version
                     )));
                 }
-                return Ok(Repository { store, key: Arc::new(key), key_name: k.name, config });
+                return Ok(Repository {
+                    store,
+                    key: Arc::new(key),
+                    key_name: k.name,
+                    config,
+                });
             }
         }
         Err(RepoError::WrongPassword { location })
@@ -199,14 +230,20 @@ impl Repository {
     }
 
     fn damaged(&self, kind: Kind, id: &str, reason: impl Into<String>) -> RepoError {
-        RepoError::Damaged { kind, id: id.to_string(), location: self.location(), reason: reason.into() }
+        RepoError::Damaged {
+            kind,
+            id: id.to_string(),
+            location: self.location(),
+            reason: reason.into(),
+        }
     }
 
     /// Writes a metadata object: `seal(zstd(json))`, named by the BLAKE3 of
     /// the stored bytes.
     pub fn save_json<T: Serialize>(&self, kind: Kind, value: &T) -> Result<Id> {
         let json = serde_json::to_vec(value).map_err(|e| RepoError::Internal(e.to_string()))?;
-        let compressed = zstd::bulk::compress(&json, 3).map_err(|e| RepoError::Internal(e.to_string()))?;
+        let compressed =
+            zstd::bulk::compress(&json, 3).map_err(|e| RepoError::Internal(e.to_string()))?;
         let sealed = self.key.seal(&compressed);
         let id = Id::hash_of(&sealed);
         self.store.put(kind, &id.to_hex(), &sealed)?;
@@ -220,15 +257,28 @@ impl Repository {
     }
 
     /// Verifies and decodes the bytes of a metadata object.
-    pub fn decode_json<T: DeserializeOwned>(&self, kind: Kind, name: &str, bytes: &[u8]) -> Result<T> {
+    pub fn decode_json<T: DeserializeOwned>(
+        &self,
+        kind: Kind,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<T> {
         if Id::hash_of(bytes).to_hex() != name {
-            return Err(self.damaged(kind, name, "content does not match its name (modified or truncated)"));
+            return Err(self.damaged(
+                kind,
+                name,
+                "content does not match its name (modified or truncated)",
+            ));
         }
-        let compressed = self.key.open(bytes).map_err(|_| self.damaged(kind, name, "fails authentication"))?;
+        let compressed = self
+            .key
+            .open(bytes)
+            .map_err(|_| self.damaged(kind, name, "fails authentication"))?;
         // Metadata objects are small; 1 GiB bounds a hostile frame.
         let json = zstd::stream::decode_all(&compressed[..])
             .map_err(|e| self.damaged(kind, name, format!("bad compression: {e}")))?;
-        serde_json::from_slice(&json).map_err(|e| self.damaged(kind, name, format!("bad content: {e}")))
+        serde_json::from_slice(&json)
+            .map_err(|e| self.damaged(kind, name, format!("bad content: {e}")))
     }
 
     /// Every snapshot, oldest first. Damaged snapshots are returned as errors
@@ -237,7 +287,9 @@ impl Repository {
         let mut ok = vec![];
         let mut bad = vec![];
         for o in self.store.list(Kind::Snapshot)? {
-            let Ok(id) = o.name.parse::<Id>() else { continue };
+            let Ok(id) = o.name.parse::<Id>() else {
+                continue;
+            };
             match self.load_json::<Snapshot>(Kind::Snapshot, &o.name) {
                 Ok(s) if s.version > SNAPSHOT_VERSION => bad.push(RepoError::Format(format!(
                     "snapshot {} has version {}; this lifeboat reads up to {SNAPSHOT_VERSION}",
@@ -257,17 +309,28 @@ impl Repository {
     pub fn find_snapshot(&self, arg: &str) -> Result<(Id, Snapshot)> {
         let (all, _) = self.snapshots()?;
         if arg == "latest" {
-            return all.into_iter().last().ok_or_else(|| RepoError::SnapshotNotFound("the repository has no snapshots".into()));
+            return all.into_iter().last().ok_or_else(|| {
+                RepoError::SnapshotNotFound("the repository has no snapshots".into())
+            });
         }
         let arg_l = arg.to_ascii_lowercase();
         if arg_l.is_empty() || !arg_l.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(RepoError::SnapshotNotFound(format!("{arg:?} is not `latest` or a snapshot id (prefix)")));
+            return Err(RepoError::SnapshotNotFound(format!(
+                "{arg:?} is not `latest` or a snapshot id (prefix)"
+            )));
         }
-        let mut m: Vec<_> = all.into_iter().filter(|(id, _)| id.to_hex().starts_with(&arg_l)).collect();
+        let mut m: Vec<_> = all
+            .into_iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&arg_l))
+            .collect();
         match m.len() {
-            0 => Err(RepoError::SnapshotNotFound(format!("no snapshot matches {arg:?}"))),
+            0 => Err(RepoError::SnapshotNotFound(format!(
+                "no snapshot matches {arg:?}"
+            ))),
             1 => Ok(m.remove(0)),
-            n => Err(RepoError::SnapshotNotFound(format!("{arg:?} matches {n} snapshots; give more characters"))),
+            n => Err(RepoError::SnapshotNotFound(format!(
+                "{arg:?} matches {n} snapshots; give more characters"
+            ))),
         }
     }
 
@@ -285,11 +348,17 @@ impl Repository {
     pub fn keys(&self) -> Result<Vec<KeyInfo>> {
         let mut out = vec![];
         for o in self.store.list(Kind::Key)? {
-            let kf: Option<KeyFile> = self.store.get(Kind::Key, &o.name).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let kf: Option<KeyFile> = self
+                .store
+                .get(Kind::Key, &o.name)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
             out.push(KeyInfo {
                 current: o.name == self.key_name,
                 created: kf.as_ref().map(|k| k.created.clone()).unwrap_or_default(),
-                created_by: kf.map(|k| k.created_by).unwrap_or_else(|| "(unreadable)".into()),
+                created_by: kf
+                    .map(|k| k.created_by)
+                    .unwrap_or_else(|| "(unreadable)".into()),
                 id: o.name,
             });
         }
@@ -306,7 +375,10 @@ impl Repository {
     /// Removes a key (by id or unique prefix). The key in use cannot be removed.
     pub fn remove_key(&self, prefix: &str) -> Result<String> {
         let keys = self.keys()?;
-        let m: Vec<_> = keys.iter().filter(|k| k.id.starts_with(prefix) && !prefix.is_empty()).collect();
+        let m: Vec<_> = keys
+            .iter()
+            .filter(|k| k.id.starts_with(prefix) && !prefix.is_empty())
+            .collect();
         let k = match m.as_slice() {
             [k] => *k,
             [] => return Err(RepoError::Usage(format!("no key matches {prefix:?}"))),
@@ -340,12 +412,19 @@ impl Repository {
                 Err(e) => return Err(e),
             };
             if f.version > INDEX_VERSION {
-                return Err(RepoError::Format(format!("index {} has version {}; this lifeboat reads up to {INDEX_VERSION}", o.name, f.version)));
+                return Err(RepoError::Format(format!(
+                    "index {} has version {}; this lifeboat reads up to {INDEX_VERSION}",
+                    o.name, f.version
+                )));
             }
             index.add_file(&f);
             files.push(o.name);
         }
-        Ok(IndexedRepository { repo: self, index, index_files: files })
+        Ok(IndexedRepository {
+            repo: self,
+            index,
+            index_files: files,
+        })
     }
 }
 
@@ -381,7 +460,12 @@ impl IndexedRepository {
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
         let loc = *self.index.get(id).ok_or(RepoError::BlobNotIndexed(*id))?;
         let pack = self.index.pack(loc.pack).id;
-        let stored = self.store().get_range(Kind::Pack, &pack.to_hex(), u64::from(loc.offset), u64::from(loc.length))?;
+        let stored = self.store().get_range(
+            Kind::Pack,
+            &pack.to_hex(),
+            u64::from(loc.offset),
+            u64::from(loc.length),
+        )?;
         blob::decode(self.key(), &stored, id, loc.raw_length).map_err(|e| RepoError::Damaged {
             kind: Kind::Pack,
             id: pack.to_hex(),
@@ -406,7 +490,10 @@ impl IndexedRepository {
         if packs.is_empty() {
             return Ok(None);
         }
-        let file = IndexFile { version: INDEX_VERSION, packs };
+        let file = IndexFile {
+            version: INDEX_VERSION,
+            packs,
+        };
         let id = self.save_json(Kind::Index, &file)?;
         self.index.add_file(&file);
         self.index_files.push(id.to_hex());
@@ -415,14 +502,22 @@ impl IndexedRepository {
 
     /// Reads the header of a pack from the store.
     pub fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
-        let damaged = |reason: String| RepoError::Damaged { kind: Kind::Pack, id: name.to_string(), location: self.location(), reason };
+        let damaged = |reason: String| RepoError::Damaged {
+            kind: Kind::Pack,
+            id: name.to_string(),
+            location: self.location(),
+            reason,
+        };
         if size < 4 {
             return Err(damaged("pack is truncated".into()));
         }
         let trailer = self.store().get_range(Kind::Pack, name, size - 4, 4)?;
-        let hlen = pack::header_len([trailer[0], trailer[1], trailer[2], trailer[3]], size).map_err(|e| damaged(e.to_string()))?;
+        let hlen = pack::header_len([trailer[0], trailer[1], trailer[2], trailer[3]], size)
+            .map_err(|e| damaged(e.to_string()))?;
         let start = size - 4 - u64::from(hlen);
-        let sealed = self.store().get_range(Kind::Pack, name, start, u64::from(hlen))?;
+        let sealed = self
+            .store()
+            .get_range(Kind::Pack, name, start, u64::from(hlen))?;
         pack::parse_header(self.key(), &sealed, start).map_err(|e| damaged(e.to_string()))
     }
 
@@ -434,7 +529,9 @@ impl IndexedRepository {
         let mut found = vec![];
         let mut bad = vec![];
         for o in self.store().list(Kind::Pack)? {
-            let Ok(id) = o.name.parse::<Id>() else { continue };
+            let Ok(id) = o.name.parse::<Id>() else {
+                continue;
+            };
             if self.index.knows_pack(&id) {
                 continue;
             }
@@ -478,8 +575,16 @@ impl IndexedRepository {
 impl IndexedRepository {
     /// Builds an indexed repository from an index loaded elsewhere (check
     /// loads index objects one by one to report each damaged one).
-    pub(crate) fn from_parts(repo: Repository, index: Index, index_files: Vec<String>) -> IndexedRepository {
-        IndexedRepository { repo, index, index_files }
+    pub(crate) fn from_parts(
+        repo: Repository,
+        index: Index,
+        index_files: Vec<String>,
+    ) -> IndexedRepository {
+        IndexedRepository {
+            repo,
+            index,
+            index_files,
+        }
     }
 
     /// Gives back the unlocked repository.

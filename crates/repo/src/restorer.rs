@@ -79,9 +79,14 @@ fn includes_set(patterns: &[String]) -> Result<Option<GlobSet>> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         let p = p.trim_start_matches('/');
-        b.add(Glob::new(p).map_err(|e| RepoError::Usage(format!("bad include pattern {p:?}: {e}")))?);
+        b.add(
+            Glob::new(p)
+                .map_err(|e| RepoError::Usage(format!("bad include pattern {p:?}: {e}")))?,
+        );
     }
-    b.build().map(Some).map_err(|e| RepoError::Usage(format!("include patterns: {e}")))
+    b.build()
+        .map(Some)
+        .map_err(|e| RepoError::Usage(format!("include patterns: {e}")))
 }
 
 /// Walks the tree, collecting entries in pre-order.
@@ -97,7 +102,10 @@ fn plan(
     let t = match repo.load_tree(tree) {
         Ok(t) => t,
         Err(e) => {
-            problems.push(RestoreProblem { path: rel.to_path_buf(), message: format!("directory contents lost: {e}") });
+            problems.push(RestoreProblem {
+                path: rel.to_path_buf(),
+                message: format!("directory contents lost: {e}"),
+            });
             return;
         }
     };
@@ -105,7 +113,10 @@ fn plan(
         if !node.name.is_safe() {
             problems.push(RestoreProblem {
                 path: rel.join(node.name.display()),
-                message: format!("refused unsafe name {:?} in the snapshot", node.name.display()),
+                message: format!(
+                    "refused unsafe name {:?} in the snapshot",
+                    node.name.display()
+                ),
             });
             continue;
         }
@@ -114,7 +125,10 @@ fn plan(
         if node.kind == NodeKind::Dir {
             let mark = out.len();
             let subtree = node.subtree;
-            out.push(Entry { rel: path.clone(), node });
+            out.push(Entry {
+                rel: path.clone(),
+                node,
+            });
             if let Some(st) = subtree {
                 plan(repo, &st, &path, inc, inc_here, out, problems);
             }
@@ -159,9 +173,20 @@ pub fn restore(
     let inc = includes_set(&opts.includes)?;
     let mut summary = RestoreSummary::default();
     let mut entries = vec![];
-    plan(repo, &snapshot.tree, Path::new(""), inc.as_ref(), false, &mut entries, &mut summary.problems);
+    plan(
+        repo,
+        &snapshot.tree,
+        Path::new(""),
+        inc.as_ref(),
+        false,
+        &mut entries,
+        &mut summary.problems,
+    );
     if inc.is_some() && entries.is_empty() {
-        return Err(RepoError::Usage(format!("no path in the snapshot matches {:?}", opts.includes)));
+        return Err(RepoError::Usage(format!(
+            "no path in the snapshot matches {:?}",
+            opts.includes
+        )));
     }
 
     fs::create_dir_all(target).map_err(|e| RepoError::io("create restore target", target, e))?;
@@ -178,10 +203,18 @@ pub fn restore(
         }
     }
     if !conflicts.is_empty() && !opts.overwrite {
-        return Err(RepoError::WouldOverwrite { target: target.to_path_buf(), count: conflicts.len(), first: conflicts[0].clone() });
+        return Err(RepoError::WouldOverwrite {
+            target: target.to_path_buf(),
+            count: conflicts.len(),
+            first: conflicts[0].clone(),
+        });
     }
 
-    let total: u64 = entries.iter().filter(|e| e.node.kind == NodeKind::File).map(|e| e.node.size).sum();
+    let total: u64 = entries
+        .iter()
+        .filter(|e| e.node.kind == NodeKind::File)
+        .map(|e| e.node.size)
+        .sum();
     progress.set_total(total);
 
     // Directories and files, in pre-order so parents exist first.
@@ -196,26 +229,39 @@ pub fn restore(
         let p = target.join(&e.rel);
         let r = match e.node.kind {
             NodeKind::Dir => make_dir(&p).map(|()| summary.dirs += 1),
-            NodeKind::Symlink => {
-                remove_existing(&p, opts.overwrite)
-                    .and_then(|()| std::os::unix::fs::symlink(e.node.link_target.as_ref().map(|t| t.as_os_str()).unwrap_or_default(), &p))
-                    .map(|()| summary.symlinks += 1)
-            }
+            NodeKind::Symlink => remove_existing(&p, opts.overwrite)
+                .and_then(|()| {
+                    std::os::unix::fs::symlink(
+                        e.node
+                            .link_target
+                            .as_ref()
+                            .map(|t| t.as_os_str())
+                            .unwrap_or_default(),
+                        &p,
+                    )
+                })
+                .map(|()| summary.symlinks += 1),
             NodeKind::File => {
                 let key = (e.node.device, e.node.inode);
-                let linked = (e.node.links > 1 && e.node.inode != 0).then(|| hardlinks.get(&key)).flatten();
+                let linked = (e.node.links > 1 && e.node.inode != 0)
+                    .then(|| hardlinks.get(&key))
+                    .flatten();
                 match linked {
-                    Some(first) => remove_existing(&p, opts.overwrite).and_then(|()| fs::hard_link(first, &p)).map(|()| {
-                        summary.files += 1;
-                    }),
-                    None => remove_existing(&p, opts.overwrite).and_then(|()| create_file(&p, e.node.size)).map(|()| {
-                        if e.node.links > 1 && e.node.inode != 0 {
-                            hardlinks.insert(key, p.clone());
-                        }
-                        summary.files += 1;
-                        summary.bytes += e.node.size;
-                        files.push((p.clone(), i));
-                    }),
+                    Some(first) => remove_existing(&p, opts.overwrite)
+                        .and_then(|()| fs::hard_link(first, &p))
+                        .map(|()| {
+                            summary.files += 1;
+                        }),
+                    None => remove_existing(&p, opts.overwrite)
+                        .and_then(|()| create_file(&p, e.node.size))
+                        .map(|()| {
+                            if e.node.links > 1 && e.node.inode != 0 {
+                                hardlinks.insert(key, p.clone());
+                            }
+                            summary.files += 1;
+                            summary.bytes += e.node.size;
+                            files.push((p.clone(), i));
+                        }),
                 }
             }
         };
@@ -225,7 +271,10 @@ pub fn restore(
                 if e.node.kind == NodeKind::Dir {
                     failed_dirs.push(e.rel.clone());
                 }
-                summary.problems.push(RestoreProblem { path: e.rel.clone(), message: err.to_string() });
+                summary.problems.push(RestoreProblem {
+                    path: e.rel.clone(),
+                    message: err.to_string(),
+                });
             }
         }
     }
@@ -238,18 +287,24 @@ pub fn restore(
         for id in &entries[*ei].node.content {
             match repo.index().get(id) {
                 Some(loc) => {
-                    let job = by_pack.entry(loc.pack).or_default().entry(*id).or_insert_with(|| BlobJob {
-                        id: *id,
-                        offset: loc.offset,
-                        length: loc.length,
-                        raw_length: loc.raw_length,
-                        targets: vec![],
-                    });
+                    let job = by_pack
+                        .entry(loc.pack)
+                        .or_default()
+                        .entry(*id)
+                        .or_insert_with(|| BlobJob {
+                            id: *id,
+                            offset: loc.offset,
+                            length: loc.length,
+                            raw_length: loc.raw_length,
+                            targets: vec![],
+                        });
                     job.targets.push(Target { file: fi, offset });
                     offset += u64::from(loc.raw_length);
                 }
                 None => {
-                    file_problems[fi].get_or_insert_with(|| format!("blob {} is missing from the repository", id.short()));
+                    file_problems[fi].get_or_insert_with(|| {
+                        format!("blob {} is missing from the repository", id.short())
+                    });
                     // Unknown length: later blobs of this file cannot be placed.
                     break;
                 }
@@ -268,13 +323,17 @@ pub fn restore(
     );
     let problems = Mutex::new(file_problems);
     let paths: Vec<&Path> = files.iter().map(|(p, _)| p.as_path()).collect();
-    let workers = std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
                 let mut open: HashMap<usize, File> = HashMap::new();
                 loop {
-                    let Some((pack, blobs)) = queue.lock().pop() else { break };
+                    let Some((pack, blobs)) = queue.lock().pop() else {
+                        break;
+                    };
                     restore_pack(repo, pack, &blobs, &paths, &mut open, &problems, progress);
                 }
             });
@@ -294,7 +353,10 @@ pub fn restore(
             continue;
         }
         if let Err(err) = set_metadata(&target.join(&e.rel), &e.node) {
-            summary.problems.push(RestoreProblem { path: e.rel.clone(), message: format!("metadata: {err}") });
+            summary.problems.push(RestoreProblem {
+                path: e.rel.clone(),
+                message: format!("metadata: {err}"),
+            });
         }
     }
 
@@ -327,11 +389,16 @@ fn restore_pack(
         let start = u64::from(blobs[i].offset);
         let mut end = start + u64::from(blobs[i].length);
         let mut j = i + 1;
-        while j < blobs.len() && u64::from(blobs[j].offset) <= end + (1 << 20) && end - start < (64 << 20) {
+        while j < blobs.len()
+            && u64::from(blobs[j].offset) <= end + (1 << 20)
+            && end - start < (64 << 20)
+        {
             end = end.max(u64::from(blobs[j].offset) + u64::from(blobs[j].length));
             j += 1;
         }
-        let data = repo.store().get_range(lifeboat_store::Kind::Pack, &name, start, end - start);
+        let data = repo
+            .store()
+            .get_range(lifeboat_store::Kind::Pack, &name, start, end - start);
         for b in &blobs[i..j] {
             let data = match &data {
                 Ok(d) => d,
@@ -345,7 +412,14 @@ fn restore_pack(
             let plain = match blob::decode(repo.key(), stored, &b.id, b.raw_length) {
                 Ok(p) => p,
                 Err(e) => {
-                    fail(b, format!("blob {} in pack {} is damaged: {e}", b.id.short(), pack_id.short()));
+                    fail(
+                        b,
+                        format!(
+                            "blob {} in pack {} is damaged: {e}",
+                            b.id.short(),
+                            pack_id.short()
+                        ),
+                    );
                     continue;
                 }
             };
@@ -361,10 +435,15 @@ fn restore_pack(
                 let f = match open.entry(t.file) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => {
-                        match OpenOptions::new().write(true).custom_flags(libc::O_NOFOLLOW).open(paths[t.file]) {
+                        match OpenOptions::new()
+                            .write(true)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(paths[t.file])
+                        {
                             Ok(f) => v.insert(f),
                             Err(e) => {
-                                problems.lock()[t.file].get_or_insert_with(|| format!("open for writing: {e}"));
+                                problems.lock()[t.file]
+                                    .get_or_insert_with(|| format!("open for writing: {e}"));
                                 continue;
                             }
                         }
@@ -387,7 +466,10 @@ fn make_dir(p: &Path) -> std::io::Result<()> {
             if fs::symlink_metadata(p)?.file_type().is_dir() {
                 Ok(())
             } else {
-                Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists and is not a directory (not followed)"))
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists and is not a directory (not followed)",
+                ))
             }
         }
         Err(e) => Err(e),
@@ -396,23 +478,35 @@ fn make_dir(p: &Path) -> std::io::Result<()> {
 
 fn remove_existing(p: &Path, overwrite: bool) -> std::io::Result<()> {
     match fs::symlink_metadata(p) {
-        Ok(m) if m.file_type().is_dir() => Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a directory is in the way")),
+        Ok(m) if m.file_type().is_dir() => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "a directory is in the way",
+        )),
         // unlink never follows a symlink: it removes the link itself.
         Ok(_) if overwrite => fs::remove_file(p),
-        Ok(_) => Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "exists")),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists",
+        )),
         Err(_) => Ok(()),
     }
 }
 
 fn create_file(p: &Path, size: u64) -> std::io::Result<()> {
-    let f = OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(p)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(p)?;
     f.set_len(size)
 }
 
 fn set_metadata(p: &Path, node: &Node) -> std::io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| std::io::Error::other("path contains NUL"))?;
+    let c = CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("path contains NUL"))?;
     // SAFETY: c is a valid NUL-terminated path; the calls only read it.
     unsafe {
         if libc::geteuid() == 0 && libc::lchown(c.as_ptr(), node.uid, node.gid) != 0 {
@@ -422,10 +516,20 @@ fn set_metadata(p: &Path, node: &Node) -> std::io::Result<()> {
     if node.kind != NodeKind::Symlink {
         fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(node.mode))?;
     }
-    let ts = |ns: i64| libc::timespec { tv_sec: ns.div_euclid(1_000_000_000), tv_nsec: ns.rem_euclid(1_000_000_000) };
+    let ts = |ns: i64| libc::timespec {
+        tv_sec: ns.div_euclid(1_000_000_000),
+        tv_nsec: ns.rem_euclid(1_000_000_000),
+    };
     let times = [ts(node.atime_ns), ts(node.mtime_ns)];
     // SAFETY: valid path and a two-element timespec array as utimensat requires.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -440,16 +544,31 @@ pub fn sync_filesystem(dir: &Path) -> Result<()> {
     // SAFETY: f is an open descriptor for the duration of the call.
     let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
     if rc != 0 {
-        return Err(RepoError::io("syncfs", dir, std::io::Error::last_os_error()));
+        return Err(RepoError::io(
+            "syncfs",
+            dir,
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
 
 /// Finds the node at `path` (`a/b/c`, relative to the snapshot root).
-pub fn find_node(repo: &IndexedRepository, snapshot: &Snapshot, snap_name: &str, path: &str) -> Result<Node> {
-    let not_found = || RepoError::PathNotFound { path: path.to_string(), snapshot: snap_name.to_string() };
+pub fn find_node(
+    repo: &IndexedRepository,
+    snapshot: &Snapshot,
+    snap_name: &str,
+    path: &str,
+) -> Result<Node> {
+    let not_found = || RepoError::PathNotFound {
+        path: path.to_string(),
+        snapshot: snap_name.to_string(),
+    };
     let mut tree = repo.load_tree(&snapshot.tree)?;
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.is_empty() {
         return Err(not_found());
     }
@@ -466,15 +585,20 @@ pub fn find_node(repo: &IndexedRepository, snapshot: &Snapshot, snap_name: &str,
 /// Writes the content of a file node to `out`, verifying every blob.
 pub fn dump(repo: &IndexedRepository, node: &Node, out: &mut dyn Write) -> Result<u64> {
     if node.kind != NodeKind::File {
-        return Err(RepoError::Usage(format!("{:?} is not a file", node.name.display())));
+        return Err(RepoError::Usage(format!(
+            "{:?} is not a file",
+            node.name.display()
+        )));
     }
     let mut n = 0;
     for id in &node.content {
         let b = repo.read_blob(id)?;
-        out.write_all(&b).map_err(|e| RepoError::io("write", "<stdout>", e))?;
+        out.write_all(&b)
+            .map_err(|e| RepoError::io("write", "<stdout>", e))?;
         n += b.len() as u64;
     }
-    out.flush().map_err(|e| RepoError::io("write", "<stdout>", e))?;
+    out.flush()
+        .map_err(|e| RepoError::io("write", "<stdout>", e))?;
     Ok(n)
 }
 

@@ -20,7 +20,11 @@ impl FileName {
     /// Whether the name is safe to join to a directory: not empty, not `.`
     /// or `..`, no `/` and no NUL. Restore refuses anything else.
     pub fn is_safe(&self) -> bool {
-        !self.0.is_empty() && self.0 != b"." && self.0 != b".." && !self.0.contains(&b'/') && !self.0.contains(&0)
+        !self.0.is_empty()
+            && self.0 != b"."
+            && self.0 != b".."
+            && !self.0.contains(&b'/')
+            && !self.0.contains(&0)
     }
 
     /// As an OS string.
@@ -65,7 +69,10 @@ impl Serialize for FileName {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(&self.0) {
             Ok(u) => NameRepr::Utf8(u.to_string()).serialize(s),
-            Err(_) => NameRepr::Bytes { bytes: hex::encode(&self.0) }.serialize(s),
+            Err(_) => NameRepr::Bytes {
+                bytes: hex::encode(&self.0),
+            }
+            .serialize(s),
         }
     }
 }
@@ -74,7 +81,9 @@ impl<'de> Deserialize<'de> for FileName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match NameRepr::deserialize(d)? {
             NameRepr::Utf8(s) => Ok(FileName(s.into_bytes())),
-            NameRepr::Bytes { bytes } => hex::decode(bytes).map(FileName).map_err(serde::de::Error::custom),
+            NameRepr::Bytes { bytes } => hex::decode(bytes)
+                .map(FileName)
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -150,7 +159,10 @@ impl Tree {
     /// A tree from nodes (sorted here).
     pub fn new(mut nodes: Vec<Node>) -> Tree {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        Tree { version: TREE_VERSION, nodes }
+        Tree {
+            version: TREE_VERSION,
+            nodes,
+        }
     }
 
     /// Serialized form (the tree blob's plaintext).
@@ -162,14 +174,20 @@ impl Tree {
     pub fn from_bytes(b: &[u8]) -> Result<Tree, String> {
         let t: Tree = serde_json::from_slice(b).map_err(|e| e.to_string())?;
         if t.version > TREE_VERSION {
-            return Err(format!("tree version {} is newer than this lifeboat understands ({TREE_VERSION})", t.version));
+            return Err(format!(
+                "tree version {} is newer than this lifeboat understands ({TREE_VERSION})",
+                t.version
+            ));
         }
         Ok(t)
     }
 
     /// The entry with this name.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.0.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.nodes
+            .binary_search_by(|n| n.name.0.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 }
 

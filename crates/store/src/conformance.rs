@@ -26,26 +26,54 @@ pub fn run_all(store: &dyn WriteStore) {
 
 fn round_trip(store: &dyn WriteStore) {
     for kind in Kind::ALL {
-        let n = if kind == Kind::Config { "config".to_string() } else { name(1) };
+        let n = if kind == Kind::Config {
+            "config".to_string()
+        } else {
+            name(1)
+        };
         let data = format!("payload of {kind}").into_bytes();
-        assert!(!store.exists(kind, &n).unwrap(), "{kind}: exists before put");
+        assert!(
+            !store.exists(kind, &n).unwrap(),
+            "{kind}: exists before put"
+        );
         store.put(kind, &n, &data).unwrap();
         assert!(store.exists(kind, &n).unwrap(), "{kind}: missing after put");
-        assert_eq!(store.get(kind, &n).unwrap(), data, "{kind}: get returns what was put");
+        assert_eq!(
+            store.get(kind, &n).unwrap(),
+            data,
+            "{kind}: get returns what was put"
+        );
         assert_eq!(store.size(kind, &n).unwrap(), data.len() as u64);
-        assert_eq!(store.as_read().get(kind, &n).unwrap(), data, "read view sees the same");
+        assert_eq!(
+            store.as_read().get(kind, &n).unwrap(),
+            data,
+            "read view sees the same"
+        );
     }
     let missing = store.get(Kind::Pack, &name(999)).unwrap_err();
-    assert!(missing.is_not_found(), "get of a missing object is NotFound, got {missing}");
-    assert!(store.size(Kind::Pack, &name(999)).unwrap_err().is_not_found());
+    assert!(
+        missing.is_not_found(),
+        "get of a missing object is NotFound, got {missing}"
+    );
+    assert!(store
+        .size(Kind::Pack, &name(999))
+        .unwrap_err()
+        .is_not_found());
 }
 
 fn never_overwrites(store: &dyn WriteStore) {
     let n = name(2);
     store.put(Kind::Snapshot, &n, b"first").unwrap();
     let err = store.put(Kind::Snapshot, &n, b"second").unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyExists { .. }), "second put must fail, got {err}");
-    assert_eq!(store.get(Kind::Snapshot, &n).unwrap(), b"first", "first content survives");
+    assert!(
+        matches!(err, StoreError::AlreadyExists { .. }),
+        "second put must fail, got {err}"
+    );
+    assert_eq!(
+        store.get(Kind::Snapshot, &n).unwrap(),
+        b"first",
+        "first content survives"
+    );
 }
 
 fn ranged_reads(store: &dyn WriteStore) {
@@ -53,12 +81,24 @@ fn ranged_reads(store: &dyn WriteStore) {
     let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     store.put(Kind::Pack, &n, &data).unwrap();
     assert_eq!(store.get_range(Kind::Pack, &n, 0, 10).unwrap(), &data[..10]);
-    assert_eq!(store.get_range(Kind::Pack, &n, 9_990, 10).unwrap(), &data[9_990..]);
-    assert_eq!(store.get_range(Kind::Pack, &n, 1234, 0).unwrap(), Vec::<u8>::new());
+    assert_eq!(
+        store.get_range(Kind::Pack, &n, 9_990, 10).unwrap(),
+        &data[9_990..]
+    );
+    assert_eq!(
+        store.get_range(Kind::Pack, &n, 1234, 0).unwrap(),
+        Vec::<u8>::new()
+    );
     let err = store.get_range(Kind::Pack, &n, 9_995, 10).unwrap_err();
-    assert!(matches!(err, StoreError::ShortObject { .. }), "read past end, got {err}");
+    assert!(
+        matches!(err, StoreError::ShortObject { .. }),
+        "read past end, got {err}"
+    );
     let err = store.get_range(Kind::Pack, &n, u64::MAX, 2).unwrap_err();
-    assert!(matches!(err, StoreError::ShortObject { .. }), "overflowing range, got {err}");
+    assert!(
+        matches!(err, StoreError::ShortObject { .. }),
+        "overflowing range, got {err}"
+    );
 }
 
 fn listing(store: &dyn WriteStore) {
@@ -76,9 +116,20 @@ fn listing(store: &dyn WriteStore) {
         .collect();
     listed.sort();
     names.sort();
-    assert_eq!(listed, names, "list returns exactly the objects of the kind");
-    let packs: Vec<String> = store.list(Kind::Pack).unwrap().into_iter().map(|o| o.name).collect();
-    assert!(!packs.iter().any(|p| names.contains(p)), "kinds do not mix in listings");
+    assert_eq!(
+        listed, names,
+        "list returns exactly the objects of the kind"
+    );
+    let packs: Vec<String> = store
+        .list(Kind::Pack)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert!(
+        !packs.iter().any(|p| names.contains(p)),
+        "kinds do not mix in listings"
+    );
     let configs = store.list(Kind::Config).unwrap();
     assert_eq!(configs.len(), 1);
 }
@@ -89,23 +140,35 @@ fn delete(store: &dyn WriteStore) {
     store.delete(Kind::Pack, &n).unwrap();
     assert!(!store.exists(Kind::Pack, &n).unwrap());
     assert!(!store.list(Kind::Pack).unwrap().iter().any(|o| o.name == n));
-    store.delete(Kind::Pack, &n).expect("deleting a missing object is not an error");
-    store.put(Kind::Pack, &n, b"y").expect("a deleted name can be written again");
+    store
+        .delete(Kind::Pack, &n)
+        .expect("deleting a missing object is not an error");
+    store
+        .put(Kind::Pack, &n, b"y")
+        .expect("a deleted name can be written again");
     assert_eq!(store.get(Kind::Pack, &n).unwrap(), b"y");
 }
 
 fn invalid_names(store: &dyn WriteStore) {
     for bad in ["", "../x", "a/b", ".tmp-1", "x y", "config/../keys"] {
         let err = store.put(Kind::Snapshot, bad, b"z").unwrap_err();
-        assert!(matches!(err, StoreError::InvalidName(_)), "{bad:?} accepted: {err}");
+        assert!(
+            matches!(err, StoreError::InvalidName(_)),
+            "{bad:?} accepted: {err}"
+        );
     }
 }
 
 fn empty_and_large(store: &dyn WriteStore) {
     store.put(Kind::Pack, &name(5), b"").unwrap();
     assert_eq!(store.get(Kind::Pack, &name(5)).unwrap(), b"");
-    let big: Vec<u8> = (0..(9 << 20)).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let big: Vec<u8> = (0..(9 << 20))
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
     store.put(Kind::Pack, &name(6), &big).unwrap();
     assert_eq!(store.get(Kind::Pack, &name(6)).unwrap(), big);
-    assert_eq!(store.get_range(Kind::Pack, &name(6), 5 << 20, 16).unwrap(), &big[5 << 20..(5 << 20) + 16]);
+    assert_eq!(
+        store.get_range(Kind::Pack, &name(6), 5 << 20, 16).unwrap(),
+        &big[5 << 20..(5 << 20) + 16]
+    );
 }

@@ -19,7 +19,11 @@ pub struct LocalStore {
 }
 
 fn io_err(op: &'static str, path: &Path, source: io::Error) -> StoreError {
-    StoreError::Io { op, what: path.display().to_string(), source }
+    StoreError::Io {
+        op,
+        what: path.display().to_string(),
+        source,
+    }
 }
 
 impl LocalStore {
@@ -50,7 +54,11 @@ impl LocalStore {
     }
 
     fn not_found(&self, kind: Kind, name: &str) -> StoreError {
-        StoreError::NotFound { kind, name: name.to_string(), location: self.location() }
+        StoreError::NotFound {
+            kind,
+            name: name.to_string(),
+            location: self.location(),
+        }
     }
 
     fn open_read(&self, kind: Kind, name: &str) -> Result<(File, PathBuf)> {
@@ -131,7 +139,8 @@ impl ReadStore for LocalStore {
     fn get(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
         let (mut f, path) = self.open_read(kind, name)?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| io_err("read", &path, e))?;
+        f.read_to_end(&mut buf)
+            .map_err(|e| io_err("read", &path, e))?;
         Ok(buf)
     }
 
@@ -158,14 +167,18 @@ impl ReadStore for LocalStore {
             length,
         })?;
         let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, offset).map_err(|e| io_err("read", &path, e))?;
+        f.read_exact_at(&mut buf, offset)
+            .map_err(|e| io_err("read", &path, e))?;
         Ok(buf)
     }
 
     fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
         if kind == Kind::Config {
             return Ok(match fs::metadata(self.root.join("config")) {
-                Ok(m) => vec![ObjectInfo { name: "config".into(), size: m.len() }],
+                Ok(m) => vec![ObjectInfo {
+                    name: "config".into(),
+                    size: m.len(),
+                }],
                 Err(_) => vec![],
             });
         }
@@ -313,7 +326,12 @@ mod tests {
         store.create().expect("create");
         fs::write(dir.path().join("index/.tmp-abc"), b"half").expect("write");
         assert!(store.list(Kind::Index).expect("list").is_empty());
-        assert_eq!(store.remove_stale_temporaries(Duration::ZERO).expect("clean"), 1);
+        assert_eq!(
+            store
+                .remove_stale_temporaries(Duration::ZERO)
+                .expect("clean"),
+            1
+        );
         assert!(!dir.path().join("index/.tmp-abc").exists());
     }
 }

@@ -1,0 +1,315 @@
+//! Command-line arguments. Only this crate knows clap.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Passwords come from LIFEBOAT_PASSWORD_FILE (a file holding the password), LIFEBOAT_PASSWORD,
+or a prompt on the terminal. They are never taken from a command-line flag value.
+
+Exit codes: 0 success, 1 failure, 2 bad usage or configuration,
+3 finished but some source files could not be read (they are listed).
+
+Examples:
+  export LIFEBOAT_REPOSITORY=/srv/backup/repo LIFEBOAT_PASSWORD_FILE=/etc/lifeboat/password
+  lifeboat init
+  lifeboat backup /var/lib/app --tag nightly --exclude '*.tmp'
+  pg_dump app | lifeboat backup --stdin --stdin-name app.sql
+  lifeboat snapshots
+  lifeboat restore latest --target /srv/restore --include 'app/uploads/**'
+  lifeboat forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --prune
+  lifeboat check --read-data-subset 5%";
+
+/// lifeboat: disaster recovery you can prove.
+///
+/// Backs up files and streams into an encrypted, deduplicated repository,
+/// restores them, and proves the repository whole.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Repository location: a directory path.
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "LIFEBOAT_REPOSITORY",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub repo: Option<String>,
+    /// Read the password from this file (instead of LIFEBOAT_PASSWORD_FILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print less: no progress bars, no summaries.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log more (repeat for debug logs) to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository.
+    Init(InitArgs),
+    /// Back up files and directories, or a stream from stdin, into a new snapshot.
+    ///
+    /// Files whose size, mtime, ctime and inode match the parent snapshot
+    /// (the latest one of the same host and paths) are not read again.
+    /// Unreadable files are skipped and listed; the snapshot is still
+    /// written and the exit code is 3.
+    Backup(BackupArgs),
+    /// List snapshots.
+    Snapshots(SnapshotsArgs),
+    /// List the files in a snapshot.
+    Ls(LsArgs),
+    /// Show what changed between two snapshots.
+    Diff(DiffArgs),
+    /// Restore a snapshot (or selected paths) into a directory.
+    ///
+    /// Never writes outside the target and never replaces existing files
+    /// unless --overwrite is given. Damaged data does not stop the restore:
+    /// every affected file is listed and the exit code is 1.
+    Restore(RestoreArgs),
+    /// Write one file (or a stdin backup) from a snapshot to stdout.
+    Dump(DumpArgs),
+    /// Verify the repository: structure, and with --read-data every byte.
+    Check(CheckArgs),
+    /// Remove snapshots by keep rules (or by id), grouped by host and paths.
+    Forget(ForgetArgs),
+    /// Delete data no snapshot needs and repack partly used packs.
+    ///
+    /// Unneeded packs are first marked and deleted by a later prune once the
+    /// mark is older than --delete-delay (default 24h), so backups running at
+    /// the same time are never harmed.
+    Prune(PruneArgs),
+    /// Manage the passwords (keys) that open the repository.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Run the whole story on generated data in ./lifeboat-demo: back up,
+    /// change, back up, restore, prove identical, check every byte.
+    Demo(DemoArgs),
+}
+
+/// `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// zstd compression level for new data (0 = off, 1 fastest … 22 smallest).
+    #[arg(long, default_value_t = 3)]
+    pub compression: i32,
+    /// Target pack size in MiB (packs are the objects stored).
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub pack_size: u32,
+}
+
+/// `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Files and directories to back up.
+    #[arg(value_name = "PATH", required_unless_present = "stdin")]
+    pub paths: Vec<PathBuf>,
+    /// Read the data from standard input instead of paths.
+    #[arg(long, conflicts_with = "paths")]
+    pub stdin: bool,
+    /// File name for the stdin data in the snapshot.
+    #[arg(long, default_value = "stdin", requires = "stdin")]
+    pub stdin_name: String,
+    /// Exclude paths matching a glob (`*.tmp`; with a `/` it matches the full path). Repeatable.
+    #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+    /// Read exclude globs from a file, one per line (`#` comments).
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Add a tag to the snapshot. Repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Record this host name instead of the machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Use this snapshot as parent for change detection.
+    #[arg(long, value_name = "SNAPSHOT")]
+    pub parent: Option<String>,
+    /// Read every file, even unchanged ones.
+    #[arg(long, conflicts_with = "parent")]
+    pub force: bool,
+}
+
+/// `snapshots`.
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Only snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only snapshots with this tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+}
+
+/// `ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Snapshot id (prefix) or `latest`.
+    pub snapshot: String,
+    /// Only entries below this path.
+    pub path: Option<String>,
+    /// Long format: type, mode, size, mtime.
+    #[arg(short, long)]
+    pub long: bool,
+}
+
+/// `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The older snapshot.
+    pub first: String,
+    /// The newer snapshot.
+    pub second: String,
+}
+
+/// `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id (prefix) or `latest`.
+    pub snapshot: String,
+    /// Directory to restore into (created if missing).
+    #[arg(short, long)]
+    pub target: PathBuf,
+    /// Restore only paths matching a glob (relative to the snapshot root), with everything below them. Repeatable.
+    #[arg(short, long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+    /// Replace files that already exist in the target.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Snapshot id (prefix) or `latest`.
+    pub snapshot: String,
+    /// Path of the file inside the snapshot (for a stdin backup: its --stdin-name).
+    pub path: String,
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also read and verify every byte of every pack.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read only a subset of packs: `5%` (random) or `2/7` (part 2 of 7).
+    #[arg(long, value_name = "SUBSET", conflicts_with = "read_data")]
+    pub read_data_subset: Option<String>,
+}
+
+/// `forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Remove these snapshots (ids or prefixes) instead of applying keep rules.
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    /// Keep the N newest snapshots.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_last: u32,
+    /// Keep the newest snapshot of each of the last N hours that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_hourly: u32,
+    /// Keep the newest snapshot of each of the last N days that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_daily: u32,
+    /// Keep the newest snapshot of each of the last N weeks that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_weekly: u32,
+    /// Keep the newest snapshot of each of the last N months that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_monthly: u32,
+    /// Keep the newest snapshot of each of the last N years that have one.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_yearly: u32,
+    /// Keep every snapshot within this duration of the newest (30d, 2w, 1y6m, 12h).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep every snapshot with this tag. Repeatable.
+    #[arg(long = "keep-tag", value_name = "TAG")]
+    pub keep_tags: Vec<String>,
+    /// Only consider snapshots of this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Show what would be removed; remove nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Run prune afterwards.
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_opts: PruneOpts,
+}
+
+/// Options shared by `prune` and `forget --prune`.
+#[derive(Debug, Args, Clone)]
+pub struct PruneOpts {
+    /// How long unneeded packs stay marked before deletion (`24h`, `30m`, `0` = now; 0 is safe only when no backup runs).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub delete_delay: String,
+    /// Repack packs with more than this percentage of unused bytes.
+    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
+    pub max_unused: f64,
+}
+
+/// `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub opts: PruneOpts,
+    /// Show what would be done; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// `key …`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the keys.
+    List,
+    /// Add a key for a new password (from LIFEBOAT_NEW_PASSWORD_FILE, LIFEBOAT_NEW_PASSWORD or a prompt).
+    Add(NewPasswordArgs),
+    /// Remove a key by id (prefix). The key in use cannot be removed.
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Change the password of the key in use.
+    Passwd(NewPasswordArgs),
+}
+
+/// Where a new password comes from.
+#[derive(Debug, Args)]
+pub struct NewPasswordArgs {
+    /// Read the new password from this file (instead of LIFEBOAT_NEW_PASSWORD_FILE).
+    #[arg(long, value_name = "FILE")]
+    pub new_password_file: Option<PathBuf>,
+}
+
+/// `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to work (created; a previous demo there is replaced).
+    #[arg(long, default_value = "lifeboat-demo")]
+    pub dir: PathBuf,
+    /// Size of the generated data in MiB.
+    #[arg(long, default_value_t = 300, value_name = "MIB")]
+    pub size: u64,
+}

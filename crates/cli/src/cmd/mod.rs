@@ -1,0 +1,119 @@
+//! One module per command group; each turns arguments into a library call
+//! and its result into output and an exit code.
+
+mod backup;
+mod browse;
+mod check;
+mod forget;
+mod init;
+mod key;
+mod restore;
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use lifeboat_repo::crypto::KdfParams;
+use lifeboat_repo::{IndexedRepository, Repository};
+use lifeboat_store::WriteStore;
+
+use crate::args::{Cli, Command, Global};
+use crate::secrets::{self, Secret};
+use crate::ui::Output;
+use crate::UsageError;
+
+/// What every command gets.
+pub struct Ctx {
+    /// Global options.
+    pub global: Global,
+    /// Output mode.
+    pub out: Output,
+}
+
+impl Ctx {
+    /// The repository's store.
+    pub fn store(&self) -> Result<Arc<dyn WriteStore>> {
+        let loc = self.global.repo.as_deref().ok_or_else(|| {
+            UsageError("no repository given: use --repo PATH or set LIFEBOAT_REPOSITORY".into())
+        })?;
+        Ok(Arc::from(lifeboat_store::open(loc)?))
+    }
+
+    /// The repository password.
+    pub fn password(&self, confirm: bool) -> Result<Secret> {
+        secrets::read(
+            "LIFEBOAT_PASSWORD",
+            self.global.password_file.as_deref(),
+            "repository password",
+            confirm,
+        )
+    }
+
+    /// Opens (unlocks) the repository.
+    pub fn open(&self) -> Result<Repository> {
+        let store = self.store()?;
+        let pw = self.password(false)?;
+        Ok(Repository::open(store, pw.bytes())?)
+    }
+
+    /// Opens the repository and loads its index.
+    pub fn open_indexed(&self) -> Result<IndexedRepository> {
+        Ok(self.open()?.load_index()?)
+    }
+}
+
+/// Key derivation cost for new keys. `LIFEBOAT_INSECURE_FAST_KDF=1` makes
+/// keys cheap to open, for test suites only.
+pub fn kdf_params() -> KdfParams {
+    if std::env::var("LIFEBOAT_INSECURE_FAST_KDF").is_ok_and(|v| v == "1") {
+        KdfParams::INSECURE_FAST
+    } else {
+        KdfParams::DEFAULT
+    }
+}
+
+/// Parses durations like `24h`, `30m`, `90s`, `2d`, `0`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let bad = || {
+        UsageError(format!(
+            "invalid duration {s:?}: use forms like 24h, 30m, 2d, 0"
+        ))
+    };
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(bad().into()),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Runs the command; returns the exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let ctx = Ctx {
+        out: Output {
+            json: cli.global.json,
+            quiet: cli.global.quiet,
+        },
+        global: cli.global,
+    };
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Snapshots(a) => browse::snapshots(&ctx, a),
+        Command::Ls(a) => browse::ls(&ctx, a),
+        Command::Diff(a) => browse::diff(&ctx, a),
+        Command::Dump(a) => browse::dump(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
+        Command::Forget(a) => forget::forget(&ctx, a),
+        Command::Prune(a) => forget::prune(&ctx, a),
+        Command::Key(k) => key::run(&ctx, k),
+        Command::Demo(a) => crate::demo::run(&ctx, a),
+    }
+}

@@ -1,0 +1,54 @@
+//! `lifeboat restore`.
+
+use anyhow::Result;
+use lifeboat_repo::restorer::{self, RestoreOptions};
+use serde_json::json;
+
+use crate::args::RestoreArgs;
+use crate::cmd::Ctx;
+use crate::{exit, ui};
+
+pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
+    let repo = ctx.open_indexed()?;
+    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    let opts = RestoreOptions {
+        includes: a.includes.clone(),
+        overwrite: a.overwrite,
+    };
+    let bar = ctx.out.bar("restore");
+    let start = std::time::Instant::now();
+    let summary = restorer::restore(&repo, &snap, &a.target, &opts, &bar)?;
+    drop(bar);
+    let secs = start.elapsed().as_secs_f64();
+    let doc = json!({ "snapshot_id": id, "target": a.target, "duration_seconds": secs, "summary": summary });
+    ctx.out.print(&doc, || {
+        let mut t = String::new();
+        for p in &summary.problems {
+            t += &format!("error: {}: {}\n", p.path.display(), p.message);
+        }
+        if !ctx.out.quiet {
+            t += &format!(
+                "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {:.1}s\n",
+                id.short(),
+                a.target.display(),
+                summary.files,
+                summary.dirs,
+                summary.symlinks,
+                ui::bytes(summary.bytes),
+                secs
+            );
+        }
+        if !summary.problems.is_empty() {
+            t += &format!(
+                "{} path(s) could not be restored whole (listed above)\n",
+                summary.problems.len()
+            );
+        }
+        t
+    })?;
+    Ok(if summary.problems.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}

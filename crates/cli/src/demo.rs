@@ -1,0 +1,414 @@
+//! `lifeboat demo`: the main job on embedded defaults, end to end, on
+//! generated data. A thin script over library calls.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use lifeboat_repo::archiver::{self, BackupOptions, BackupSource};
+use lifeboat_repo::check::{self, CheckOptions, Subset};
+use lifeboat_repo::restorer::{self, RestoreOptions};
+use lifeboat_repo::{InitOptions, Repository};
+use serde::Serialize;
+
+use crate::args::DemoArgs;
+use crate::cmd::{kdf_params, Ctx};
+use crate::{exit, ui};
+
+const MARKER: &str = ".lifeboat-demo";
+
+/// A tiny deterministic generator (xorshift64*): the demo data must be the
+/// same on every machine, and no crate is needed for that.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn random_bytes(&mut self, out: &mut Vec<u8>, n: usize) {
+        while out.len() + 8 <= n {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        while out.len() < n {
+            out.push(self.next() as u8);
+        }
+    }
+    fn text(&mut self, out: &mut Vec<u8>, n: usize) {
+        const WORDS: [&str; 32] = [
+            "backup",
+            "restore",
+            "region",
+            "failover",
+            "replica",
+            "snapshot",
+            "primary",
+            "standby",
+            "latency",
+            "ledger",
+            "objective",
+            "recovery",
+            "point",
+            "time",
+            "drill",
+            "runbook",
+            "incident",
+            "status",
+            "healthy",
+            "degraded",
+            "promote",
+            "archive",
+            "wal",
+            "orders",
+            "uploads",
+            "customer",
+            "invoice",
+            "2026-11-21",
+            "INFO",
+            "WARN",
+            "id=",
+            "ms",
+        ];
+        while out.len() < n {
+            let w = WORDS[self.below(WORDS.len() as u64) as usize];
+            out.extend_from_slice(w.as_bytes());
+            if self.below(12) == 0 {
+                out.extend_from_slice(format!(" {}\n", self.below(100_000)).as_bytes());
+            } else {
+                out.push(b' ');
+            }
+        }
+        out.truncate(n);
+    }
+}
+
+fn write_file(path: &Path, g: &mut Gen, size: usize, text: bool) -> Result<()> {
+    let mut buf = Vec::with_capacity(size);
+    if text {
+        g.text(&mut buf, size);
+    } else {
+        g.random_bytes(&mut buf, size);
+    }
+    fs::write(path, &buf).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Generates about `total` bytes: 60 % text-like, 40 % incompressible.
+fn generate(root: &Path, total: u64, g: &mut Gen) -> Result<()> {
+    let mut written = 0u64;
+    let mut i = 0;
+    while written < total {
+        let dir = root
+            .join(format!("dept-{:02}", i % 12))
+            .join(format!("batch-{:03}", i / 12 % 40));
+        fs::create_dir_all(&dir)?;
+        let text = g.below(10) < 6;
+        // Mostly small files, some large ones.
+        let size = if g.below(20) == 0 {
+            4_000_000 + g.below(12_000_000)
+        } else {
+            1_000 + g.below(400_000)
+        } as usize;
+        let size = size.min((total - written) as usize + 1);
+        write_file(
+            &dir.join(format!("file-{i:05}.{}", if text { "log" } else { "bin" })),
+            g,
+            size,
+            text,
+        )?;
+        written += size as u64;
+        i += 1;
+    }
+    fs::create_dir_all(root.join("empty-dir"))?;
+    std::os::unix::fs::symlink("dept-00", root.join("link-to-dept-00"))?;
+    Ok(())
+}
+
+/// Changes part of the tree: appends, rewrites, deletions, new files.
+fn change(root: &Path, g: &mut Gen) -> Result<()> {
+    let mut files = vec![];
+    collect_files(root, &mut files)?;
+    files.sort();
+    for (n, f) in files.iter().enumerate() {
+        match n % 20 {
+            0 => {
+                let mut buf = Vec::new();
+                g.text(&mut buf, 20_000);
+                fs::OpenOptions::new()
+                    .append(true)
+                    .open(f)?
+                    .write_all(&buf)?;
+            }
+            7 => fs::remove_file(f)?,
+            13 => write_file(f, g, 50_000, false)?,
+            _ => {}
+        }
+    }
+    let dir = root.join("new-today");
+    fs::create_dir_all(&dir)?;
+    for i in 0..20 {
+        write_file(&dir.join(format!("upload-{i}.bin")), g, 200_000, i % 2 == 0)?;
+    }
+    Ok(())
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let t = e.file_type()?;
+        if t.is_dir() {
+            collect_files(&e.path(), out)?;
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// path → (kind, size, mode, content hash or link target)
+type Manifest = BTreeMap<PathBuf, (char, u64, u32, String)>;
+
+fn manifest(root: &Path) -> Result<Manifest> {
+    fn walk(root: &Path, dir: &Path, m: &mut Manifest) -> Result<()> {
+        for e in fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            let rel = p.strip_prefix(root)?.to_path_buf();
+            let meta = fs::symlink_metadata(&p)?;
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.is_dir() {
+                m.insert(rel, ('d', 0, mode, String::new()));
+                walk(root, &p, m)?;
+            } else if meta.file_type().is_symlink() {
+                m.insert(rel, ('l', 0, 0, fs::read_link(&p)?.display().to_string()));
+            } else {
+                let mut h = blake3::Hasher::new();
+                h.update_reader(fs::File::open(&p)?)?;
+                m.insert(
+                    rel,
+                    ('f', meta.len(), mode, h.finalize().to_hex().to_string()),
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut m = Manifest::new();
+    walk(root, root, &mut m)?;
+    Ok(m)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut files = vec![];
+    let _ = collect_files(p, &mut files);
+    files
+        .iter()
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[derive(Serialize)]
+struct Step {
+    step: String,
+    seconds: f64,
+    bytes: u64,
+    mib_per_second: f64,
+}
+
+#[derive(Serialize)]
+struct DemoReport {
+    dir: PathBuf,
+    steps: Vec<Step>,
+    logical_bytes: u64,
+    repository_bytes: u64,
+    dedup_ratio: f64,
+    compression_ratio: f64,
+    restores_identical: bool,
+    files_compared: usize,
+    check_errors: Vec<String>,
+}
+
+fn step(name: &str, start: Instant, bytes: u64) -> Step {
+    let s = start.elapsed().as_secs_f64();
+    Step {
+        step: name.into(),
+        seconds: s,
+        bytes,
+        mib_per_second: bytes as f64 / 1_048_576.0 / s.max(1e-6),
+    }
+}
+
+pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
+    let dir = a.dir.clone();
+    if dir.exists() {
+        if !dir.join(MARKER).exists() {
+            bail!(crate::UsageError(format!(
+                "{} exists and was not made by `lifeboat demo`; choose another --dir",
+                dir.display()
+            )));
+        }
+        fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the previous demo in {}", dir.display()))?;
+    }
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join(MARKER), b"made by lifeboat demo; safe to delete\n")?;
+    let data = dir.join("data");
+    let say = |s: &str| {
+        if !ctx.out.json && !ctx.out.quiet {
+            eprintln!("{s}");
+        }
+    };
+
+    // The demo's own password, kept in a 0600 file (never printed).
+    let pw = match std::env::var("LIFEBOAT_PASSWORD") {
+        Ok(p) => p.into_bytes(),
+        Err(_) => {
+            let p = hex::encode(rand::random::<[u8; 16]>()).into_bytes();
+            let f = dir.join("password");
+            fs::write(&f, &p)?;
+            fs::set_permissions(&f, fs::Permissions::from_mode(0o600))?;
+            p
+        }
+    };
+    let mut g = Gen(0x1fe_b0a7);
+    say(&format!(
+        "generating {} MiB of sample data in {} …",
+        a.size,
+        data.display()
+    ));
+    generate(&data, a.size << 20, &mut g)?;
+    let before = manifest(&data)?;
+
+    let store = Arc::from(lifeboat_store::open(
+        &dir.join("repo").display().to_string(),
+    )?);
+    let opts = InitOptions {
+        kdf: kdf_params(),
+        ..InitOptions::default()
+    };
+    let repo = Repository::init(store, &pw, opts)?;
+    let mut steps = vec![];
+
+    say("backup 1 …");
+    let mut ir = repo.clone().load_index()?;
+    let t = Instant::now();
+    let bar = ctx.out.bar("backup 1");
+    let b1 = archiver::backup(
+        &mut ir,
+        BackupSource::Paths(vec![data.clone()]),
+        &BackupOptions::default(),
+        &bar,
+    )?;
+    drop(bar);
+    let s1 = b1.snapshot.summary.clone().unwrap_or_default();
+    steps.push(step("initial backup", t, s1.bytes_total));
+
+    change(&data, &mut g)?;
+    let after = manifest(&data)?;
+    say("backup 2 (after changing part of the data) …");
+    let t = Instant::now();
+    let bar = ctx.out.bar("backup 2");
+    let b2 = archiver::backup(
+        &mut ir,
+        BackupSource::Paths(vec![data.clone()]),
+        &BackupOptions::default(),
+        &bar,
+    )?;
+    drop(bar);
+    let s2 = b2.snapshot.summary.clone().unwrap_or_default();
+    steps.push(step("incremental backup", t, s2.bytes_total));
+
+    let mut identical = true;
+    let mut compared = 0;
+    for (n, (outcome, expected)) in [(&b1, &before), (&b2, &after)].into_iter().enumerate() {
+        let target = dir.join(format!("restore-{}", n + 1));
+        say(&format!("restore snapshot {} …", outcome.id.short()));
+        let t = Instant::now();
+        let bar = ctx.out.bar("restore");
+        let r = restorer::restore(
+            &ir,
+            &outcome.snapshot,
+            &target,
+            &RestoreOptions::default(),
+            &bar,
+        )?;
+        drop(bar);
+        steps.push(step(&format!("restore snapshot {}", n + 1), t, r.bytes));
+        let got = manifest(&target.join("data"))?;
+        compared += expected.len();
+        if &got != expected || !r.problems.is_empty() {
+            identical = false;
+            for (p, v) in expected {
+                if got.get(p) != Some(v) {
+                    say(&format!("MISMATCH in restore {}: {}", n + 1, p.display()));
+                }
+            }
+        }
+    }
+
+    say("check --read-data …");
+    let t = Instant::now();
+    let bar = ctx.out.bar("check");
+    let report = check::check(
+        repo,
+        CheckOptions {
+            read_data: Some(Subset::All),
+        },
+        &bar,
+    )?;
+    drop(bar);
+    steps.push(step("check --read-data", t, report.bytes_read));
+
+    let logical = s1.bytes_total + s2.bytes_total;
+    let stored = dir_size(&dir.join("repo"));
+    let added = s1.bytes_added + s2.bytes_added;
+    let doc = DemoReport {
+        dir: dir.clone(),
+        steps,
+        logical_bytes: logical,
+        repository_bytes: stored,
+        dedup_ratio: logical as f64 / added.max(1) as f64,
+        compression_ratio: added as f64 / (s1.bytes_stored + s2.bytes_stored).max(1) as f64,
+        restores_identical: identical,
+        files_compared: compared,
+        check_errors: report.errors.clone(),
+    };
+    ctx.out.print(&doc, || {
+        let mut t = format!("\nlifeboat demo in {}\n\n{:<24} {:>8} {:>12} {:>12}\n", dir.display(), "step", "seconds", "data", "MiB/s");
+        for s in &doc.steps {
+            t += &format!("{:<24} {:>8.2} {:>12} {:>12.0}\n", s.step, s.seconds, ui::bytes(s.bytes), s.mib_per_second);
+        }
+        t += &format!(
+            "\ntwo snapshots of {} in total are stored in {}: deduplication {:.2}x, compression {:.2}x\n",
+            ui::bytes(doc.logical_bytes),
+            ui::bytes(doc.repository_bytes),
+            doc.dedup_ratio,
+            doc.compression_ratio
+        );
+        t += &format!(
+            "restores byte-identical to the originals: {} ({} entries compared)\ncheck --read-data: {}\n",
+            if identical { "yes" } else { "NO" },
+            compared,
+            if doc.check_errors.is_empty() { "no errors".to_string() } else { format!("{} errors", doc.check_errors.len()) }
+        );
+        t += &format!("\nthe repository is in {}/repo; try: lifeboat --repo {}/repo snapshots\n", dir.display(), dir.display());
+        if std::env::var("LIFEBOAT_PASSWORD").is_err() {
+            t += &format!("(its password is in {}/password: export LIFEBOAT_PASSWORD_FILE={}/password)\n", dir.display(), dir.display());
+        }
+        t
+    })?;
+    Ok(if identical && doc.check_errors.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}

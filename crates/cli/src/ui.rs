@@ -1,0 +1,119 @@
+//! Terminal output: progress bars (stderr, TTY only) and the human or JSON
+//! rendering of results.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lifeboat_repo::progress::Progress;
+use serde::Serialize;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// One JSON document on stdout.
+    pub json: bool,
+    /// No progress, less text.
+    pub quiet: bool,
+}
+
+impl Output {
+    /// Prints a result: `value` as JSON, or the `human` text.
+    pub fn print<T: Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut out, value)?;
+            writeln!(out)?;
+        } else {
+            let text = human();
+            if !text.is_empty() {
+                write!(out, "{text}")?;
+                if !text.ends_with('\n') {
+                    writeln!(out)?;
+                }
+            }
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    /// A progress bar for byte-counted work, hidden unless stderr is a terminal.
+    pub fn bar(&self, label: &str) -> Bar {
+        let show = !self.json && !self.quiet && std::io::stderr().is_terminal();
+        let pb = ProgressBar::with_draw_target(
+            None,
+            if show {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            },
+        );
+        pb.set_style(spinner_style());
+        pb.set_message(label.to_string());
+        pb.enable_steady_tick(Duration::from_millis(200));
+        Bar(pb)
+    }
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {msg} {bytes} ({binary_bytes_per_sec}) {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} ({binary_bytes_per_sec}, ETA {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+/// A progress bar that the library drives through [`Progress`].
+pub struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn set_total(&self, bytes: u64) {
+        self.0.set_style(bar_style());
+        self.0.set_length(bytes);
+        self.0.set_position(0);
+    }
+    fn add(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn phase(&self, name: &str) {
+        self.0.set_message(name.to_string());
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// `1.5 GiB`-style sizes.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Formats a snapshot time in the local time zone.
+pub fn local_time(t: jiff::Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
