@@ -711,6 +711,7 @@ pub fn backup(
         repo.index.add_pack(p);
     }
     // The snapshot goes last, after every pack and index object it needs.
+    crate::faults::crash_point("backup-before-snapshot");
     let id = repo.save_snapshot(&snapshot)?;
     Ok(BackupOutcome {
         id,

@@ -19,6 +19,7 @@ pub mod chunker;
 pub mod crypto;
 pub mod diff;
 pub mod error;
+pub mod faults;
 pub mod forget;
 pub mod id;
 pub mod index;

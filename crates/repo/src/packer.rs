@@ -17,7 +17,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::blob::{self, BlobKind};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
-use crate::index::{Index, IndexPack};
+use crate::index::{Index, IndexFile, IndexPack, INDEX_VERSION};
 use crate::pack::{FinishedPack, PackWriter};
 use crate::repository::Repository;
 
@@ -210,33 +210,29 @@ fn compress_loop(
 }
 
 fn upload_loop(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<Vec<IndexPack>> {
-    let mut all = vec![];
+    let mut indexed = vec![];
     let mut pending = vec![];
     for p in rx {
         repo.store().put(Kind::Pack, &p.id.to_hex(), &p.bytes)?;
+        crate::faults::crash_point("after-pack-upload");
         pending.push(IndexPack::live(p.id, p.bytes.len() as u64, &p.entries));
         if pending.len() >= INDEX_EVERY_PACKS {
-            repo.save_json(
-                Kind::Index,
-                &crate::index::IndexFile {
-                    version: crate::index::INDEX_VERSION,
-                    packs: pending.clone(),
-                },
-            )?;
-            all.append(&mut pending);
+            flush_index(repo, &mut pending, &mut indexed)?;
+            crate::faults::crash_point("after-index-write");
         }
     }
+    flush_index(repo, &mut pending, &mut indexed)?;
+    Ok(indexed)
+}
+
+/// Writes an index object for `pending` packs and moves them to `indexed`.
+fn flush_index(repo: &Repository, pending: &mut Vec<IndexPack>, indexed: &mut Vec<IndexPack>) -> Result<()> {
     if !pending.is_empty() {
-        repo.save_json(
-            Kind::Index,
-            &crate::index::IndexFile {
-                version: crate::index::INDEX_VERSION,
-                packs: pending.clone(),
-            },
-        )?;
-        all.append(&mut pending);
+        let file = IndexFile { version: INDEX_VERSION, packs: std::mem::take(pending) };
+        repo.save_json(Kind::Index, &file)?;
+        indexed.extend(file.packs);
     }
-    Ok(all)
+    Ok(())
 }
 
 impl Pipeline<'_> {

@@ -218,6 +218,7 @@ pub fn prune(
         result?;
     }
 
+    crate::faults::crash_point("prune-after-repack");
     // 2. The compacted index: every pack that stays, with marks and tombstones.
     progress.phase("write index");
     let mut packs = vec![];
@@ -284,13 +285,16 @@ pub fn prune(
             },
         )?;
     }
+    crate::faults::crash_point("prune-after-index-write");
     // 3. Old index objects, then 4. the packs.
     for name in &old_index {
         repo.store().delete(Kind::Index, name)?;
+        crate::faults::crash_point("prune-during-index-delete");
     }
     progress.phase("delete");
     for id in &to_delete {
         repo.store().delete(Kind::Pack, &id.to_hex())?;
+        crate::faults::crash_point("prune-during-pack-delete");
     }
     // Temporary files of writers killed long ago; an hour is far longer
     // than any single object write takes.
