@@ -707,9 +707,7 @@ pub fn backup(
         source: opts.source_meta.clone(),
     };
     drop(saver);
-    for p in &packs {
-        repo.index.add_pack(p);
-    }
+    repo.add_written_packs(&packs);
     // The snapshot goes last, after every pack and index object it needs.
     crate::faults::crash_point("backup-before-snapshot");
     let id = repo.save_snapshot(&snapshot)?;

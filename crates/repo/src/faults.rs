@@ -10,7 +10,11 @@ use std::sync::OnceLock;
 /// Kills the process with SIGKILL if `LIFEBOAT_CRASH_AT` is `name`.
 pub fn crash_point(name: &str) {
     static AT: OnceLock<Option<String>> = OnceLock::new();
-    if AT.get_or_init(|| std::env::var("LIFEBOAT_CRASH_AT").ok()).as_deref() == Some(name) {
+    if AT
+        .get_or_init(|| std::env::var("LIFEBOAT_CRASH_AT").ok())
+        .as_deref()
+        == Some(name)
+    {
         // SAFETY: getpid and kill have no memory-safety preconditions.
         unsafe {
             libc::kill(libc::getpid(), libc::SIGKILL);

@@ -226,9 +226,16 @@ fn upload_loop(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<Vec<Inde
 }
 
 /// Writes an index object for `pending` packs and moves them to `indexed`.
-fn flush_index(repo: &Repository, pending: &mut Vec<IndexPack>, indexed: &mut Vec<IndexPack>) -> Result<()> {
+fn flush_index(
+    repo: &Repository,
+    pending: &mut Vec<IndexPack>,
+    indexed: &mut Vec<IndexPack>,
+) -> Result<()> {
     if !pending.is_empty() {
-        let file = IndexFile { version: INDEX_VERSION, packs: std::mem::take(pending) };
+        let file = IndexFile {
+            version: INDEX_VERSION,
+            packs: std::mem::take(pending),
+        };
         repo.save_json(Kind::Index, &file)?;
         indexed.extend(file.packs);
     }

@@ -291,6 +291,7 @@ pub fn prune(
         repo.store().delete(Kind::Index, name)?;
         crate::faults::crash_point("prune-during-index-delete");
     }
+    crate::faults::crash_point("prune-after-index-delete");
     progress.phase("delete");
     for id in &to_delete {
         repo.store().delete(Kind::Pack, &id.to_hex())?;

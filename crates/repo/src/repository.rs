@@ -500,6 +500,14 @@ impl IndexedRepository {
         Ok(Some(id))
     }
 
+    /// Merges packs that a write pipeline stored (and indexed on disk) into
+    /// the in-memory index, so this handle can read what it just wrote.
+    pub fn add_written_packs(&mut self, packs: &[IndexPack]) {
+        for p in packs {
+            self.index.add_pack(p);
+        }
+    }
+
     /// Reads the header of a pack from the store.
     pub fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
         let damaged = |reason: String| RepoError::Damaged {

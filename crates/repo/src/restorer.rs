@@ -147,6 +147,30 @@ fn is_all_zero(b: &[u8]) -> bool {
     b.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
 }
 
+/// Granularity of hole detection: runs of zeros this long stay holes.
+const HOLE_BLOCK: usize = 64 << 10;
+
+/// Writes `data` at `offset`, skipping zero blocks: the file was sized with
+/// `set_len`, so skipped blocks stay holes and a sparse file stays sparse.
+fn write_sparse(f: &File, data: &[u8], offset: u64) -> std::io::Result<()> {
+    let mut run: Option<usize> = None; // start of the pending non-zero run
+    for (i, block) in data.chunks(HOLE_BLOCK).enumerate() {
+        let start = i * HOLE_BLOCK;
+        match (is_all_zero(block), run) {
+            (false, None) => run = Some(start),
+            (true, Some(r)) => {
+                f.write_all_at(&data[r..start], offset + r as u64)?;
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(r) = run {
+        f.write_all_at(&data[r..], offset + r as u64)?;
+    }
+    Ok(())
+}
+
 /// One place a blob's bytes go.
 #[derive(Clone, Copy)]
 struct Target {
@@ -423,12 +447,8 @@ fn restore_pack(
                     continue;
                 }
             };
-            let zero = is_all_zero(&plain);
             for t in &b.targets {
                 progress.add(plain.len() as u64);
-                if zero {
-                    continue; // the file was sized with set_len: this stays a hole
-                }
                 if open.len() > 64 && !open.contains_key(&t.file) {
                     open.clear();
                 }
@@ -449,7 +469,7 @@ fn restore_pack(
                         }
                     }
                 };
-                if let Err(e) = f.write_all_at(&plain, t.offset) {
+                if let Err(e) = write_sparse(f, &plain, t.offset) {
                     problems.lock()[t.file].get_or_insert_with(|| format!("write: {e}"));
                 }
             }
@@ -605,6 +625,27 @@ pub fn dump(repo: &IndexedRepository, node: &Node, out: &mut dyn Write) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_writes_leave_zero_blocks_as_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let mut data = vec![0u8; 8 << 20];
+        data[10] = 1;
+        data[5 << 20] = 2;
+        let f = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        f.set_len(data.len() as u64).unwrap();
+        write_sparse(&f, &data, 0).unwrap();
+        drop(f);
+        assert_eq!(fs::read(&p).unwrap(), data);
+        assert!(fs::metadata(&p).unwrap().blocks() * 512 <= 4 * HOLE_BLOCK as u64);
+    }
 
     #[test]
     fn zero_detection() {

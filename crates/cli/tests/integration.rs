@@ -1,0 +1,15 @@
+//! Integration tests: the real `lifeboat` binary on real file trees.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+mod integration {
+    mod backup_restore;
+    mod cli;
+    pub mod common;
+    mod faults;
+    mod maintenance;
+}

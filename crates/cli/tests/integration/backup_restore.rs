@@ -1,0 +1,315 @@
+//! Backup and restore round trips on real trees.
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use super::common::*;
+
+/// A tree with every kind of metadata restore must bring back.
+fn rich_tree(root: &Path) {
+    fs::create_dir_all(root.join("dir/sub/deeper")).unwrap();
+    fs::create_dir_all(root.join("empty/also-empty")).unwrap();
+    fs::write(root.join("dir/plain.txt"), b"plain text\n").unwrap();
+    fs::write(root.join("dir/empty-file"), b"").unwrap();
+    fs::write(
+        root.join("dir/sub/deeper/multi-chunk.bin"),
+        random_bytes(20 << 20, 1),
+    )
+    .unwrap();
+    fs::write(
+        root.join("dir/compressible.log"),
+        b"INFO all good\n".repeat(200_000),
+    )
+    .unwrap();
+    let script = root.join("dir/script.sh");
+    fs::write(&script, b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o750)).unwrap();
+    let secret = root.join("dir/secret");
+    fs::write(&secret, b"s3cr3t").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let sticky = root.join("dir/sticky-dir");
+    fs::create_dir(&sticky).unwrap();
+    fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+    // Symlinks: relative, absolute, dangling.
+    std::os::unix::fs::symlink("plain.txt", root.join("dir/link-rel")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", root.join("dir/link-abs")).unwrap();
+    std::os::unix::fs::symlink("does/not/exist", root.join("dir/link-dangling")).unwrap();
+    // Hard links: three names, one inode.
+    fs::write(root.join("dir/hard-a"), b"shared inode").unwrap();
+    fs::hard_link(root.join("dir/hard-a"), root.join("dir/hard-b")).unwrap();
+    fs::hard_link(root.join("dir/hard-a"), root.join("dir/sub/hard-c")).unwrap();
+    // A sparse file: 64 MiB with two small islands of data.
+    let sparse = root.join("dir/sparse.img");
+    let mut f = fs::File::create(&sparse).unwrap();
+    f.set_len(64 << 20).unwrap();
+    f.write_all(b"header").unwrap();
+    f.seek(SeekFrom::Start(40 << 20)).unwrap();
+    f.write_all(&random_bytes(4096, 2)).unwrap();
+    drop(f);
+    // A name that is not UTF-8.
+    let weird = std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.txt");
+    fs::write(root.join("dir").join(weird), b"latin-1 name").unwrap();
+    if is_root() {
+        let owned = root.join("dir/owned-by-someone");
+        fs::write(&owned, b"not root's").unwrap();
+        std::os::unix::fs::chown(&owned, Some(1234), Some(5678)).unwrap();
+        let setuid = root.join("dir/setuid");
+        fs::write(&setuid, b"x").unwrap();
+        fs::set_permissions(&setuid, fs::Permissions::from_mode(0o4755)).unwrap();
+    }
+    // Old, precise mtimes (set last: writing into a directory changes its mtime).
+    set_mtime(&root.join("dir/plain.txt"), 1_000_000_000_123_456_789);
+    set_mtime(&root.join("dir/sub"), 1_100_000_000_987_654_321);
+}
+
+#[test]
+fn round_trip_preserves_every_kind_of_metadata() {
+    let env = Env::new();
+    let src = env.path("src");
+    rich_tree(&src);
+    let fifo = src.join("dir/a-fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let before = manifest(&src);
+
+    let out = env.json(&["backup", src.to_str().unwrap()], 3);
+    assert_eq!(
+        out["warnings"].as_array().unwrap().len(),
+        1,
+        "the fifo is skipped with a warning: {out}"
+    );
+    assert!(out["warnings"][0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("a-fifo"));
+    let snap = out["snapshot_id"].as_str().unwrap();
+
+    let target = env.path("restored");
+    env.ok(&["restore", &snap[..8], "--target", target.to_str().unwrap()]);
+    let mut expected = before.clone();
+    expected.remove(Path::new("dir/a-fifo"));
+    assert_same(&expected, &manifest(&target.join("src")));
+
+    // The hard links are links again, and the sparse file keeps its holes.
+    let a = fs::metadata(target.join("src/dir/hard-a")).unwrap();
+    assert_eq!(a.nlink(), 3);
+    assert_eq!(
+        a.ino(),
+        fs::metadata(target.join("src/dir/sub/hard-c"))
+            .unwrap()
+            .ino()
+    );
+    let sparse = fs::metadata(target.join("src/dir/sparse.img")).unwrap();
+    assert_eq!(sparse.len(), 64 << 20);
+    assert!(
+        sparse.blocks() * 512 < 16 << 20,
+        "sparse file restored with {} bytes allocated",
+        sparse.blocks() * 512
+    );
+}
+
+#[test]
+fn incremental_backups_each_restore_their_own_state() {
+    let env = Env::new();
+    let src = env.path("data");
+    fs::create_dir_all(src.join("a")).unwrap();
+    for i in 0..30 {
+        fs::write(
+            src.join(format!("a/f{i}")),
+            random_bytes(10_000 + i * 3_000, i as u64),
+        )
+        .unwrap();
+    }
+    fs::write(src.join("big"), random_bytes(6 << 20, 99)).unwrap();
+    let mut states = vec![];
+    for round in 0..4u64 {
+        match round {
+            0 => {}
+            1 => {
+                fs::write(src.join("a/f3"), b"rewritten").unwrap();
+                fs::remove_file(src.join("a/f4")).unwrap();
+                fs::create_dir_all(src.join("b/c")).unwrap();
+                fs::write(src.join("b/c/new"), random_bytes(300_000, 7)).unwrap();
+            }
+            2 => {
+                // Same size, same mtime, different content: ctime still changes.
+                let p = src.join("a/f5");
+                let old = fs::metadata(&p).unwrap();
+                fs::write(&p, random_bytes(old.len() as usize, 555)).unwrap();
+                set_mtime(&p, old.mtime() * 1_000_000_000 + old.mtime_nsec());
+                // Insert in the middle of the big file: most chunks dedup.
+                let mut big = fs::read(src.join("big")).unwrap();
+                big.splice(3 << 20..3 << 20, b"inserted".iter().copied());
+                fs::write(src.join("big"), big).unwrap();
+            }
+            _ => {
+                fs::remove_dir_all(src.join("b")).unwrap();
+                fs::set_permissions(src.join("a/f1"), fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+        let out = env.json(&["backup", src.to_str().unwrap()], 0);
+        if round == 2 {
+            assert_eq!(out["files_changed"], 2, "f5 and big were re-read: {out}");
+            let added = out["bytes_added"].as_u64().unwrap();
+            assert!(
+                added < 4 << 20,
+                "an insertion re-stores only nearby chunks, added {added}"
+            );
+        }
+        states.push((
+            out["snapshot_id"].as_str().unwrap().to_string(),
+            manifest(&src),
+        ));
+    }
+    // A backup with no change reads nothing.
+    let out = env.json(&["backup", src.to_str().unwrap()], 0);
+    assert_eq!(out["bytes_read"], 0, "{out}");
+    assert_eq!(out["files_new"], 0);
+    assert_eq!(out["files_changed"], 0);
+    assert!(out["files_unmodified"].as_u64().unwrap() >= 30);
+    assert_eq!(out["data_blobs"], 0);
+
+    for (i, (id, state)) in states.iter().enumerate() {
+        let target = env.path(&format!("restore-{i}"));
+        env.ok(&["restore", id, "--target", target.to_str().unwrap()]);
+        assert_same(state, &manifest(&target.join("data")));
+    }
+}
+
+#[test]
+fn selective_restore_takes_only_included_paths() {
+    let env = Env::new();
+    let src = env.path("srv");
+    fs::create_dir_all(src.join("app/uploads/2026")).unwrap();
+    fs::create_dir_all(src.join("app/cache")).unwrap();
+    fs::write(src.join("app/uploads/2026/a.jpg"), b"jpeg").unwrap();
+    fs::write(src.join("app/uploads/b.jpg"), b"jpeg2").unwrap();
+    fs::write(src.join("app/cache/x"), b"cache").unwrap();
+    fs::write(src.join("app/config.toml"), b"[x]").unwrap();
+    env.backup(&[&src]);
+    let t = env.path("t");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--include",
+        "srv/app/uploads",
+        "--include",
+        "**/*.toml",
+    ]);
+    let got: Vec<_> = manifest(&t)
+        .into_keys()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "srv",
+            "srv/app",
+            "srv/app/config.toml",
+            "srv/app/uploads",
+            "srv/app/uploads/2026",
+            "srv/app/uploads/2026/a.jpg",
+            "srv/app/uploads/b.jpg"
+        ]
+    );
+    assert_eq!(
+        fs::read(t.join("srv/app/uploads/2026/a.jpg")).unwrap(),
+        b"jpeg"
+    );
+
+    let out = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        env.path("t2").to_str().unwrap(),
+        "--include",
+        "nothing/here",
+    ]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+}
+
+#[test]
+fn stdin_is_always_read_in_full_and_dumped_back() {
+    let env = Env::new();
+    let first = random_bytes(5 << 20, 11);
+    let mut second = first.clone();
+    second[100] ^= 1; // same name, same size, other content
+    for data in [&first, &second] {
+        let out = env
+            .cmd()
+            .args(["--json", "backup", "--stdin", "--stdin-name", "orders.sql"])
+            .write_stdin(data.clone())
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            v["bytes_read"],
+            data.len() as u64,
+            "a stream is never skipped: {v}"
+        );
+    }
+    let ids = env.snapshot_ids();
+    assert_eq!(ids.len(), 2);
+    for (id, want) in ids.iter().zip([&first, &second]) {
+        let out = env.ok(&["dump", id, "orders.sql"]);
+        assert!(
+            out.stdout == **want,
+            "dump of {id} returns what was backed up"
+        );
+    }
+    let out = env.run(&["dump", "latest", "missing.sql"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("missing.sql"), "{}", text(&out));
+}
+
+#[test]
+fn excludes_by_glob_and_file() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("keep/cache")).unwrap();
+    fs::create_dir_all(src.join("node_modules/x")).unwrap();
+    for f in [
+        "keep/a.txt",
+        "keep/b.tmp",
+        "keep/cache/c",
+        "node_modules/x/y",
+        "top.tmp",
+        "top.txt",
+    ] {
+        fs::write(src.join(f), f).unwrap();
+    }
+    let ex = env.path("excludes");
+    fs::write(
+        &ex,
+        format!("# comment\n\nnode_modules\n{}/keep/cache\n", src.display()),
+    )
+    .unwrap();
+    env.ok(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude",
+        "*.tmp",
+        "--exclude-file",
+        ex.to_str().unwrap(),
+    ]);
+    let out = env.json(&["ls", "latest"], 0);
+    let paths: Vec<&str> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/src", "/src/keep", "/src/keep/a.txt", "/src/top.txt"]
+    );
+}

@@ -1,0 +1,444 @@
+//! Command-line conventions: JSON, exit codes, passwords, keys, safety.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use super::common::*;
+
+#[test]
+fn every_command_prints_one_json_document() {
+    let env = Env::empty();
+    let v = env.json(&["init"], 0);
+    assert!(v["id"].is_string());
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let b = env.json(
+        &[
+            "backup",
+            src.to_str().unwrap(),
+            "--tag",
+            "t1",
+            "--host",
+            "h1",
+        ],
+        0,
+    );
+    for k in [
+        "snapshot_id",
+        "files_new",
+        "files_changed",
+        "files_unmodified",
+        "bytes_read",
+        "bytes_added",
+        "duration_seconds",
+    ] {
+        assert!(!b[k].is_null(), "backup summary has {k}: {b}");
+    }
+    fs::write(src.join("g"), b"y").unwrap();
+    let b2 = env.json(&["backup", src.to_str().unwrap(), "--host", "h1"], 0);
+    assert_eq!(b2["parent"], b["snapshot_id"]);
+    let s = env.json(&["snapshots"], 0);
+    assert_eq!(s.as_array().unwrap().len(), 2);
+    assert_eq!(s[0]["snapshot"]["tags"][0], "t1");
+    assert_eq!(s[0]["snapshot"]["hostname"], "h1");
+    assert_eq!(
+        env.json(&["snapshots", "--tag", "t1"], 0)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(env.json(&["ls", "latest"], 0).is_array());
+    let d = env.json(&["diff", b["short_id"].as_str().unwrap(), "latest"], 0);
+    assert_eq!(d["changes"][0]["path"], "src/g");
+    assert_eq!(d["changes"][0]["change"], "added");
+    let r = env.json(
+        &[
+            "restore",
+            "latest",
+            "--target",
+            env.path("t").to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(r["summary"]["files"], 2);
+    let c = env.json(&["check", "--read-data"], 0);
+    assert_eq!(c["errors"].as_array().unwrap().len(), 0);
+    assert!(env.json(&["key", "list"], 0).is_array());
+    let f = env.json(&["forget", "--keep-last", "1", "--dry-run"], 0);
+    assert_eq!(
+        f["forget"]["groups"][0]["remove"].as_array().unwrap().len(),
+        1
+    );
+    let p = env.json(&["prune", "--dry-run"], 0);
+    assert_eq!(p["dry_run"], true);
+    // Errors are JSON too, with the exit code.
+    let e = env.json(&["restore", "nonexistent", "--target", "x"], 2);
+    assert!(e["error"].as_str().unwrap().contains("nonexistent"));
+    assert_eq!(e["exit_code"], 2);
+}
+
+#[test]
+fn usage_errors_exit_2_and_name_the_problem() {
+    let env = Env::empty();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(code(&out), 2, "no repository: {}", text(&out));
+    assert!(
+        stderr(&out).contains(env.repo.to_str().unwrap()),
+        "names where: {}",
+        text(&out)
+    );
+    let out = env.run(&["--no-such-flag"]);
+    assert_eq!(code(&out), 2);
+    let out = env
+        .cmd()
+        .env_remove("LIFEBOAT_REPOSITORY")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("LIFEBOAT_REPOSITORY"));
+    env.ok(&["init"]);
+    let out = env.run(&["init"]);
+    assert_eq!(code(&out), 2, "init twice: {}", text(&out));
+    let out = env.run(&["backup", env.path("does-not-exist").to_str().unwrap()]);
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("does-not-exist"));
+    let out = env.run(&["forget"]);
+    assert_eq!(
+        code(&out),
+        2,
+        "forget without rules refuses: {}",
+        text(&out)
+    );
+    let out = env.run(&["check", "--read-data-subset", "150%"]);
+    assert_eq!(code(&out), 2);
+    let out = env
+        .cmd()
+        .env_remove("LIFEBOAT_PASSWORD")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "no password and no terminal: {}", text(&out));
+    assert!(stderr(&out).contains("LIFEBOAT_PASSWORD_FILE"));
+}
+
+#[test]
+fn wrong_password_fails_cleanly_and_writes_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    env.backup(&[&src]);
+    let before = manifest(&env.repo);
+    for args in [
+        &["backup", src.to_str().unwrap()][..],
+        &["snapshots"],
+        &["prune"],
+        &["key", "add"],
+    ] {
+        let out = env
+            .cmd()
+            .env("LIFEBOAT_PASSWORD", "wrong")
+            .env("LIFEBOAT_NEW_PASSWORD", "x")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 1, "{args:?}: {}", text(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+        assert!(
+            err.contains("wrong password") && err.contains(env.repo.to_str().unwrap()),
+            "{err}"
+        );
+        assert!(
+            !err.contains("wrong\n") && !String::from_utf8_lossy(&out.stdout).contains("wrong"),
+            "the password is never echoed"
+        );
+    }
+    assert_same(&before, &manifest(&env.repo));
+}
+
+#[test]
+fn password_file_and_keys() {
+    let env = Env::new();
+    let pwfile = env.path("pw");
+    fs::write(&pwfile, format!("{PASSWORD}\n")).unwrap();
+    let out = env
+        .cmd()
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env("LIFEBOAT_PASSWORD_FILE", &pwfile)
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "password from a file, trailing newline ignored: {}",
+        text(&out)
+    );
+
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_NEW_PASSWORD", "second")
+        .args(["--json", "key", "add"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let keys = env.json(&["key", "list"], 0);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    let first = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["current"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The key in use cannot be removed; with the second password it can.
+    let out = env.run(&["key", "remove", &first[..8]]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_PASSWORD", "second")
+        .args(["key", "remove", &first[..8]])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        code(&env.run(&["snapshots"])),
+        1,
+        "the first password no longer opens it"
+    );
+    // passwd replaces the key in use.
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_PASSWORD", "second")
+        .env("LIFEBOAT_NEW_PASSWORD", "third")
+        .args(["key", "passwd"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(
+        code(
+            &env.cmd()
+                .env("LIFEBOAT_PASSWORD", "second")
+                .args(["snapshots"])
+                .output()
+                .unwrap()
+        ),
+        1
+    );
+    assert_eq!(
+        code(
+            &env.cmd()
+                .env("LIFEBOAT_PASSWORD", "third")
+                .args(["snapshots"])
+                .output()
+                .unwrap()
+        ),
+        0
+    );
+}
+
+#[test]
+fn snapshot_arguments_accept_latest_and_unique_prefixes() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut ids = vec![];
+    for i in 0..20 {
+        fs::write(src.join("f"), format!("{i}")).unwrap();
+        ids.push(env.backup(&[&src]));
+    }
+    let out = env.ok(&["dump", "latest", "src/f"]);
+    assert_eq!(out.stdout, b"19");
+    let out = env.ok(&["dump", &ids[3][..10], "src/f"]);
+    assert_eq!(out.stdout, b"3");
+    // Some one-character prefix is shared by two of twenty ids.
+    let mut firsts: Vec<char> = ids.iter().map(|i| i.chars().next().unwrap()).collect();
+    firsts.sort();
+    if let Some(w) = firsts.windows(2).find(|w| w[0] == w[1]) {
+        let out = env.run(&["dump", &w[0].to_string(), "src/f"]);
+        assert_eq!(code(&out), 2);
+        assert!(
+            stderr(&out).contains(" snapshots; give more characters"),
+            "{}",
+            text(&out)
+        );
+    }
+}
+
+#[test]
+fn restore_never_overwrites_unless_asked_and_never_follows_planted_symlinks() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/file"), b"from backup").unwrap();
+    fs::write(src.join("top"), b"top from backup").unwrap();
+    env.backup(&[&src]);
+
+    let target = env.path("target");
+    fs::create_dir_all(target.join("src")).unwrap();
+    fs::write(target.join("src/top"), b"precious").unwrap();
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(stderr(&out).contains("--overwrite"));
+    assert_eq!(fs::read(target.join("src/top")).unwrap(), b"precious");
+    assert!(!target.join("src/sub").exists(), "nothing was written");
+
+    // A symlink planted where a directory and a file will go.
+    let outside = env.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, target.join("src/sub")).unwrap();
+    let victim = env.path("victim");
+    fs::write(&victim, b"do not touch").unwrap();
+    fs::remove_file(target.join("src/top")).unwrap();
+    std::os::unix::fs::symlink(&victim, target.join("src/top")).unwrap();
+    let out = env.run(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert_eq!(
+        code(&out),
+        1,
+        "the planted directory link is refused: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("src/sub: exists and is not a directory"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
+    assert_eq!(
+        fs::read(&victim).unwrap(),
+        b"do not touch",
+        "the link was replaced, not followed"
+    );
+    assert_eq!(
+        fs::read(target.join("src/top")).unwrap(),
+        b"top from backup"
+    );
+    assert!(!fs::symlink_metadata(target.join("src/top"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn unreadable_files_are_listed_and_exit_3() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("locked-dir")).unwrap();
+    fs::write(src.join("ok"), b"fine").unwrap();
+    fs::write(src.join("locked"), b"secret").unwrap();
+    fs::write(src.join("locked-dir/inner"), b"x").unwrap();
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::set_permissions(src.join("locked-dir"), fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads everything, so run as an unprivileged user who owns the repo.
+    let mut cmd = env.cmd();
+    if is_root() {
+        std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&env.repo)
+            .arg(&src)
+            .status()
+            .unwrap();
+        fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = assert_cmd::cargo::cargo_bin("lifeboat");
+        cmd = assert_cmd::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(bin);
+        cmd.env("LIFEBOAT_REPOSITORY", &env.repo)
+            .env("LIFEBOAT_PASSWORD", PASSWORD)
+            .env("HOME", "/tmp");
+    }
+    let out = cmd
+        .args(["--json", "backup", src.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warned: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["path"].as_str().unwrap())
+        .collect();
+    assert!(warned.iter().any(|p| p.ends_with("/locked")), "{v}");
+    assert!(warned.iter().any(|p| p.ends_with("/locked-dir")), "{v}");
+    let ls = env.json(&["ls", v["short_id"].as_str().unwrap()], 0);
+    let paths: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"/src/ok"), "{paths:?}");
+    assert!(!paths.contains(&"/src/locked"), "{paths:?}");
+}
+
+#[test]
+fn demo_runs_the_whole_story() {
+    let env = Env::empty();
+    let dir = env.path("demo");
+    let out = env
+        .cmd()
+        .env_remove("LIFEBOAT_PASSWORD")
+        .args([
+            "--json",
+            "demo",
+            "--size",
+            "24",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["restores_identical"], true, "{v}");
+    assert!(v["files_compared"].as_u64().unwrap() > 50);
+    assert_eq!(v["check_errors"].as_array().unwrap().len(), 0);
+    assert!(
+        v["dedup_ratio"].as_f64().unwrap() > 1.5,
+        "two similar snapshots dedup: {v}"
+    );
+    assert_eq!(v["steps"].as_array().unwrap().len(), 5);
+    let pw = dir.join("password");
+    assert_eq!(
+        fs::metadata(&pw).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&fs::read_to_string(&pw).unwrap()),
+        "the password is not printed"
+    );
+    // Running it again replaces its own directory; a foreign directory is refused.
+    let again = env
+        .cmd()
+        .args(["demo", "--size", "4", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&again), 0, "{}", text(&again));
+    let foreign = env.path("foreign");
+    fs::create_dir_all(&foreign).unwrap();
+    fs::write(foreign.join("mine"), b"x").unwrap();
+    let out = env
+        .cmd()
+        .args(["demo", "--size", "4", "--dir", foreign.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(foreign.join("mine").exists());
+}

@@ -1,0 +1,298 @@
+//! Faults: damaged objects, kill -9 at every stage, a full disk.
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lifeboat_repo::Repository;
+
+use super::common::*;
+
+fn flip_byte(p: &Path, offset: u64) {
+    let mut b = fs::read(p).unwrap();
+    let i = (offset as usize).min(b.len() - 1);
+    b[i] ^= 0x20;
+    fs::write(p, b).unwrap();
+}
+
+/// A repository with two files in separate chunks and a known layout.
+fn damaged_setup() -> (Env, PathBuf) {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/victim.bin"), random_bytes(3 << 20, 1)).unwrap();
+    fs::write(src.join("small.txt"), b"small file\n").unwrap();
+    env.backup(&[&src]);
+    (env, src)
+}
+
+/// Where a blob is stored: (pack file, offset).
+fn blob_location(env: &Env, pick_tree: bool) -> (PathBuf, u64) {
+    let store = Arc::from(lifeboat_store::open(env.repo.to_str().unwrap()).unwrap());
+    let repo = Repository::open(store, PASSWORD.as_bytes())
+        .unwrap()
+        .load_index()
+        .unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let tree = repo.load_tree(&snap.tree).unwrap();
+    let id = if pick_tree {
+        snap.tree
+    } else {
+        let dir = repo
+            .load_tree(&tree.find(b"src").unwrap().subtree.unwrap())
+            .unwrap();
+        let d = repo
+            .load_tree(&dir.find(b"d").unwrap().subtree.unwrap())
+            .unwrap();
+        d.find(b"victim.bin").unwrap().content[0]
+    };
+    let loc = repo.index().get(&id).unwrap();
+    let pack = repo.index().pack(loc.pack).id.to_hex();
+    (
+        env.repo.join("data").join(&pack[..2]).join(pack),
+        u64::from(loc.offset) + 40,
+    )
+}
+
+#[test]
+fn a_flipped_byte_in_a_data_blob_is_found_and_restore_names_the_file() {
+    let (env, src) = damaged_setup();
+    let (pack, off) = blob_location(&env, false);
+    flip_byte(&pack, off);
+    let c = env.json(&["check", "--read-data"], 1);
+    let errs = c["errors"].to_string();
+    assert!(
+        errs.contains("damaged") || errs.contains("does not match"),
+        "{c}"
+    );
+    let t = env.path("t");
+    let out = env.run(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("src/d/victim.bin"),
+        "the affected file is named: {all}"
+    );
+    assert!(
+        !all.contains("small.txt:"),
+        "only affected files are named: {all}"
+    );
+    assert_eq!(
+        fs::read(t.join("src/small.txt")).unwrap(),
+        fs::read(src.join("small.txt")).unwrap(),
+        "everything else is restored"
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_a_tree_is_found_without_reading_data() {
+    let (env, _) = damaged_setup();
+    let (pack, off) = blob_location(&env, true);
+    flip_byte(&pack, off);
+    let c = env.json(&["check"], 1);
+    assert!(c["errors"].to_string().contains("unreadable"), "{c}");
+}
+
+#[test]
+fn a_flipped_byte_in_an_index_or_snapshot_object_is_found() {
+    for kind in ["index", "snapshots"] {
+        let (env, _) = damaged_setup();
+        let obj = env.objects(kind)[0].clone();
+        flip_byte(&obj, 50);
+        let c = env.json(&["check"], 1);
+        let name = obj.file_name().unwrap().to_str().unwrap();
+        assert!(
+            c["errors"].to_string().contains(name),
+            "{kind}: the damaged object is named: {c}"
+        );
+        // Other commands fail with one clear line instead of using bad data.
+        if kind == "index" {
+            let out = env.run(&["ls", "latest"]);
+            assert_eq!(code(&out), 1);
+            assert!(
+                stderr(&out).contains(name) && stderr(&out).contains("damaged"),
+                "{}",
+                text(&out)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_truncated_pack_is_found() {
+    let (env, _) = damaged_setup();
+    let pack = env
+        .objects("data")
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
+    let len = fs::metadata(&pack).unwrap().len();
+    fs::File::options()
+        .write(true)
+        .open(&pack)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    let c = env.json(&["check"], 1);
+    assert!(c["errors"].to_string().contains("truncated"), "{c}");
+}
+
+/// Data for crash tests: big enough for several 1 MiB packs.
+fn crash_env() -> (Env, PathBuf) {
+    let env = Env::empty();
+    env.ok(&["init", "--pack-size", "1"]);
+    let src = env.path("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    for i in 0..12u64 {
+        fs::write(src.join(format!("sub/f{i}")), random_bytes(1 << 20, i)).unwrap();
+    }
+    fs::write(src.join("big"), random_bytes(8 << 20, 77)).unwrap();
+    (env, src)
+}
+
+/// After a crash: check passes, a new backup reuses what was uploaded, and
+/// its restore is identical.
+fn recovers(env: &Env, src: &Path, expect_reuse: bool) {
+    let c = env.json(&["check", "--read-data"], 0);
+    assert!(c["errors"].as_array().unwrap().is_empty(), "{c}");
+    let v = env.json(&["backup", src.to_str().unwrap()], 0);
+    if expect_reuse {
+        assert!(
+            v["bytes_added"].as_u64().unwrap() < v["bytes_total"].as_u64().unwrap(),
+            "uploaded packs are reused: {v}"
+        );
+    }
+    env.ok(&["check", "--read-data"]);
+    let t = env.path("after-crash");
+    let _ = fs::remove_dir_all(&t);
+    env.ok(&[
+        "restore",
+        v["snapshot_id"].as_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    assert_same(&manifest(src), &manifest(&t.join("src")));
+}
+
+#[test]
+fn kill_9_at_each_stage_of_backup_leaves_a_usable_repository() {
+    for point in [
+        "after-pack-upload",
+        "after-index-write",
+        "backup-before-snapshot",
+    ] {
+        let (env, src) = crash_env();
+        let out = env
+            .cmd()
+            .env("LIFEBOAT_CRASH_AT", point)
+            .args(["backup", src.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{point}: killed: {}",
+            text(&out)
+        );
+        assert!(
+            env.snapshot_ids().is_empty(),
+            "{point}: no snapshot without its data"
+        );
+        recovers(&env, &src, true);
+    }
+}
+
+#[test]
+fn kill_9_from_outside_during_backup_leaves_a_usable_repository() {
+    let (env, src) = crash_env();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .env("LIFEBOAT_REPOSITORY", &env.repo)
+        .env("LIFEBOAT_PASSWORD", PASSWORD)
+        .args(["backup", "-q", src.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    // Kill as soon as some packs are in place (polled, not slept).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while env.objects("data").len() < 3 {
+        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    // If the backup won the race it finished; either way the repository must hold.
+    recovers(&env, &src, status.signal() == Some(9));
+}
+
+#[test]
+fn kill_9_at_each_stage_of_prune_leaves_a_usable_repository() {
+    for point in [
+        "prune-after-repack",
+        "prune-after-index-write",
+        "prune-during-index-delete",
+        "prune-after-index-delete",
+        "prune-during-pack-delete",
+    ] {
+        let (env, src) = crash_env();
+        env.backup(&[&src]);
+        for i in 0..10u64 {
+            fs::remove_file(src.join(format!("sub/f{i}"))).unwrap();
+        }
+        fs::write(src.join("new"), random_bytes(2 << 20, 5)).unwrap();
+        let keep = env.backup(&[&src]);
+        env.ok(&["forget", "--keep-last", "1"]);
+        let state = manifest(&src);
+        let out = env
+            .cmd()
+            .env("LIFEBOAT_CRASH_AT", point)
+            .args(["prune", "--delete-delay", "0", "--max-unused", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(9), "{point}: {}", text(&out));
+        let c = env.json(&["check", "--read-data"], 0);
+        assert!(c["errors"].as_array().unwrap().is_empty(), "{point}: {c}");
+        let t = env.path("t");
+        env.ok(&["restore", &keep, "--target", t.to_str().unwrap()]);
+        assert_same(&state, &manifest(&t.join("src")));
+        // A second prune finishes the job.
+        env.ok(&["prune", "--delete-delay", "0"]);
+        env.ok(&["check", "--read-data"]);
+        recovers(&env, &src, false);
+    }
+}
+
+#[test]
+fn a_full_disk_fails_cleanly_and_the_repository_stays_consistent() {
+    let small = std::env::var("LIFEBOAT_TEST_SMALL_FS").expect("LIFEBOAT_TEST_SMALL_FS is not set: run the suite with scripts/test, which mounts a small tmpfs");
+    let base = tempfile::tempdir_in(&small).expect("the small file system is writable");
+    let mut env = Env::empty();
+    env.repo = base.path().join("repo");
+    env.ok(&["init", "--pack-size", "1", "--compression", "0"]);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("too-big"), random_bytes(40 << 20, 3)).unwrap();
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(base.path().to_str().unwrap()),
+        "names where: {err}"
+    );
+    assert!(env.snapshot_ids().is_empty());
+    let c = env.json(&["check"], 0);
+    assert!(c["errors"].as_array().unwrap().is_empty(), "{c}");
+
+    // Room again: prune drops the orphaned packs, a smaller backup works.
+    fs::remove_file(src.join("too-big")).unwrap();
+    fs::write(src.join("fits"), random_bytes(2 << 20, 4)).unwrap();
+    env.ok(&["prune", "--delete-delay", "0"]);
+    let id = env.backup(&[&src]);
+    env.ok(&["check", "--read-data"]);
+    let t = env.path("t");
+    env.ok(&["restore", &id, "--target", t.to_str().unwrap()]);
+    assert_same(&manifest(&src), &manifest(&t.join("src")));
+}

@@ -1,0 +1,269 @@
+//! Library-level integration tests: things only a crafted repository or a
+//! precise interleaving can show.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeboat_repo::archiver::{backup, BackupOptions, BackupSource};
+use lifeboat_repo::blob::BlobKind;
+use lifeboat_repo::crypto::KdfParams;
+use lifeboat_repo::packer::BlobSaver;
+use lifeboat_repo::progress::NoProgress;
+use lifeboat_repo::prune::{prune, PruneOptions};
+use lifeboat_repo::restorer::{restore, RestoreOptions};
+use lifeboat_repo::snapshot::{Snapshot, SNAPSHOT_VERSION};
+use lifeboat_repo::tree::{FileName, Node, NodeKind, Tree};
+use lifeboat_repo::{Id, IndexedRepository, InitOptions, Repository};
+
+fn new_repo(dir: &Path) -> Repository {
+    let store = Arc::from(lifeboat_store::open(dir.join("repo").to_str().unwrap()).unwrap());
+    Repository::init(
+        store,
+        b"pw",
+        InitOptions {
+            kdf: KdfParams::INSECURE_FAST,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn node(name: &[u8], kind: NodeKind) -> Node {
+    Node {
+        name: FileName(name.to_vec()),
+        kind,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        atime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+        device: 0,
+        links: 1,
+        size: 0,
+        content: vec![],
+        subtree: None,
+        link_target: None,
+    }
+}
+
+/// Saves blobs through the real pipeline and returns their ids.
+fn save_blobs(repo: &mut IndexedRepository, blobs: Vec<(BlobKind, Vec<u8>)>) -> Vec<Id> {
+    let (ids, packs) = {
+        let r: &IndexedRepository = repo;
+        let saver = BlobSaver::new(r, r.index());
+        std::thread::scope(|s| {
+            let p = saver.start(s);
+            let ids: Vec<Id> = blobs
+                .iter()
+                .map(|(k, b)| saver.save(*k, b).unwrap())
+                .collect();
+            (ids, p.finish(&saver).unwrap())
+        })
+    };
+    repo.add_written_packs(&packs);
+    ids
+}
+
+fn file_node(repo: &mut IndexedRepository, name: &[u8], data: &[u8]) -> Node {
+    let ids = save_blobs(repo, vec![(BlobKind::Data, data.to_vec())]);
+    let mut n = node(name, NodeKind::File);
+    n.size = data.len() as u64;
+    n.content = ids;
+    n.mode = 0o644;
+    n
+}
+
+fn save_tree(repo: &mut IndexedRepository, nodes: Vec<Node>) -> Id {
+    // Not Tree::new: a hostile tree need not be sorted or unique.
+    let t = Tree { version: 1, nodes };
+    save_blobs(repo, vec![(BlobKind::Tree, t.to_bytes())])[0]
+}
+
+fn snapshot_of(tree: Id) -> Snapshot {
+    Snapshot {
+        version: SNAPSHOT_VERSION,
+        time: jiff::Timestamp::now(),
+        tree,
+        paths: vec!["/x".into()],
+        hostname: "h".into(),
+        username: String::new(),
+        tags: vec![],
+        parent: None,
+        program_version: String::new(),
+        summary: None,
+        source: None,
+    }
+}
+
+#[test]
+fn a_hostile_repository_cannot_make_restore_write_outside_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let mut repo = new_repo(dir.path()).load_index().unwrap();
+
+    let mut nodes = vec![];
+    for evil in [
+        &b"../escape"[..],
+        b"..",
+        b".",
+        b"/etc/passwd-abs",
+        b"a/../../b",
+        b"",
+        b"nul\0byte",
+    ] {
+        nodes.push(file_node(&mut repo, evil, b"pwned"));
+    }
+    let inner = file_node(&mut repo, b"through-link", b"pwned");
+    let sub = save_tree(&mut repo, vec![inner]);
+    // A symlink to the outside, then a directory of the same name below it.
+    let mut link = node(b"link", NodeKind::Symlink);
+    link.link_target = Some(FileName(outside.as_os_str().as_encoded_bytes().to_vec()));
+    let mut d = node(b"link", NodeKind::Dir);
+    d.subtree = Some(sub);
+    nodes.push(link);
+    nodes.push(d);
+    nodes.push(file_node(&mut repo, b"fine", b"ok"));
+    let root = save_tree(&mut repo, nodes);
+    let snap = snapshot_of(root);
+
+    let target = dir.path().join("target/inner");
+    let summary = restore(
+        &repo,
+        &snap,
+        &target,
+        &RestoreOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read(target.join("fine")).unwrap(),
+        b"ok",
+        "safe entries are restored"
+    );
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written through the symlink"
+    );
+    assert!(!dir.path().join("target/escape").exists());
+    assert!(!dir.path().join("escape").exists());
+    let named: Vec<String> = summary.problems.iter().map(|p| p.message.clone()).collect();
+    assert!(
+        named.iter().filter(|m| m.contains("unsafe name")).count() >= 6,
+        "{named:?}"
+    );
+    assert!(
+        summary.problems.iter().any(|p| p.path == Path::new("link")),
+        "{:?}",
+        summary.problems
+    );
+    // Only `fine` and the symlink exist in the target.
+    let mut entries: Vec<_> = fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["fine", "link"]);
+}
+
+#[test]
+fn prune_keeps_a_pack_that_a_backup_started_before_the_mark_comes_to_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(src.join("f"), &data).unwrap();
+    let repo = new_repo(dir.path());
+
+    // Snapshot 1 holds the data; it is forgotten.
+    let mut r1 = repo.clone().load_index().unwrap();
+    let first = backup(
+        &mut r1,
+        BackupSource::Paths(vec![src.clone()]),
+        &BackupOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    // A second backup loads its index now (before the mark) …
+    let mut slow = repo.clone().load_index().unwrap();
+    repo.delete_snapshot(&first.id).unwrap();
+    // … prune marks the now unused pack …
+    let report = prune(
+        repo.clone().load_index().unwrap(),
+        PruneOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(report.packs_marked >= 1, "{report:?}");
+    // … the slow backup dedups against it and saves a snapshot that needs it.
+    let second = backup(
+        &mut slow,
+        BackupSource::Paths(vec![src.clone()]),
+        &BackupOptions {
+            no_parent: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(
+        second.snapshot.summary.as_ref().unwrap().data_blobs,
+        0,
+        "it reused the marked data"
+    );
+    // A prune after the delay must lift the mark, not delete.
+    let report = prune(
+        repo.clone().load_index().unwrap(),
+        PruneOptions {
+            delete_delay: Duration::ZERO,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(report.packs_unmarked >= 1, "{report:?}");
+    assert_eq!(report.packs_deleted, 0, "{report:?}");
+    let r = repo.clone().load_index().unwrap();
+    let t = dir.path().join("t");
+    let s = restore(
+        &r,
+        &second.snapshot,
+        &t,
+        &RestoreOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(fs::read(t.join("src/f")).unwrap(), data);
+    let c = lifeboat_repo::check::check(
+        repo,
+        lifeboat_repo::check::CheckOptions {
+            read_data: Some(lifeboat_repo::check::Subset::All),
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(c.is_ok(), "{:?}", c.errors);
+}
+
+#[test]
+fn newer_format_versions_are_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    // An index object from the future.
+    repo.save_json(
+        lifeboat_store::Kind::Index,
+        &serde_json::json!({ "version": 99, "packs": [] }),
+    )
+    .unwrap();
+    let err = repo.clone().load_index().unwrap_err().to_string();
+    assert!(err.contains("version 99"), "{err}");
+}
