@@ -112,7 +112,8 @@ pub fn apply(
     if policy.is_empty() {
         return Err(RepoError::Usage("no keep rule given: refusing to forget every snapshot (use --keep-last, --keep-daily, …)".into()));
     }
-    let mut groups: BTreeMap<(String, Vec<String>), Vec<&(Id, Snapshot)>> = BTreeMap::new();
+    type GroupKey = (String, Vec<String>);
+    let mut groups: BTreeMap<GroupKey, Vec<&(Id, Snapshot)>> = BTreeMap::new();
     for s in snapshots {
         groups.entry(s.1.group_key()).or_default().push(s);
     }

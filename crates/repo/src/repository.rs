@@ -79,6 +79,9 @@ pub struct KeyInfo {
     pub created_by: String,
 }
 
+/// Readable snapshots (oldest first) and the errors of unreadable ones.
+pub type SnapshotList = (Vec<(Id, Snapshot)>, Vec<RepoError>);
+
 /// An unlocked repository.
 #[derive(Debug, Clone)]
 pub struct Repository {
@@ -283,7 +286,7 @@ impl Repository {
 
     /// Every snapshot, oldest first. Damaged snapshots are returned as errors
     /// in the second list.
-    pub fn snapshots(&self) -> Result<(Vec<(Id, Snapshot)>, Vec<RepoError>)> {
+    pub fn snapshots(&self) -> Result<SnapshotList> {
         let mut ok = vec![];
         let mut bad = vec![];
         for o in self.store.list(Kind::Snapshot)? {
