@@ -41,22 +41,59 @@ impl BlobKind {
 const FLAG_RAW: u8 = 0;
 const FLAG_ZSTD: u8 = 1;
 
-/// Compresses (when it pays) and encrypts a blob's plaintext.
-/// `level` 0 disables compression.
-pub fn encode(key: &MasterKey, plain: &[u8], level: i32) -> Vec<u8> {
-    let mut framed = Vec::with_capacity(plain.len() + 1);
-    if level != 0 && plain.len() >= 64 {
-        framed.push(FLAG_ZSTD);
-        let ok = zstd::stream::copy_encode(plain, &mut framed, level).is_ok();
-        if !ok || framed.len() > plain.len() - plain.len() / 32 {
-            framed.clear();
+/// Compresses (when it pays) and encrypts blobs. Holds one zstd context for
+/// its lifetime: creating and zeroing a context per blob cost a tenth of a
+/// backup's CPU time.
+pub struct Encoder {
+    level: i32,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    framed: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder for zstd `level` (0 disables compression).
+    pub fn new(level: i32) -> Encoder {
+        let zstd = if level == 0 {
+            None
+        } else {
+            zstd::bulk::Compressor::new(level).ok()
+        };
+        Encoder {
+            level,
+            zstd,
+            framed: Vec::new(),
         }
     }
-    if framed.is_empty() {
-        framed.push(FLAG_RAW);
-        framed.extend_from_slice(plain);
+
+    /// The stored form of `plain`.
+    pub fn encode(&mut self, key: &MasterKey, plain: &[u8]) -> Vec<u8> {
+        self.framed.clear();
+        if let (Some(z), true) = (self.zstd.as_mut(), plain.len() >= 64) {
+            self.framed
+                .reserve(zstd::zstd_safe::compress_bound(plain.len()) + 1);
+            self.framed.push(FLAG_ZSTD);
+            let ok = z.compress_to_buffer(plain, &mut self.framed).is_ok();
+            if !ok || self.framed.len() > plain.len() - plain.len() / 32 {
+                self.framed.clear();
+            }
+        }
+        if self.framed.is_empty() {
+            self.framed.push(FLAG_RAW);
+            self.framed.extend_from_slice(plain);
+        }
+        key.seal(&self.framed)
     }
-    key.seal(&framed)
+
+    /// The compression level.
+    pub fn level(&self) -> i32 {
+        self.level
+    }
+}
+
+/// Compresses (when it pays) and encrypts one blob's plaintext.
+/// `level` 0 disables compression. For many blobs, keep an [`Encoder`].
+pub fn encode(key: &MasterKey, plain: &[u8], level: i32) -> Vec<u8> {
+    Encoder::new(level).encode(key, plain)
 }
 
 /// Why a stored blob could not be decoded.

@@ -112,8 +112,11 @@ impl Chunker {
         mut f: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<u64, E> {
         let cap = self.max * 2;
-        buf.clear();
-        buf.resize(cap, 0);
+        // Grow once; never re-zero per call (that was 16 MiB of memset per
+        // small file).
+        if buf.len() < cap {
+            buf.resize(cap, 0);
+        }
         let (mut start, mut end, mut eof, mut total) = (0usize, 0usize, false, 0u64);
         loop {
             // Fill until we hold a whole max-size window or hit the end.

@@ -178,11 +178,11 @@ fn compress_loop(
     upload: Sender<FinishedPack>,
 ) -> Result<()> {
     let pack_size = repo.config().pack_size as usize;
-    let level = repo.config().compression;
+    let mut encoder = blob::Encoder::new(repo.config().compression);
     for job in rx {
         let (kind, id, stored, raw_len) = match job {
             Job::Plain(kind, id, data) => {
-                let stored = blob::encode(repo.key(), &data, level);
+                let stored = encoder.encode(repo.key(), &data);
                 (kind, id, stored, data.len() as u32)
             }
             Job::Encoded(kind, id, stored, raw) => (kind, id, stored, raw),

@@ -8,7 +8,7 @@
 //! directories last), then make it all durable with `syncfs` before
 //! reporting success.
 //!
-//! Safety: every name is checked ([`FileName::is_safe`]), so no path leaves
+//! Safety: every name is checked (`FileName::is_safe`), so no path leaves
 //! the target; files are created with `O_EXCL|O_NOFOLLOW` and directories are
 //! checked not to be symlinks, so a link planted inside the target is never
 //! followed. A damaged or missing blob does not stop the restore: the other

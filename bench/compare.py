@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Runs lifeboat, restic, BorgBackup and rustic on the same datasets and
+writes bench/RESULTS.md with medians and ratios. Called by bench/run.sh."""
+
+import os, shutil, statistics, subprocess, sys, time, json, platform, glob
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+W = os.environ.get("BENCH_DIR", "/var/tmp/lifeboat-bench")
+RUNS = int(os.environ.get("RUNS", "3"))
+LIFEBOAT = os.path.join(ROOT, "target/release/lifeboat")
+LIMITS = os.path.join(ROOT, "target/release/examples/limits")
+TREE_BYTES = 2_000_000_000
+PW = "bench-password-not-secret"
+PG_PORT = 5499
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, **kw)
+
+
+def du(path):
+    return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def build_tree(base):
+    """/usr/share plus /usr/lib directories in name order up to ~2 GB."""
+    if os.path.exists(base + "/.done"):
+        return
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(base)
+    sh(f"cp -a /usr/share {base}/share")
+    total = du(base)
+    os.makedirs(f"{base}/lib")
+    for name in sorted(os.listdir("/usr/lib")):
+        if total >= TREE_BYTES:
+            break
+        src = os.path.join("/usr/lib", name)
+        if os.path.islink(src):
+            continue
+        sh(f"cp -a {src} {base}/lib/")
+        total = du(base)
+    open(base + "/.done", "w").close()
+
+
+def change_tree(tree):
+    """A small deterministic change: appends, deletions, a new directory."""
+    files = []
+    for d, _, fs in os.walk(tree):
+        for f in fs:
+            p = os.path.join(d, f)
+            if os.path.isfile(p) and not os.path.islink(p):
+                files.append(p)
+    files.sort()
+    for i, p in enumerate(files):
+        if i % 97 == 0:
+            with open(p, "ab") as fh:
+                fh.write(b"changed by the benchmark\n" * 160)
+        elif i % 211 == 0:
+            os.remove(p)
+    os.makedirs(f"{tree}/new-files", exist_ok=True)
+    for i in range(50):
+        with open(f"{tree}/new-files/f{i}", "wb") as fh:
+            fh.write(bytes((i * 7 + j) % 251 for j in range(65536)))
+
+
+def build_dump(dump):
+    """A ~700 MB pg_dump from a private PostgreSQL cluster (pgbench data)."""
+    if os.path.exists(dump):
+        return
+    pgdir = f"{W}/pg"
+    shutil.rmtree(pgdir, ignore_errors=True)
+    os.makedirs(pgdir)
+    sh(f"chown postgres {pgdir}")
+    binp = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+    run = lambda c: sh(f"runuser -u postgres -- {c}")
+    run(f"{binp}/initdb -D {pgdir}/data -A trust >/dev/null")
+    run(f"{binp}/pg_ctl -D {pgdir}/data -o '-p {PG_PORT} -k /tmp' -l {pgdir}/log -w start >/dev/null")
+    try:
+        run(f"{binp}/createdb -h /tmp -p {PG_PORT} bench")
+        run(f"pgbench -h /tmp -p {PG_PORT} -i -q -s 75 bench")
+        sh(f"runuser -u postgres -- pg_dump -h /tmp -p {PG_PORT} bench > {dump}")
+    finally:
+        run(f"{binp}/pg_ctl -D {pgdir}/data -w stop >/dev/null")
+        shutil.rmtree(pgdir, ignore_errors=True)
+
+
+class Tool:
+    def __init__(self, name, env, init, backup, stdin, restore, check, version):
+        self.name, self.env, self._init, self._backup = name, env, init, backup
+        self._stdin, self._restore, self._check, self.version = stdin, restore, check, version
+
+    def run(self, cmd, stdin=None):
+        """Returns (wall seconds, max RSS MiB)."""
+        env = dict(os.environ, **self.env)
+        t = time.perf_counter()
+        p = subprocess.run(f"/usr/bin/time -f '%M' -o {W}/rss {cmd}", shell=True, env=env, stdin=stdin,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - t
+        if p.returncode != 0:
+            sys.exit(f"{self.name}: `{cmd}` failed ({p.returncode}):\n{p.stderr.decode()[-2000:]}")
+        rss = int(open(f"{W}/rss").read().split()[-1]) / 1024
+        return wall, rss
+
+
+def tools(repo_base):
+    def v(cmd):
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip().splitlines()[0]
+    r = lambda name: f"{repo_base}/{name}"
+    return [
+        Tool("lifeboat", {"LIFEBOAT_REPOSITORY": r("lifeboat"), "LIFEBOAT_PASSWORD": PW},
+             f"{LIFEBOAT} init -q", lambda t, n: f"{LIFEBOAT} backup -q {t}",
+             f"{LIFEBOAT} backup -q --stdin --stdin-name dump.sql",
+             lambda out: f"{LIFEBOAT} restore -q latest --target {out}", f"{LIFEBOAT} check -q --read-data",
+             v(f"{LIFEBOAT} --version")),
+        Tool("restic", {"RESTIC_REPOSITORY": r("restic"), "RESTIC_PASSWORD": PW, "RESTIC_CACHE_DIR": f"{W}/cache/restic"},
+             "restic init -q", lambda t, n: f"restic backup -q {t}",
+             "restic backup -q --stdin --stdin-filename dump.sql",
+             lambda out: f"restic restore -q latest --target {out}", "restic check -q --read-data",
+             v("restic version")),
+        Tool("borg", {"BORG_REPO": r("borg"), "BORG_PASSPHRASE": PW, "BORG_BASE_DIR": f"{W}/cache/borg",
+                      "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes", "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"},
+             "borg init -e repokey-blake2", lambda t, n: f"borg create ::{n} {t}",
+             "borg create ::dump -",
+             lambda out: f"sh -c 'cd {out} && borg extract ::b3'", "borg check --verify-data",
+             v("borg --version")),
+        Tool("rustic", {"RUSTIC_REPOSITORY": r("rustic"), "RUSTIC_PASSWORD": PW, "RUSTIC_CACHE_DIR": f"{W}/cache/rustic"},
+             "rustic init", lambda t, n: f"rustic backup {t}",
+             "rustic backup - --stdin-filename dump.sql",
+             lambda out: f"rustic restore latest {out}", "rustic check --read-data",
+             v("rustic --version")),
+    ]
+
+
+OPS = ["backup", "incremental", "unchanged", "restore", "check", "stdin", "rss", "repo"]
+LABEL = {
+    "backup": "initial backup of the tree (s)", "incremental": "backup after a small change (s)",
+    "unchanged": "backup with no change (s)", "restore": "full restore + sync (s)",
+    "check": "check --read-data (s)", "stdin": "stdin backup of the dump (s)",
+    "rss": "peak RSS during initial backup (MiB)", "repo": "repository after both tree backups (MiB)",
+}
+TARGET = {"backup": 0.5, "incremental": 0.5, "unchanged": 0.5, "restore": 0.5, "check": 0.7, "stdin": 0.5, "rss": 1.0, "repo": 1.0}
+
+
+def one_run(tool, base, dump, r):
+    repo_base = f"{W}/repos"
+    tree = f"{W}/work/tree"
+    out = f"{W}/work/restore"
+    for p in (repo_base + "/" + tool.name, f"{W}/work", f"{W}/cache"):
+        shutil.rmtree(p, ignore_errors=True)
+    os.makedirs(out)
+    sh(f"cp -a {base} {tree}")
+    sh(f"cat $(find {tree} -type f) > /dev/null 2>&1 || true")  # hot cache for everyone
+    res = {}
+    tool.run(tool._init)
+    res["backup"], res["rss"] = tool.run(tool._backup(tree, "b1"))
+    change_tree(tree)
+    res["incremental"], _ = tool.run(tool._backup(tree, "b2"))
+    res["unchanged"], _ = tool.run(tool._backup(tree, "b3"))
+    res["repo"] = du(f"{repo_base}/{tool.name}") / 1048576
+    t0 = time.perf_counter()
+    tool.run(tool._restore(out))
+    sh("sync")
+    res["restore"] = time.perf_counter() - t0
+    res["check"], _ = tool.run(tool._check)
+    with open(dump, "rb") as fh:
+        res["stdin"], _ = tool.run(tool._stdin, stdin=fh)
+    shutil.rmtree(f"{W}/work", ignore_errors=True)
+    print(f"  run {r} {tool.name}: " + ", ".join(f"{k}={v:.1f}" for k, v in res.items()), flush=True)
+    return res
+
+
+def machine_limits(base, dump):
+    sample, changed = f"{W}/sample.bin", f"{W}/sample-changed.bin"
+    sh(f"find {base} -type f -print0 | sort -z | xargs -0 cat | head -c 512000000 > {sample}")
+    # The same data with 20 small insertions, for chunk-size dedup figures.
+    with open(sample, "rb") as fh:
+        data = bytearray(fh.read())
+    for i in range(20):
+        at = (len(data) // 21) * (i + 1)
+        data[at:at] = b"inserted by the benchmark" * 40
+    with open(changed, "wb") as fh:
+        fh.write(data)
+    t = time.perf_counter()
+    sh(f"find {base} -type f -print0 | xargs -0 cat > /dev/null")
+    read = time.perf_counter() - t
+    t = time.perf_counter()
+    sh(f"dd if={sample} of={W}/ddtest bs=1M conv=fdatasync status=none")
+    write = time.perf_counter() - t
+    os.remove(f"{W}/ddtest")
+    table = subprocess.run([LIMITS, sample, changed], capture_output=True, text=True, check=True).stdout
+    os.remove(sample)
+    os.remove(changed)
+    size = du(base)
+    return (f"- reading the whole tree ({size / 1e9:.2f} GB) from the page cache: {read:.2f} s "
+            f"({size / 1048576 / read:.0f} MiB/s)\n"
+            f"- writing 512 MB with fdatasync: {write:.2f} s ({512e6 / 1048576 / write:.0f} MiB/s)\n\n"
+            "Pipeline stages on a 512 MB sample of the tree (`cargo run --release -p lifeboat-repo --example limits`):\n\n" + table)
+
+
+def main():
+    os.makedirs(W, exist_ok=True)
+    base, dump = f"{W}/base", f"{W}/dump.sql"
+    print("preparing datasets …", flush=True)
+    build_tree(base)
+    build_dump(dump)
+    files = int(subprocess.run(f"find {base} | wc -l", shell=True, capture_output=True, text=True).stdout)
+    ts = tools(f"{W}/repos")
+    results = {t.name: {op: [] for op in OPS} for t in ts}
+    for r in range(1, RUNS + 1):
+        for t in ts:
+            for k, v in one_run(t, base, dump, r).items():
+                results[t.name][k].append(v)
+    limits = machine_limits(base, dump)
+    med = {t: {op: statistics.median(v) for op, v in ops.items()} for t, ops in results.items()}
+    peers = [t.name for t in ts if t.name != "lifeboat"]
+    lines = ["# Benchmark results", "",
+             f"Written by `bench/run.sh` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+             f"Medians of {RUNS} runs per tool, hot page cache, all tools at their default settings.", "",
+             "## Machine and versions", "",
+             f"- {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, kernel {platform.release()}",
+             *[f"- {t.name}: {t.version}" for t in ts],
+             f"- tree: /usr/share and part of /usr/lib, {du(base) / 1e9:.2f} GB in {files} entries; "
+             f"dump: pg_dump of pgbench scale 75, {os.path.getsize(dump) / 1e6:.0f} MB", "",
+             "## Results", "",
+             "| measurement | " + " | ".join(t.name for t in ts) + " | lifeboat ÷ best peer | target |",
+             "|---|" + "---:|" * (len(ts) + 2)]
+    for op in OPS:
+        best = min(med[p][op] for p in peers)
+        ratio = med["lifeboat"][op] / best
+        ok = "met" if ratio <= TARGET[op] + 1e-9 else "**not met**"
+        lines.append(f"| {LABEL[op]} | " + " | ".join(f"{med[t.name][op]:.1f}" for t in ts)
+                     + f" | {ratio:.2f} | ≤ {TARGET[op]} ({ok}) |")
+    lines += ["", "Raw runs (seconds / MiB):", "", "```", json.dumps(results, indent=1), "```", "",
+              "## This machine's limits", "", limits]
+    with open(os.path.join(ROOT, "bench/RESULTS.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines[:40]))
+
+
+if __name__ == "__main__":
+    main()
