@@ -69,12 +69,14 @@ impl Encoder {
     pub fn encode(&mut self, key: &MasterKey, plain: &[u8]) -> Vec<u8> {
         self.framed.clear();
         if let (Some(z), true) = (self.zstd.as_mut(), plain.len() >= 64) {
+            // Compress into a slice after the flag byte: given a Vec, zstd
+            // writes from its start and would overwrite the flag.
             self.framed
-                .reserve(zstd::zstd_safe::compress_bound(plain.len()) + 1);
-            self.framed.push(FLAG_ZSTD);
-            let ok = z.compress_to_buffer(plain, &mut self.framed).is_ok();
-            if !ok || self.framed.len() > plain.len() - plain.len() / 32 {
-                self.framed.clear();
+                .resize(1 + zstd::zstd_safe::compress_bound(plain.len()), 0);
+            self.framed[0] = FLAG_ZSTD;
+            match z.compress_to_buffer(plain, &mut self.framed[1..]) {
+                Ok(n) if n < plain.len() - plain.len() / 32 => self.framed.truncate(1 + n),
+                _ => self.framed.clear(),
             }
         }
         if self.framed.is_empty() {
@@ -165,6 +167,37 @@ mod tests {
         assert_eq!(
             encode(&key, &random, 3).len(),
             random.len() + 1 + crate::crypto::SEAL_OVERHEAD
+        );
+    }
+
+    /// Regression: a reused encoder once wrote the zstd frame over the
+    /// flag byte, making every compressed blob undecodable.
+    #[test]
+    fn a_reused_encoder_round_trips_every_blob() {
+        let key = MasterKey::generate();
+        let mut enc = Encoder::new(3);
+        let pseudo: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(7919) >> 3) as u8)
+            .collect();
+        let blobs = vec![
+            b"text ".repeat(5000),
+            pseudo,
+            vec![0; 100_000],
+            b"tiny".to_vec(),
+        ];
+        for _ in 0..2 {
+            for b in &blobs {
+                let stored = enc.encode(&key, b);
+                assert_eq!(
+                    decode(&key, &stored, &key.blob_id(b), b.len() as u32).unwrap(),
+                    *b
+                );
+            }
+        }
+        let stored = enc.encode(&key, &blobs[0]);
+        assert!(
+            stored.len() < blobs[0].len() / 10,
+            "compressible data is compressed"
         );
     }
 
