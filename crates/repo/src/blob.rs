@@ -118,28 +118,71 @@ impl From<OpenError> for DecodeError {
     }
 }
 
-/// Decrypts, decompresses and checks a stored blob against its id.
-/// `raw_len` bounds the decompressed size (a hostile frame cannot balloon).
+/// Decrypts, decompresses and verifies blobs, keeping one zstd context
+/// for its lifetime (a context per blob cost several percent of a restore).
+#[derive(Default)]
+pub struct Decoder {
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl Decoder {
+    /// A decoder; the zstd context is created on first use.
+    pub fn new() -> Decoder {
+        Decoder::default()
+    }
+
+    /// Decrypts, decompresses and checks a stored blob against its id.
+    /// `raw_len` bounds the decompressed size (a hostile frame cannot balloon).
+    pub fn decode(
+        &mut self,
+        key: &MasterKey,
+        stored: &[u8],
+        id: &Id,
+        raw_len: u32,
+    ) -> Result<Vec<u8>, DecodeError> {
+        let framed = key.open(stored)?;
+        let (&flag, payload) = framed
+            .split_first()
+            .ok_or_else(|| DecodeError::Encoding("empty".into()))?;
+        let plain = match flag {
+            FLAG_RAW => payload.to_vec(),
+            FLAG_ZSTD => {
+                if self.zstd.is_none() {
+                    self.zstd = Some(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| DecodeError::Encoding(e.to_string()))?,
+                    );
+                }
+                let z = self
+                    .zstd
+                    .as_mut()
+                    .ok_or_else(|| DecodeError::Encoding("no zstd context".into()))?;
+                z.decompress(payload, raw_len as usize)
+                    .map_err(|e| DecodeError::Encoding(e.to_string()))?
+            }
+            f => return Err(DecodeError::Encoding(format!("unknown flag {f}"))),
+        };
+        if plain.len() != raw_len as usize {
+            return Err(DecodeError::Encoding(format!(
+                "{} bytes where {raw_len} were recorded",
+                plain.len()
+            )));
+        }
+        if key.blob_id(&plain) != *id {
+            return Err(DecodeError::IdMismatch);
+        }
+        Ok(plain)
+    }
+}
+
+/// Decodes one blob. For many blobs, keep a [`Decoder`].
 pub fn decode(
     key: &MasterKey,
     stored: &[u8],
     id: &Id,
     raw_len: u32,
 ) -> Result<Vec<u8>, DecodeError> {
-    let framed = key.open(stored)?;
-    let (&flag, payload) = framed
-        .split_first()
-        .ok_or_else(|| DecodeError::Encoding("empty".into()))?;
-    let plain = match flag {
-        FLAG_RAW => payload.to_vec(),
-        FLAG_ZSTD => zstd::bulk::decompress(payload, raw_len as usize)
-            .map_err(|e| DecodeError::Encoding(e.to_string()))?,
-        f => return Err(DecodeError::Encoding(format!("unknown flag {f}"))),
-    };
-    if key.blob_id(&plain) != *id {
-        return Err(DecodeError::IdMismatch);
-    }
-    Ok(plain)
+    Decoder::new().decode(key, stored, id, raw_len)
 }
 
 #[cfg(test)]

@@ -257,16 +257,19 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
             .unwrap_or(2);
         std::thread::scope(|s| {
             for _ in 0..workers {
-                s.spawn(|| loop {
-                    let Some((id, _)) = queue.lock().pop() else {
-                        break;
-                    };
-                    let errs = read_pack(&repo, &id, &by_pack);
-                    if let Ok(size) = repo.store().size(Kind::Pack, &id.to_hex()) {
-                        bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
-                        progress.add(size);
+                s.spawn(|| {
+                    let mut decoder = blob::Decoder::new();
+                    loop {
+                        let Some((id, _)) = queue.lock().pop() else {
+                            break;
+                        };
+                        let errs = read_pack(&repo, &id, &by_pack, &mut decoder);
+                        if let Ok(size) = repo.store().size(Kind::Pack, &id.to_hex()) {
+                            bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+                            progress.add(size);
+                        }
+                        errors.lock().extend(errs);
                     }
-                    errors.lock().extend(errs);
                 });
             }
         });
@@ -289,6 +292,7 @@ fn read_pack(
     repo: &IndexedRepository,
     id: &Id,
     by_pack: &[Vec<crate::index::IndexBlob>],
+    decoder: &mut blob::Decoder,
 ) -> Vec<String> {
     let mut errs = vec![];
     let bytes = match repo.store().get(Kind::Pack, &id.to_hex()) {
@@ -329,7 +333,7 @@ fn read_pack(
             ));
             continue;
         };
-        if let Err(e) = blob::decode(repo.key(), stored, &bid, raw) {
+        if let Err(e) = decoder.decode(repo.key(), stored, &bid, raw) {
             errs.push(format!("pack {id}: blob {} is damaged: {e}", bid.short()));
         }
     }

@@ -85,6 +85,10 @@ impl<'a> BlobSaver<'a> {
     where
         'a: 'scope,
     {
+        // One finished pack may wait while the previous one is written:
+        // compressors keep working through the uploader's fsync, and at most
+        // three packs are in memory. (A rendezvous queue measured 10-20 %
+        // slower for no memory gain.)
         let (upload_tx, upload_rx) = bounded::<FinishedPack>(1);
         let uploader = scope.spawn(move || self.flag(upload_loop(self.repo, upload_rx)));
         // The compressors hold the only receivers: if they all stop, every
@@ -178,6 +182,7 @@ fn compress_loop(
     upload: Sender<FinishedPack>,
 ) -> Result<()> {
     let pack_size = repo.config().pack_size as usize;
+    let max_blob = repo.config().chunker.max_size as usize + crate::crypto::SEAL_OVERHEAD + 1;
     let mut encoder = blob::Encoder::new(repo.config().compression);
     for job in rx {
         let (kind, id, stored, raw_len) = match job {
@@ -192,7 +197,10 @@ fn compress_loop(
             .fetch_add(stored.len() as u64, Ordering::Relaxed);
         let full = {
             let mut guard = packer.lock();
-            let w = guard.get_or_insert_with(|| PackWriter::with_capacity(pack_size + (1 << 20)));
+            // Room for the blob that crosses the target and the header, so
+            // the buffer never doubles.
+            let w = guard
+                .get_or_insert_with(|| PackWriter::with_capacity(pack_size + max_blob + (1 << 20)));
             w.add(kind, id, &stored, raw_len);
             if w.size() >= pack_size {
                 guard.take()

@@ -354,11 +354,21 @@ pub fn restore(
         for _ in 0..workers {
             s.spawn(|| {
                 let mut open: HashMap<usize, File> = HashMap::new();
+                let mut decoder = blob::Decoder::new();
                 loop {
                     let Some((pack, blobs)) = queue.lock().pop() else {
                         break;
                     };
-                    restore_pack(repo, pack, &blobs, &paths, &mut open, &problems, progress);
+                    restore_pack(
+                        repo,
+                        pack,
+                        &blobs,
+                        &paths,
+                        &mut open,
+                        &mut decoder,
+                        &problems,
+                        progress,
+                    );
                 }
             });
         }
@@ -390,12 +400,14 @@ pub fn restore(
     Ok(summary)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn restore_pack(
     repo: &IndexedRepository,
     pack: u32,
     blobs: &[BlobJob],
     paths: &[&Path],
     open: &mut HashMap<usize, File>,
+    decoder: &mut blob::Decoder,
     problems: &Mutex<Vec<Option<String>>>,
     progress: &dyn Progress,
 ) {
@@ -433,7 +445,7 @@ fn restore_pack(
             };
             let off = (u64::from(b.offset) - start) as usize;
             let stored = &data[off..off + b.length as usize];
-            let plain = match blob::decode(repo.key(), stored, &b.id, b.raw_length) {
+            let plain = match decoder.decode(repo.key(), stored, &b.id, b.raw_length) {
                 Ok(p) => p,
                 Err(e) => {
                     fail(
