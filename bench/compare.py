@@ -132,6 +132,8 @@ def tools(repo_base):
     ]
 
 
+ANALYSIS = "## Where the time goes"
+
 OPS = ["backup", "incremental", "unchanged", "restore", "check", "stdin", "rss", "repo"]
 LABEL = {
     "backup": "initial backup of the tree (s)", "incremental": "backup after a small change (s)",
@@ -245,8 +247,15 @@ def main():
                      + f" | {ratio:.2f} | ≤ {TARGET[op]} ({ok}) |")
     lines += ["", "Raw runs (seconds / MiB):", "", "```", json.dumps(results, indent=1), "```", "",
               "## This machine's limits", "", limits]
-    with open(os.path.join(ROOT, "bench/RESULTS.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+    # Keep the hand-written analysis (from its heading on) across reruns.
+    path = os.path.join(ROOT, "bench/RESULTS.md")
+    analysis = ""
+    if os.path.exists(path):
+        old = open(path).read()
+        if ANALYSIS in old:
+            analysis = "\n" + old[old.index(ANALYSIS):]
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n" + analysis)
     print("\n".join(lines[:40]))
 
 

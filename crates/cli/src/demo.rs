@@ -298,34 +298,29 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
     let repo = Repository::init(store, &pw, opts)?;
     let mut steps = vec![];
 
-    say("backup 1 …");
     let mut ir = repo.clone().load_index()?;
-    let t = Instant::now();
-    let bar = ctx.out.bar("backup 1");
-    let b1 = archiver::backup(
-        &mut ir,
-        BackupSource::Paths(vec![data.clone()]),
-        &BackupOptions::default(),
-        &bar,
-    )?;
-    drop(bar);
-    let s1 = b1.snapshot.summary.clone().unwrap_or_default();
-    steps.push(step("initial backup", t, s1.bytes_total));
-
+    let mut timed_backup = |label: &str, step_name: &str| -> Result<_> {
+        say(&format!("{label} …"));
+        let t = Instant::now();
+        let bar = ctx.out.bar(label);
+        let outcome = archiver::backup(
+            &mut ir,
+            BackupSource::Paths(vec![data.clone()]),
+            &BackupOptions::default(),
+            &bar,
+        )?;
+        drop(bar);
+        let summary = outcome.snapshot.summary.clone().unwrap_or_default();
+        steps.push(step(step_name, t, summary.bytes_total));
+        Ok((outcome, summary))
+    };
+    let (b1, s1) = timed_backup("backup 1", "initial backup")?;
     change(&data, &mut g)?;
     let after = manifest(&data)?;
-    say("backup 2 (after changing part of the data) …");
-    let t = Instant::now();
-    let bar = ctx.out.bar("backup 2");
-    let b2 = archiver::backup(
-        &mut ir,
-        BackupSource::Paths(vec![data.clone()]),
-        &BackupOptions::default(),
-        &bar,
+    let (b2, s2) = timed_backup(
+        "backup 2 (after changing part of the data)",
+        "incremental backup",
     )?;
-    drop(bar);
-    let s2 = b2.snapshot.summary.clone().unwrap_or_default();
-    steps.push(step("incremental backup", t, s2.bytes_total));
 
     let mut identical = true;
     let mut compared = 0;

@@ -59,6 +59,17 @@ impl From<&PackEntry> for IndexBlob {
 }
 
 impl IndexPack {
+    /// A tombstone: the pack is being deleted and must never be re-indexed.
+    pub fn tombstone(id: Id, size: u64) -> IndexPack {
+        IndexPack {
+            id,
+            size,
+            obsolete_since: None,
+            deleted: true,
+            blobs: vec![],
+        }
+    }
+
     /// A live pack entry built from a pack's header.
     pub fn live(id: Id, size: u64, entries: &[PackEntry]) -> IndexPack {
         IndexPack {

@@ -237,26 +237,14 @@ pub fn prune(
             Fate::Repack if repack_failed.contains(&pos) => packs.push(entry(None)),
             Fate::Repack if delay == 0 => {
                 to_delete.push(p.id);
-                packs.push(IndexPack {
-                    id: p.id,
-                    size: p.size,
-                    obsolete_since: None,
-                    deleted: true,
-                    blobs: vec![],
-                });
+                packs.push(IndexPack::tombstone(p.id, p.size));
             }
             Fate::Repack => packs.push(entry(Some(now))),
             Fate::Mark(since) => packs.push(entry(Some(since))),
             Fate::Delete => {
                 if listed.contains(&p.id) {
                     to_delete.push(p.id);
-                    packs.push(IndexPack {
-                        id: p.id,
-                        size: p.size,
-                        obsolete_since: None,
-                        deleted: true,
-                        blobs: vec![],
-                    });
+                    packs.push(IndexPack::tombstone(p.id, p.size));
                 }
             }
         }
@@ -266,13 +254,7 @@ pub fn prune(
     for t in repo.index().tombstones() {
         if listed.contains(t) && repo.index().pack_pos(t).is_none() {
             to_delete.push(*t);
-            packs.push(IndexPack {
-                id: *t,
-                size: 0,
-                obsolete_since: None,
-                deleted: true,
-                blobs: vec![],
-            });
+            packs.push(IndexPack::tombstone(*t, 0));
         }
     }
     let old_index = std::mem::take(&mut repo.index_files);
