@@ -163,6 +163,10 @@ pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<u8> {
 }
 
 pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
+    if ctx.out.json {
+        // The file's bytes are the output; wrapping them in JSON would corrupt them.
+        return Err(crate::UsageError("dump writes the file's raw bytes to stdout; --json does not apply (use `ls --json` for metadata)".into()).into());
+    }
     let repo = ctx.open_indexed()?;
     let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
     let node = restorer::find_node(&repo, &snap, &sid.short(), &a.path)?;

@@ -73,6 +73,9 @@ fn every_command_prints_one_json_document() {
     );
     let p = env.json(&["prune", "--dry-run"], 0);
     assert_eq!(p["dry_run"], true);
+    // dump's output is the file itself: --json is refused, not mixed in.
+    let e = env.json(&["dump", "latest", "src/f"], 2);
+    assert!(e["error"].as_str().unwrap().contains("raw bytes"));
     // Errors are JSON too, with the exit code.
     let e = env.json(&["restore", "nonexistent", "--target", "x"], 2);
     assert!(e["error"].as_str().unwrap().contains("nonexistent"));
