@@ -260,14 +260,13 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
                 s.spawn(|| {
                     let mut decoder = blob::Decoder::new();
                     loop {
-                        let Some((id, _)) = queue.lock().pop() else {
+                        // The size comes from the listing: no second stat.
+                        let Some((id, size)) = queue.lock().pop() else {
                             break;
                         };
                         let errs = read_pack(&repo, &id, &by_pack, &mut decoder);
-                        if let Ok(size) = repo.store().size(Kind::Pack, &id.to_hex()) {
-                            bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
-                            progress.add(size);
-                        }
+                        bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+                        progress.add(size);
                         errors.lock().extend(errs);
                     }
                 });

@@ -199,7 +199,6 @@ pub fn prune(
         let saver = BlobSaver::new(repo_ref, &empty);
         let result = std::thread::scope(|s| {
             let pipeline = saver.start(s);
-            let mut copy_err = None;
             for &pos in &repack {
                 match copy_used(repo_ref, pos, &by_pack[pos], &used, &saver) {
                     Ok(n) => report.blobs_repacked += n,
@@ -209,7 +208,6 @@ pub fn prune(
                             repo_ref.index().packs()[pos].id.short()
                         );
                         repack_failed.insert(pos);
-                        copy_err.get_or_insert(e);
                     }
                 }
             }
