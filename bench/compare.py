@@ -219,11 +219,18 @@ def main():
     build_dump(dump)
     files = int(subprocess.run(f"find {base} | wc -l", shell=True, capture_output=True, text=True).stdout)
     ts = tools(f"{W}/repos")
+    only = os.environ.get("BENCH_TOOLS")  # e.g. "lifeboat" while iterating; no RESULTS.md then
+    if only:
+        ts = [t for t in ts if t.name in only.split(",")]
     results = {t.name: {op: [] for op in OPS} for t in ts}
     for r in range(1, RUNS + 1):
         for t in ts:
             for k, v in one_run(t, base, dump, r).items():
                 results[t.name][k].append(v)
+    if only:
+        for t in ts:
+            print(t.name, {op: round(statistics.median(v), 2) for op, v in results[t.name].items()})
+        return
     limits = machine_limits(base, dump)
     med = {t: {op: statistics.median(v) for op, v in ops.items()} for t, ops in results.items()}
     peers = [t.name for t in ts if t.name != "lifeboat"]

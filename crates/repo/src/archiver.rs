@@ -572,7 +572,7 @@ pub fn backup(
             let fname = FileName::from(name.as_str());
             let mut buf = Vec::new();
             walk_result = read_stream(
-                reader,
+                crate::read_ahead::ReadAhead::spawn(s, reader),
                 Path::new("<stdin>"),
                 &chunker,
                 &mut buf,

@@ -27,6 +27,7 @@ pub mod pack;
 pub mod packer;
 pub mod progress;
 pub mod prune;
+pub mod read_ahead;
 pub mod repository;
 pub mod restorer;
 pub mod snapshot;

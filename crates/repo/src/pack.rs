@@ -11,6 +11,7 @@
 use crate::blob::BlobKind;
 use crate::crypto::{MasterKey, SEAL_OVERHEAD};
 use crate::id::Id;
+use lifeboat_store::{StagedObject, StoreError};
 
 const HEADER_VERSION: u8 = 1;
 const ENTRY_LEN: usize = 1 + 4 + 4 + 32;
@@ -33,37 +34,52 @@ pub struct PackEntry {
     pub raw_length: u32,
 }
 
-/// Builds one pack in memory.
-#[derive(Debug, Default)]
+/// Builds one pack, streaming it into a staged store object so no pack is
+/// ever held in memory; only its header entries are.
 pub struct PackWriter {
-    data: Vec<u8>,
+    out: Box<dyn StagedObject>,
+    hasher: blake3::Hasher,
     entries: Vec<PackEntry>,
 }
 
-/// A finished pack, ready to upload.
-#[derive(Debug)]
+/// A finished pack, written but not yet published under its name.
 pub struct FinishedPack {
-    /// The pack's id (BLAKE3 of `bytes`).
+    /// The pack's id (BLAKE3 of the whole pack).
     pub id: Id,
-    /// The whole pack.
-    pub bytes: Vec<u8>,
+    /// Its size in bytes.
+    pub size: u64,
     /// Its blobs.
     pub entries: Vec<PackEntry>,
+    /// The staged object; `finish(&id.to_hex())` publishes it.
+    pub object: Box<dyn StagedObject>,
 }
 
 impl PackWriter {
-    /// An empty pack with room for `capacity` bytes.
-    pub fn with_capacity(capacity: usize) -> Self {
+    /// An empty pack writing into `out`.
+    pub fn new(out: Box<dyn StagedObject>) -> Self {
         PackWriter {
-            data: Vec::with_capacity(capacity),
+            out,
+            hasher: blake3::Hasher::new(),
             entries: vec![],
         }
     }
 
+    fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        self.out.write(data)?;
+        self.hasher.update(data);
+        Ok(())
+    }
+
     /// Appends an already encoded blob.
-    pub fn add(&mut self, kind: BlobKind, id: Id, stored: &[u8], raw_length: u32) {
-        let offset = self.data.len() as u32;
-        self.data.extend_from_slice(stored);
+    pub fn add(
+        &mut self,
+        kind: BlobKind,
+        id: Id,
+        stored: &[u8],
+        raw_length: u32,
+    ) -> Result<(), StoreError> {
+        let offset = self.out.size() as u32;
+        self.write(stored)?;
         self.entries.push(PackEntry {
             kind,
             id,
@@ -71,11 +87,12 @@ impl PackWriter {
             length: stored.len() as u32,
             raw_length,
         });
+        Ok(())
     }
 
     /// Bytes of blob data so far.
-    pub fn size(&self) -> usize {
-        self.data.len()
+    pub fn size(&self) -> u64 {
+        self.out.size()
     }
 
     /// Number of blobs so far.
@@ -89,7 +106,7 @@ impl PackWriter {
     }
 
     /// Appends the header and names the pack.
-    pub fn finish(mut self, key: &MasterKey) -> FinishedPack {
+    pub fn finish(mut self, key: &MasterKey) -> Result<FinishedPack, StoreError> {
         let mut header = Vec::with_capacity(1 + self.entries.len() * ENTRY_LEN);
         header.push(HEADER_VERSION);
         for e in &self.entries {
@@ -98,15 +115,16 @@ impl PackWriter {
             header.extend_from_slice(&e.raw_length.to_le_bytes());
             header.extend_from_slice(&e.id.0);
         }
-        let sealed = key.seal(&header);
-        self.data.extend_from_slice(&sealed);
-        self.data
-            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        FinishedPack {
-            id: Id::hash_of(&self.data),
-            bytes: self.data,
+        let mut sealed = key.seal(&header);
+        let len = sealed.len() as u32;
+        sealed.extend_from_slice(&len.to_le_bytes());
+        self.write(&sealed)?;
+        Ok(FinishedPack {
+            id: Id(*self.hasher.finalize().as_bytes()),
+            size: self.out.size(),
             entries: self.entries,
-        }
+            object: self.out,
+        })
     }
 }
 
@@ -197,23 +215,49 @@ pub fn parse_pack(key: &MasterKey, pack: &[u8]) -> Result<Vec<PackEntry>, PackEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lifeboat_store::{Kind, LocalStore, ReadStore, WriteStore};
     use proptest::prelude::*;
 
+    /// Writes `blobs` as one pack into a real local store; returns the
+    /// finished pack's id and entries and the bytes read back.
+    fn write_pack(key: &MasterKey, blobs: &[Vec<u8>]) -> (Id, Vec<PackEntry>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path().to_path_buf());
+        store.create().unwrap();
+        let mut w = PackWriter::new(store.stage(Kind::Pack).unwrap());
+        for (i, b) in blobs.iter().enumerate() {
+            let kind = if i % 2 == 0 {
+                BlobKind::Data
+            } else {
+                BlobKind::Tree
+            };
+            w.add(
+                kind,
+                key.blob_id(b),
+                &crate::blob::encode(key, b, 1),
+                b.len() as u32,
+            )
+            .unwrap();
+        }
+        let p = w.finish(key).unwrap();
+        let size = p.size;
+        p.object.finish(&p.id.to_hex()).unwrap();
+        let bytes = store.get(Kind::Pack, &p.id.to_hex()).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        (p.id, p.entries, bytes)
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn pack_round_trip(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20)) {
             let key = MasterKey::generate();
-            let mut w = PackWriter::with_capacity(1024);
-            for (i, b) in blobs.iter().enumerate() {
-                let kind = if i % 2 == 0 { BlobKind::Data } else { BlobKind::Tree };
-                w.add(kind, key.blob_id(b), &crate::blob::encode(&key, b, 1), b.len() as u32);
-            }
-            let p = w.finish(&key);
-            prop_assert_eq!(Id::hash_of(&p.bytes), p.id);
-            let entries = parse_pack(&key, &p.bytes).unwrap();
-            prop_assert_eq!(&entries, &p.entries);
+            let (id, written, bytes) = write_pack(&key, &blobs);
+            prop_assert_eq!(Id::hash_of(&bytes), id);
+            let entries = parse_pack(&key, &bytes).unwrap();
+            prop_assert_eq!(&entries, &written);
             for (e, b) in entries.iter().zip(&blobs) {
-                let stored = &p.bytes[e.offset as usize..(e.offset + e.length) as usize];
+                let stored = &bytes[e.offset as usize..(e.offset + e.length) as usize];
                 prop_assert_eq!(&crate::blob::decode(&key, stored, &e.id, e.raw_length).unwrap(), b);
             }
         }
@@ -228,15 +272,8 @@ mod tests {
     #[test]
     fn truncated_pack_is_reported() {
         let key = MasterKey::generate();
-        let mut w = PackWriter::default();
-        w.add(
-            BlobKind::Data,
-            key.blob_id(b"x"),
-            &crate::blob::encode(&key, b"x", 0),
-            1,
-        );
-        let p = w.finish(&key);
-        assert!(parse_pack(&key, &p.bytes[..p.bytes.len() - 10]).is_err());
-        assert!(parse_pack(&key, &p.bytes[10..]).is_err());
+        let (_, _, bytes) = write_pack(&key, &[b"x".to_vec()]);
+        assert!(parse_pack(&key, &bytes[..bytes.len() - 10]).is_err());
+        assert!(parse_pack(&key, &bytes[10..]).is_err());
     }
 }

@@ -85,10 +85,9 @@ impl<'a> BlobSaver<'a> {
     where
         'a: 'scope,
     {
-        // One finished pack may wait while the previous one is written:
-        // compressors keep working through the uploader's fsync, and at most
-        // three packs are in memory. (A rendezvous queue measured 10-20 %
-        // slower for no memory gain.)
+        // One finished pack may wait while the previous one is published:
+        // compressors keep working through the uploader's fsync. Packs are
+        // streamed into staged objects, so none is held in memory.
         let (upload_tx, upload_rx) = bounded::<FinishedPack>(1);
         let uploader = scope.spawn(move || self.flag(upload_loop(self.repo, upload_rx)));
         // The compressors hold the only receivers: if they all stop, every
@@ -181,8 +180,7 @@ fn compress_loop(
     packer: &Mutex<Option<PackWriter>>,
     upload: Sender<FinishedPack>,
 ) -> Result<()> {
-    let pack_size = repo.config().pack_size as usize;
-    let max_blob = repo.config().chunker.max_size as usize + crate::crypto::SEAL_OVERHEAD + 1;
+    let pack_size = u64::from(repo.config().pack_size);
     let mut encoder = blob::Encoder::new(repo.config().compression);
     for job in rx {
         let (kind, id, stored, raw_len) = match job {
@@ -197,11 +195,11 @@ fn compress_loop(
             .fetch_add(stored.len() as u64, Ordering::Relaxed);
         let full = {
             let mut guard = packer.lock();
-            // Room for the blob that crosses the target and the header, so
-            // the buffer never doubles.
-            let w = guard
-                .get_or_insert_with(|| PackWriter::with_capacity(pack_size + max_blob + (1 << 20)));
-            w.add(kind, id, &stored, raw_len);
+            let w = match guard.as_mut() {
+                Some(w) => w,
+                None => guard.insert(PackWriter::new(repo.store().stage(Kind::Pack)?)),
+            };
+            w.add(kind, id, &stored, raw_len)?;
             if w.size() >= pack_size {
                 guard.take()
             } else {
@@ -210,7 +208,7 @@ fn compress_loop(
         };
         if let Some(w) = full {
             upload
-                .send(w.finish(repo.key()))
+                .send(w.finish(repo.key())?)
                 .map_err(|_| pipeline_stopped())?;
         }
     }
@@ -221,9 +219,9 @@ fn upload_loop(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<Vec<Inde
     let mut indexed = vec![];
     let mut pending = vec![];
     for p in rx {
-        repo.store().put(Kind::Pack, &p.id.to_hex(), &p.bytes)?;
+        p.object.finish(&p.id.to_hex())?;
         crate::faults::crash_point("after-pack-upload");
-        pending.push(IndexPack::live(p.id, p.bytes.len() as u64, &p.entries));
+        pending.push(IndexPack::live(p.id, p.size, &p.entries));
         if pending.len() >= INDEX_EVERY_PACKS {
             flush_index(repo, &mut pending, &mut indexed)?;
             crate::faults::crash_point("after-index-write");
@@ -269,7 +267,12 @@ impl Pipeline<'_> {
         if first_err.is_none() {
             if let Some(w) = saver.packer.lock().take() {
                 if !w.is_empty() {
-                    let _ = self.upload_tx.send(w.finish(saver.repo.key()));
+                    match w.finish(saver.repo.key()) {
+                        Ok(p) => {
+                            let _ = self.upload_tx.send(p);
+                        }
+                        Err(e) => first_err = Some(e.into()),
+                    }
                 }
             }
         }

@@ -22,6 +22,7 @@ pub fn run_all(store: &dyn WriteStore) {
     delete(store);
     invalid_names(store);
     empty_and_large(store);
+    staged(store);
 }
 
 fn round_trip(store: &dyn WriteStore) {
@@ -171,4 +172,53 @@ fn empty_and_large(store: &dyn WriteStore) {
         store.get_range(Kind::Pack, &name(6), 5 << 20, 16).unwrap(),
         &big[5 << 20..(5 << 20) + 16]
     );
+}
+
+fn staged(store: &dyn WriteStore) {
+    let before = store.list(Kind::Pack).unwrap().len();
+    // Written in pieces, invisible until finished.
+    let mut obj = store.stage(Kind::Pack).unwrap();
+    let mut expected = vec![];
+    for i in 0..50u8 {
+        let piece = vec![i; 1000 + usize::from(i) * 37];
+        obj.write(&piece).unwrap();
+        expected.extend_from_slice(&piece);
+    }
+    assert_eq!(
+        obj.size(),
+        expected.len() as u64,
+        "staged size counts every piece"
+    );
+    assert_eq!(
+        store.list(Kind::Pack).unwrap().len(),
+        before,
+        "a staged object is not listed before finish"
+    );
+    let n = name(7);
+    obj.finish(&n).unwrap();
+    assert_eq!(store.get(Kind::Pack, &n).unwrap(), expected);
+    assert_eq!(store.list(Kind::Pack).unwrap().len(), before + 1);
+
+    // Dropped unfinished: nothing is published.
+    let mut obj = store.stage(Kind::Pack).unwrap();
+    obj.write(b"abandoned").unwrap();
+    drop(obj);
+    assert_eq!(store.list(Kind::Pack).unwrap().len(), before + 1);
+
+    // Finishing under an existing name fails and keeps the first object.
+    let mut obj = store.stage(Kind::Pack).unwrap();
+    obj.write(b"other").unwrap();
+    let err = obj.finish(&n).unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists { .. }),
+        "staged finish must not overwrite, got {err}"
+    );
+    assert_eq!(store.get(Kind::Pack, &n).unwrap(), expected);
+
+    // An invalid name is refused at finish.
+    let obj = store.stage(Kind::Index).unwrap();
+    assert!(matches!(
+        obj.finish("../x").unwrap_err(),
+        StoreError::InvalidName(_)
+    ));
 }

@@ -199,6 +199,12 @@ pub trait WriteStore: ReadStore {
     /// gives [`StoreError::AlreadyExists`].
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()>;
 
+    /// Starts an object that is written piece by piece and published under
+    /// its name only by [`StagedObject::finish`], for content-named objects
+    /// too large to hold in memory (packs), whose name is known only at the
+    /// end. Dropping it unfinished leaves nothing behind.
+    fn stage(&self, kind: Kind) -> Result<Box<dyn StagedObject>>;
+
     /// Deletes an object. Deleting a missing object is not an error.
     fn delete(&self, kind: Kind, name: &str) -> Result<()>;
 
@@ -215,6 +221,19 @@ pub trait WriteStore: ReadStore {
     fn remove_stale_temporaries(&self, _older_than: std::time::Duration) -> Result<usize> {
         Ok(0)
     }
+}
+
+/// An object being written; see [`WriteStore::stage`].
+pub trait StagedObject: Send {
+    /// Appends bytes.
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+
+    /// Bytes written so far.
+    fn size(&self) -> u64;
+
+    /// Publishes the object under `name`, with [`WriteStore::put`]'s
+    /// contract: atomic, durable, never overwriting.
+    fn finish(self: Box<Self>, name: &str) -> Result<()>;
 }
 
 /// Checks an object name: non-empty, no path separators, no leading dot

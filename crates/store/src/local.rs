@@ -10,7 +10,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::{validate_name, Kind, ObjectInfo, ReadStore, Result, StoreError, WriteStore};
+use crate::{
+    validate_name, Kind, ObjectInfo, ReadStore, Result, StagedObject, StoreError, WriteStore,
+};
 
 /// A store in a local directory.
 #[derive(Debug, Clone)]
@@ -104,6 +106,85 @@ impl LocalStore {
             }
         }
         Ok(removed)
+    }
+}
+
+impl LocalStore {
+    /// A temporary file in the kind's folder (the same file system as its
+    /// final place, so publishing is a hard link).
+    fn stage_local(&self, kind: Kind) -> Result<LocalStaged> {
+        let dir = match kind {
+            Kind::Config => self.root.clone(),
+            _ => self.root.join(kind.dir()),
+        };
+        create_dir_durable(&dir).map_err(|e| io_err("create directory", &dir, e))?;
+        let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io_err("create", &tmp, e))?;
+        Ok(LocalStaged {
+            store: self.clone(),
+            kind,
+            tmp,
+            file,
+            size: 0,
+        })
+    }
+}
+
+/// A local object being written: a `.tmp-` file, removed when dropped.
+struct LocalStaged {
+    store: LocalStore,
+    kind: Kind,
+    tmp: PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl StagedObject for LocalStaged {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.file
+            .write_all(data)
+            .map_err(|e| io_err("write", &self.tmp, e))?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn finish(self: Box<Self>, name: &str) -> Result<()> {
+        let (kind, store) = (self.kind, &self.store);
+        let path = store.path_of(kind, name)?;
+        let dir = store.dir_of(kind, name);
+        self.file
+            .sync_all()
+            .map_err(|e| io_err("fsync", &self.tmp, e))?;
+        create_dir_durable(&dir).map_err(|e| io_err("create directory", &dir, e))?;
+        // A hard link fails when the target exists, which gives us "never
+        // overwrite" atomically; rename would silently replace.
+        match fs::hard_link(&self.tmp, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(StoreError::AlreadyExists {
+                    kind,
+                    name: name.to_string(),
+                    location: store.location(),
+                })
+            }
+            Err(e) => return Err(io_err("link", &path, e)),
+        }
+        fsync_dir(&dir).map_err(|e| io_err("fsync", &dir, e))
+    }
+}
+
+impl Drop for LocalStaged {
+    fn drop(&mut self) {
+        // Published objects are hard links of this file; unfinished ones go.
+        let _ = fs::remove_file(&self.tmp);
     }
 }
 
@@ -247,37 +328,14 @@ impl ReadStore for LocalStore {
 
 impl WriteStore for LocalStore {
     fn put(&self, kind: Kind, name: &str, data: &[u8]) -> Result<()> {
-        let path = self.path_of(kind, name)?;
-        let dir = self.dir_of(kind, name);
-        create_dir_durable(&dir).map_err(|e| io_err("create directory", &dir, e))?;
-        let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(|e| io_err("create", &tmp, e))?;
-            f.write_all(data).map_err(|e| io_err("write", &tmp, e))?;
-            f.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
-            drop(f);
-            // A hard link fails when the target exists, which gives us
-            // "never overwrite" atomically; rename would silently replace.
-            match fs::hard_link(&tmp, &path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    return Err(StoreError::AlreadyExists {
-                        kind,
-                        name: name.to_string(),
-                        location: self.location(),
-                    })
-                }
-                Err(e) => return Err(io_err("link", &path, e)),
-            }
-            Ok(())
-        })();
-        let _ = fs::remove_file(&tmp);
-        result?;
-        fsync_dir(&dir).map_err(|e| io_err("fsync", &dir, e))
+        self.path_of(kind, name)?;
+        let mut staged = self.stage_local(kind)?;
+        staged.write(data)?;
+        Box::new(staged).finish(name)
+    }
+
+    fn stage(&self, kind: Kind) -> Result<Box<dyn StagedObject>> {
+        Ok(Box::new(self.stage_local(kind)?))
     }
 
     fn delete(&self, kind: Kind, name: &str) -> Result<()> {
@@ -317,6 +375,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = LocalStore::new(dir.path().join("repo"));
         crate::conformance::run_all(&store);
+        // Every write, finished or abandoned, cleaned up its temporary file.
+        assert_eq!(
+            store
+                .remove_stale_temporaries(Duration::ZERO)
+                .expect("clean"),
+            0
+        );
     }
 
     #[test]
