@@ -10,7 +10,7 @@
 //! repositories), and the seed of the chunker's gear table (so chunk
 //! boundaries do not fingerprint known files).
 
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,29 @@ impl MasterKey {
     /// Decrypts and authenticates `sealed`.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
         open_with(&self.cipher(), sealed)
+    }
+
+    /// Like [`MasterKey::open`], decrypting into `out` (replacing its
+    /// contents) so a caller decoding many blobs reuses one buffer.
+    pub fn open_into(&self, sealed: &[u8], out: &mut Vec<u8>) -> Result<(), OpenError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(OpenError);
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(rest.len() - (SEAL_OVERHEAD - NONCE_LEN));
+        out.clear();
+        out.extend_from_slice(ct);
+        self.cipher()
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                b"",
+                out,
+                chacha20poly1305::Tag::from_slice(tag),
+            )
+            .map_err(|_| {
+                out.clear();
+                OpenError
+            })
     }
 
     /// The id of a blob: BLAKE3 keyed with the repository's id key.
