@@ -16,6 +16,7 @@ use std::fs::{self, File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use crossbeam_channel::{bounded, unbounded};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
-use crate::blob::BlobKind;
+use crate::blob::{self, BlobKind};
 use crate::chunker::Chunker;
 use crate::error::{RepoError, Result};
 use crate::id::Id;
@@ -386,16 +387,33 @@ impl Walker<'_> {
     }
 }
 
+/// A reader thread's own encoder. While every reader is busy, every core
+/// is, and a reader encodes its chunks itself (no copy, no hand-off); when
+/// some readers idle (a last large file, a slow walk), chunks go to the
+/// compressor threads so the idle cores help.
+struct Inline<'a> {
+    encoder: blob::Encoder,
+    busy: &'a AtomicUsize,
+    readers: usize,
+}
+
+impl Inline<'_> {
+    fn encoder(&mut self) -> Option<&mut blob::Encoder> {
+        (self.busy.load(Ordering::Relaxed) >= self.readers).then_some(&mut self.encoder)
+    }
+}
+
 /// Reads one file, saving its chunks; returns the content ids and bytes read.
 fn read_file(
     path: &Path,
     chunker: &Chunker,
     buf: &mut Vec<u8>,
     saver: &BlobSaver<'_>,
+    inline: &mut Inline<'_>,
     progress: &dyn Progress,
 ) -> Result<(Vec<Id>, u64)> {
     let f = open_noatime(path).map_err(|e| RepoError::io("open", path, e))?;
-    read_stream(f, path, chunker, buf, saver, progress)
+    read_stream(f, path, chunker, buf, saver, Some(inline), progress)
 }
 
 fn read_stream(
@@ -404,14 +422,16 @@ fn read_stream(
     chunker: &Chunker,
     buf: &mut Vec<u8>,
     saver: &BlobSaver<'_>,
+    mut inline: Option<&mut Inline<'_>>,
     progress: &dyn Progress,
 ) -> Result<(Vec<Id>, u64)> {
     let mut ids = vec![];
     let total = chunker
         .for_each_chunk::<_, ReadOrRepo>(r, buf, |chunk| {
+            let encoder = inline.as_deref_mut().and_then(Inline::encoder);
             ids.push(
                 saver
-                    .save(BlobKind::Data, chunk)
+                    .save_with(BlobKind::Data, chunk, encoder)
                     .map_err(ReadOrRepo::Repo)?,
             );
             progress.add(chunk.len() as u64);
@@ -521,6 +541,7 @@ pub fn backup(
         .map(|n| n.get())
         .unwrap_or(2);
 
+    let busy = AtomicUsize::new(0);
     let (tree, warnings, counts, packs) = std::thread::scope(|s| -> Result<_> {
         let pipeline = saver.start(s);
         let (job_tx, job_rx) = bounded::<FileJob>(readers * 4);
@@ -528,13 +549,22 @@ pub fn backup(
         let reader_handles: Vec<_> = (0..readers)
             .map(|_| {
                 let (rx, tx, chunker, saver) = (job_rx.clone(), done_tx.clone(), &chunker, &saver);
+                let busy = &busy;
                 s.spawn(move || {
                     let mut buf = Vec::new();
+                    let mut inline = Inline {
+                        encoder: saver.encoder(),
+                        busy,
+                        readers,
+                    };
                     for job in rx {
                         if saver.has_failed() {
                             break;
                         }
-                        let result = read_file(&job.path, chunker, &mut buf, saver, progress);
+                        busy.fetch_add(1, Ordering::Relaxed);
+                        let result =
+                            read_file(&job.path, chunker, &mut buf, saver, &mut inline, progress);
+                        busy.fetch_sub(1, Ordering::Relaxed);
                         let result = match result {
                             Ok(r) => Ok(r),
                             // A file we cannot read is a warning; a
@@ -577,6 +607,7 @@ pub fn backup(
                 &chunker,
                 &mut buf,
                 &saver,
+                None,
                 progress,
             )
             .map(|(content, n)| {

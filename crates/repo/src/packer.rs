@@ -52,6 +52,8 @@ pub struct BlobSaver<'a> {
     jobs: RwLock<Option<Sender<Job>>>,
     jobs_rx: Mutex<Option<Receiver<Job>>>,
     packer: Mutex<Option<PackWriter>>,
+    upload: RwLock<Option<Sender<FinishedPack>>>,
+    upload_rx: Mutex<Option<Receiver<FinishedPack>>>,
     failed: AtomicBool,
     /// What was written.
     pub stats: SaveStats,
@@ -61,13 +63,16 @@ pub struct BlobSaver<'a> {
 pub struct Pipeline<'scope> {
     compressors: Vec<ScopedJoinHandle<'scope, Result<()>>>,
     uploader: ScopedJoinHandle<'scope, Result<Vec<IndexPack>>>,
-    upload_tx: Sender<FinishedPack>,
 }
 
 impl<'a> BlobSaver<'a> {
     /// A saver deduplicating against `index`.
     pub fn new(repo: &'a Repository, index: &'a Index) -> Self {
         let (tx, rx) = bounded::<Job>(workers() * 2);
+        // One finished pack may wait while the previous one is published:
+        // compressors keep working through the uploader's fsync. Packs are
+        // streamed into staged objects, so none is held in memory.
+        let (upload_tx, upload_rx) = bounded::<FinishedPack>(1);
         BlobSaver {
             repo,
             index,
@@ -75,6 +80,8 @@ impl<'a> BlobSaver<'a> {
             jobs: RwLock::new(Some(tx)),
             jobs_rx: Mutex::new(Some(rx)),
             packer: Mutex::new(None),
+            upload: RwLock::new(Some(upload_tx)),
+            upload_rx: Mutex::new(Some(upload_rx)),
             failed: AtomicBool::new(false),
             stats: SaveStats::default(),
         }
@@ -85,10 +92,7 @@ impl<'a> BlobSaver<'a> {
     where
         'a: 'scope,
     {
-        // One finished pack may wait while the previous one is published:
-        // compressors keep working through the uploader's fsync. Packs are
-        // streamed into staged objects, so none is held in memory.
-        let (upload_tx, upload_rx) = bounded::<FinishedPack>(1);
+        let upload_rx = self.upload_rx.lock().take().unwrap_or_else(|| bounded(0).1);
         let uploader = scope.spawn(move || self.flag(upload_loop(self.repo, upload_rx)));
         // The compressors hold the only receivers: if they all stop, every
         // producer's send fails instead of blocking forever.
@@ -96,16 +100,12 @@ impl<'a> BlobSaver<'a> {
         let compressors = (0..workers())
             .map(|_| {
                 let rx = jobs_rx.clone();
-                let tx = upload_tx.clone();
-                scope.spawn(move || {
-                    self.flag(compress_loop(self.repo, &self.stats, rx, &self.packer, tx))
-                })
+                scope.spawn(move || self.flag(self.compress_loop(rx)))
             })
             .collect();
         Pipeline {
             compressors,
             uploader,
-            upload_tx,
         }
     }
 
@@ -116,22 +116,92 @@ impl<'a> BlobSaver<'a> {
         r
     }
 
-    fn send(&self, job: Job) -> Result<()> {
-        match self.jobs.read().as_ref() {
-            Some(tx) => tx.send(job).map_err(|_| pipeline_stopped()),
-            None => Err(pipeline_stopped()),
-        }
+    /// Saves a blob unless it exists; returns its id. The compressor
+    /// threads encode it, so the caller can go on reading.
+    pub fn save(&self, kind: BlobKind, data: &[u8]) -> Result<Id> {
+        self.save_with(kind, data, None)
     }
 
-    /// Saves a blob unless it exists; returns its id.
-    pub fn save(&self, kind: BlobKind, data: &[u8]) -> Result<Id> {
+    /// Like [`BlobSaver::save`], but with `encoder` given the blob is
+    /// encoded and packed on the calling thread: no copy, no hand-off.
+    /// Readers do this while they alone keep every core busy.
+    pub fn save_with(
+        &self,
+        kind: BlobKind,
+        data: &[u8],
+        encoder: Option<&mut blob::Encoder>,
+    ) -> Result<Id> {
         let id = self.repo.key().blob_id(data);
         if self.index.has_live(&id) || !self.seen.lock().insert(id) {
             return Ok(id);
         }
         self.count(kind, data.len() as u64);
-        self.send(Job::Plain(kind, id, data.to_vec()))?;
+        match encoder {
+            Some(enc) => {
+                let stored = enc.encode(self.repo.key(), data);
+                self.add_to_pack(kind, id, &stored, data.len() as u32)?;
+            }
+            None => self.send(Job::Plain(kind, id, data.to_vec()))?,
+        }
         Ok(id)
+    }
+
+    /// A fresh encoder at the repository's compression level.
+    pub fn encoder(&self) -> blob::Encoder {
+        blob::Encoder::new(self.repo.config().compression)
+    }
+
+    fn compress_loop(&self, rx: Receiver<Job>) -> Result<()> {
+        let mut encoder = self.encoder();
+        for job in rx {
+            match job {
+                Job::Plain(kind, id, data) => {
+                    let stored = encoder.encode(self.repo.key(), &data);
+                    self.add_to_pack(kind, id, &stored, data.len() as u32)?;
+                }
+                Job::Encoded(kind, id, stored, raw) => self.add_to_pack(kind, id, &stored, raw)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends an encoded blob to the open pack; a full pack goes to the
+    /// uploader.
+    fn add_to_pack(&self, kind: BlobKind, id: Id, stored: &[u8], raw_len: u32) -> Result<()> {
+        self.stats
+            .bytes_stored
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        let full = {
+            let mut guard = self.packer.lock();
+            let w = match guard.as_mut() {
+                Some(w) => w,
+                None => guard.insert(PackWriter::new(self.repo.store().stage(Kind::Pack)?)),
+            };
+            w.add(kind, id, stored, raw_len)?;
+            if w.size() >= u64::from(self.repo.config().pack_size) {
+                guard.take()
+            } else {
+                None
+            }
+        };
+        if let Some(w) = full {
+            self.ship(w.finish(self.repo.key())?)?;
+        }
+        Ok(())
+    }
+
+    fn ship(&self, pack: FinishedPack) -> Result<()> {
+        match self.upload.read().as_ref() {
+            Some(tx) => tx.send(pack).map_err(|_| pipeline_stopped()),
+            None => Err(pipeline_stopped()),
+        }
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        match self.jobs.read().as_ref() {
+            Some(tx) => tx.send(job).map_err(|_| pipeline_stopped()),
+            None => Err(pipeline_stopped()),
+        }
     }
 
     /// Adds an already encoded blob (prune's repack copies stored bytes).
@@ -171,48 +241,6 @@ fn workers() -> usize {
 
 fn pipeline_stopped() -> RepoError {
     RepoError::Internal("write pipeline stopped".into())
-}
-
-fn compress_loop(
-    repo: &Repository,
-    stats: &SaveStats,
-    rx: Receiver<Job>,
-    packer: &Mutex<Option<PackWriter>>,
-    upload: Sender<FinishedPack>,
-) -> Result<()> {
-    let pack_size = u64::from(repo.config().pack_size);
-    let mut encoder = blob::Encoder::new(repo.config().compression);
-    for job in rx {
-        let (kind, id, stored, raw_len) = match job {
-            Job::Plain(kind, id, data) => {
-                let stored = encoder.encode(repo.key(), &data);
-                (kind, id, stored, data.len() as u32)
-            }
-            Job::Encoded(kind, id, stored, raw) => (kind, id, stored, raw),
-        };
-        stats
-            .bytes_stored
-            .fetch_add(stored.len() as u64, Ordering::Relaxed);
-        let full = {
-            let mut guard = packer.lock();
-            let w = match guard.as_mut() {
-                Some(w) => w,
-                None => guard.insert(PackWriter::new(repo.store().stage(Kind::Pack)?)),
-            };
-            w.add(kind, id, &stored, raw_len)?;
-            if w.size() >= pack_size {
-                guard.take()
-            } else {
-                None
-            }
-        };
-        if let Some(w) = full {
-            upload
-                .send(w.finish(repo.key())?)
-                .map_err(|_| pipeline_stopped())?;
-        }
-    }
-    Ok(())
 }
 
 fn upload_loop(repo: &Repository, rx: Receiver<FinishedPack>) -> Result<Vec<IndexPack>> {
@@ -267,16 +295,18 @@ impl Pipeline<'_> {
         if first_err.is_none() {
             if let Some(w) = saver.packer.lock().take() {
                 if !w.is_empty() {
-                    match w.finish(saver.repo.key()) {
-                        Ok(p) => {
-                            let _ = self.upload_tx.send(p);
-                        }
-                        Err(e) => first_err = Some(e.into()),
+                    let shipped = w
+                        .finish(saver.repo.key())
+                        .map_err(RepoError::from)
+                        .and_then(|p| saver.ship(p));
+                    if let Err(e) = shipped {
+                        first_err = Some(e);
                     }
                 }
             }
         }
-        drop(self.upload_tx);
+        // The uploader ends once the last sender is gone.
+        drop(saver.upload.write().take());
         let uploaded = self
             .uploader
             .join()
