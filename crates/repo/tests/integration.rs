@@ -163,7 +163,12 @@ fn a_hostile_repository_cannot_make_restore_write_outside_the_target() {
         "{:?}",
         summary.problems
     );
-    // Only `fine` and the symlink exist in the target.
+    // Directories are made before any symlink, so `link` is the real
+    // directory and the symlink of the same name was refused.
+    assert!(fs::symlink_metadata(target.join("link"))
+        .unwrap()
+        .file_type()
+        .is_dir());
     let mut entries: Vec<_> = fs::read_dir(&target)
         .unwrap()
         .map(|e| e.unwrap().file_name())
