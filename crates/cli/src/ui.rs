@@ -81,8 +81,18 @@ impl Progress for Bar {
         self.0.set_length(bytes);
         self.0.set_position(0);
     }
+    fn add_total(&self, bytes: u64) {
+        if self.0.length().is_none() {
+            self.0.set_style(bar_style());
+            self.0.set_length(0);
+        }
+        self.0.inc_length(bytes);
+    }
     fn add(&self, bytes: u64) {
         self.0.inc(bytes);
+    }
+    fn is_shown(&self) -> bool {
+        !self.0.is_hidden()
     }
     fn phase(&self, name: &str) {
         self.0.set_message(name.to_string());

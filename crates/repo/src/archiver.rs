@@ -16,7 +16,7 @@ use std::fs::{self, File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -542,6 +542,7 @@ pub fn backup(
         .unwrap_or(2);
 
     let busy = AtomicUsize::new(0);
+    let scan_done = AtomicBool::new(false);
     let (tree, warnings, counts, packs) = std::thread::scope(|s| -> Result<_> {
         let pipeline = saver.start(s);
         let (job_tx, job_rx) = bounded::<FileJob>(readers * 4);
@@ -587,6 +588,11 @@ pub fn backup(
         drop(job_rx);
         drop(done_tx);
 
+        // Sized ahead on its own thread when someone watches the progress.
+        if stream.is_none() && progress.is_shown() {
+            let (paths, excludes, stop) = (&paths, excludes.clone(), &scan_done);
+            s.spawn(move || crate::scan::scan(paths, &excludes, progress, stop));
+        }
         let mut walker = Walker {
             repo: repo_ref,
             excludes,
@@ -667,6 +673,7 @@ pub fn backup(
         }
         // No more jobs: readers finish the queue and exit.
         drop(walker.jobs.take());
+        scan_done.store(true, Ordering::Relaxed);
         let mut reader_err = None;
         for h in reader_handles {
             if let Err(e) = h

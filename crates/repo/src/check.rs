@@ -259,12 +259,13 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
             for _ in 0..workers {
                 s.spawn(|| {
                     let mut decoder = blob::Decoder::new();
+                    let mut buf = Vec::new();
                     loop {
                         // The size comes from the listing: no second stat.
                         let Some((id, size)) = queue.lock().pop() else {
                             break;
                         };
-                        let errs = read_pack(&repo, &id, &by_pack, &mut decoder);
+                        let errs = read_pack(&repo, &id, size, &by_pack, &mut decoder, &mut buf);
                         bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
                         progress.add(size);
                         errors.lock().extend(errs);
@@ -290,20 +291,25 @@ fn display(p: &std::path::Path) -> String {
 fn read_pack(
     repo: &IndexedRepository,
     id: &Id,
+    size: u64,
     by_pack: &[Vec<crate::index::IndexBlob>],
     decoder: &mut blob::Decoder,
+    buf: &mut Vec<u8>,
 ) -> Vec<String> {
     let mut errs = vec![];
-    let bytes = match repo.store().get(Kind::Pack, &id.to_hex()) {
-        Ok(b) => b,
-        Err(e) => return vec![format!("pack {id}: {e}")],
-    };
-    if Id::hash_of(&bytes) != *id {
+    if let Err(e) = repo
+        .store()
+        .get_range_into(Kind::Pack, &id.to_hex(), 0, size, buf)
+    {
+        return vec![format!("pack {id}: {e}")];
+    }
+    let bytes = &buf[..];
+    if Id::hash_of(bytes) != *id {
         errs.push(format!(
             "pack {id}: content does not match its name (modified or truncated)"
         ));
     }
-    let header = match pack::parse_pack(repo.key(), &bytes) {
+    let header = match pack::parse_pack(repo.key(), bytes) {
         Ok(h) => h,
         Err(e) => {
             errs.push(format!("pack {id}: {e}"));

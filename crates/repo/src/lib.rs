@@ -20,6 +20,7 @@ pub mod crypto;
 pub mod diff;
 pub mod error;
 pub mod faults;
+pub mod file_sink;
 pub mod forget;
 pub mod id;
 pub mod index;
@@ -30,6 +31,7 @@ pub mod prune;
 pub mod read_ahead;
 pub mod repository;
 pub mod restorer;
+pub mod scan;
 pub mod snapshot;
 pub mod tree;
 

@@ -23,6 +23,7 @@ pub fn run_all(store: &dyn WriteStore) {
     invalid_names(store);
     empty_and_large(store);
     staged(store);
+    ranged_reads_into_a_reused_buffer(store);
 }
 
 fn round_trip(store: &dyn WriteStore) {
@@ -221,4 +222,26 @@ fn staged(store: &dyn WriteStore) {
         obj.finish("../x").unwrap_err(),
         StoreError::InvalidName(_)
     ));
+}
+
+fn ranged_reads_into_a_reused_buffer(store: &dyn WriteStore) {
+    let n = name(8);
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    store.put(Kind::Pack, &n, &data).unwrap();
+    let mut buf = vec![0xAA; 200_000]; // stale, longer content must go
+    store
+        .get_range_into(Kind::Pack, &n, 0, 100_000, &mut buf)
+        .unwrap();
+    assert_eq!(buf, data);
+    store
+        .get_range_into(Kind::Pack, &n, 99_990, 10, &mut buf)
+        .unwrap();
+    assert_eq!(buf, &data[99_990..], "the buffer holds exactly the range");
+    let err = store
+        .get_range_into(Kind::Pack, &n, 99_990, 11, &mut buf)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::ShortObject { .. }),
+        "a range past the end is ShortObject, got {err}"
+    );
 }

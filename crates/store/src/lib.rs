@@ -179,6 +179,21 @@ pub trait ReadStore: Send + Sync + fmt::Debug {
     /// when the object is shorter.
     fn get_range(&self, kind: Kind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
 
+    /// Like [`ReadStore::get_range`], reading into `buf` (replacing its
+    /// contents), so a caller reading many objects reuses one buffer
+    /// instead of faulting in fresh pages for each.
+    fn get_range_into(
+        &self,
+        kind: Kind,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        *buf = self.get_range(kind, name, offset, length)?;
+        Ok(())
+    }
+
     /// Lists the objects of a kind. The order is unspecified and the listing
     /// may miss objects written moments ago.
     fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>>;

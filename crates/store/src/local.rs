@@ -226,31 +226,48 @@ impl ReadStore for LocalStore {
     }
 
     fn get_range(&self, kind: Kind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let (f, path) = self.open_read(kind, name)?;
+        let mut buf = Vec::new();
+        self.get_range_into(kind, name, offset, length, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn get_range_into(
+        &self,
+        kind: Kind,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let (mut f, path) = self.open_read(kind, name)?;
         let size = f.metadata().map_err(|e| io_err("stat", &path, e))?.len();
-        if offset.checked_add(length).is_none_or(|end| end > size) {
-            return Err(StoreError::ShortObject {
-                kind,
-                name: name.to_string(),
-                location: self.location(),
-                size,
-                offset,
-                length,
-            });
-        }
-        let len = usize::try_from(length).map_err(|_| StoreError::ShortObject {
+        let short = || StoreError::ShortObject {
             kind,
             name: name.to_string(),
             location: self.location(),
             size,
             offset,
             length,
-        })?;
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, offset)
+        };
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(short());
+        }
+        let len = usize::try_from(length).map_err(|_| short())?;
+        buf.clear();
+        buf.reserve(len);
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| io_err("seek", &path, e))?;
+        // read_to_end fills spare capacity without zeroing it first.
+        (&mut f)
+            .take(length)
+            .read_to_end(buf)
             .map_err(|e| io_err("read", &path, e))?;
-        Ok(buf)
+        if buf.len() != len {
+            // The file shrank between the stat and the read.
+            return Err(short());
+        }
+        Ok(())
     }
 
     fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
