@@ -11,8 +11,9 @@
 //! The two never share a page (a page fully inside a run is written direct;
 //! a page that a run only partly covers is written buffered), so the kernel
 //! has nothing to reconcile. Where `O_DIRECT` is refused (some FUSE file
-//! systems, tmpfs before Linux 6.6) the sink quietly writes everything buffered. Durability is
-//! the restore's final `syncfs`, which covers both paths.
+//! systems, tmpfs before Linux 6.6) the sink quietly writes everything
+//! buffered. Durability is the restore's final `syncfs`, which covers both
+//! paths.
 
 use std::fs::{File, OpenOptions};
 use std::io;
