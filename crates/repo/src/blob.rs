@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{MasterKey, OpenError};
+use crate::crypto::{MasterKey, OpenError, NONCE_LEN, TAG_LEN};
 use crate::id::Id;
 
 /// What a blob holds.
@@ -41,13 +41,16 @@ impl BlobKind {
 const FLAG_RAW: u8 = 0;
 const FLAG_ZSTD: u8 = 1;
 
-/// Compresses (when it pays) and encrypts blobs. Holds one zstd context for
-/// its lifetime: creating and zeroing a context per blob cost a tenth of a
-/// backup's CPU time.
+/// Compresses (when it pays) and encrypts blobs. Holds one zstd context and
+/// one buffer for its lifetime: a context per blob cost a tenth of a
+/// backup's CPU time, and a fresh (zeroed, page-faulted) buffer per blob
+/// several percent more. The blob is compressed straight into its place in
+/// the buffer and sealed there.
 pub struct Encoder {
     level: i32,
     zstd: Option<zstd::bulk::Compressor<'static>>,
-    framed: Vec<u8>,
+    /// nonce ‖ flag ‖ payload ‖ tag, grown as needed, never re-zeroed.
+    buf: Vec<u8>,
 }
 
 impl Encoder {
@@ -61,29 +64,36 @@ impl Encoder {
         Encoder {
             level,
             zstd,
-            framed: Vec::new(),
+            buf: Vec::new(),
         }
     }
 
-    /// The stored form of `plain`.
-    pub fn encode(&mut self, key: &MasterKey, plain: &[u8]) -> Vec<u8> {
-        self.framed.clear();
+    /// The stored form of `plain`, valid until the next call.
+    pub fn encode(&mut self, key: &MasterKey, plain: &[u8]) -> &[u8] {
+        let bound = zstd::zstd_safe::compress_bound(plain.len()).max(plain.len());
+        let need = NONCE_LEN + 1 + bound + TAG_LEN;
+        if self.buf.len() < need {
+            self.buf.resize(need, 0);
+        }
+        let body = &mut self.buf[NONCE_LEN..];
+        let mut len = None;
         if let (Some(z), true) = (self.zstd.as_mut(), plain.len() >= 64) {
-            // Compress into a slice after the flag byte: given a Vec, zstd
-            // writes from its start and would overwrite the flag.
-            self.framed
-                .resize(1 + zstd::zstd_safe::compress_bound(plain.len()), 0);
-            self.framed[0] = FLAG_ZSTD;
-            match z.compress_to_buffer(plain, &mut self.framed[1..]) {
-                Ok(n) if n < plain.len() - plain.len() / 32 => self.framed.truncate(1 + n),
-                _ => self.framed.clear(),
+            match z.compress_to_buffer(plain, &mut body[1..1 + bound]) {
+                Ok(n) if n < plain.len() - plain.len() / 32 => {
+                    body[0] = FLAG_ZSTD;
+                    len = Some(n);
+                }
+                _ => {}
             }
         }
-        if self.framed.is_empty() {
-            self.framed.push(FLAG_RAW);
-            self.framed.extend_from_slice(plain);
-        }
-        key.seal(&self.framed)
+        let len = len.unwrap_or_else(|| {
+            body[0] = FLAG_RAW;
+            body[1..1 + plain.len()].copy_from_slice(plain);
+            plain.len()
+        });
+        // The buffer was sized for the nonce and the tag just above.
+        let sealed = key.seal_in_place(&mut self.buf, 1 + len).unwrap_or(0);
+        &self.buf[..sealed]
     }
 
     /// The compression level.
@@ -95,7 +105,7 @@ impl Encoder {
 /// Compresses (when it pays) and encrypts one blob's plaintext.
 /// `level` 0 disables compression. For many blobs, keep an [`Encoder`].
 pub fn encode(key: &MasterKey, plain: &[u8], level: i32) -> Vec<u8> {
-    Encoder::new(level).encode(key, plain)
+    Encoder::new(level).encode(key, plain).to_vec()
 }
 
 /// Why a stored blob could not be decoded.
@@ -283,7 +293,7 @@ mod tests {
             for b in &blobs {
                 let stored = enc.encode(&key, b);
                 assert_eq!(
-                    decode(&key, &stored, &key.blob_id(b), b.len() as u32).unwrap(),
+                    decode(&key, stored, &key.blob_id(b), b.len() as u32).unwrap(),
                     *b
                 );
             }

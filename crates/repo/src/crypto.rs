@@ -20,8 +20,10 @@ use crate::id::Id;
 
 /// Bytes added to every encrypted object: nonce plus tag.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
+/// Bytes of the random nonce that starts every sealed object.
+pub const NONCE_LEN: usize = 24;
+/// Bytes of the authentication tag that ends every sealed object.
+pub const TAG_LEN: usize = 16;
 
 /// The repository's secrets. Never printed: `Debug` is redacted.
 #[derive(Clone, Serialize, Deserialize)]
@@ -66,6 +68,31 @@ impl MasterKey {
     /// Encrypts `plain` with a random nonce.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         seal_with(&self.cipher(), plain)
+    }
+
+    /// Seals in place: `buf` holds [`NONCE_LEN`] free bytes, then `len`
+    /// bytes of plaintext, then at least [`TAG_LEN`] free bytes. Writes a
+    /// random nonce before and the tag after the encrypted bytes and returns
+    /// the sealed length: `buf[..n]` is then what [`MasterKey::seal`] would
+    /// have returned. `None` only if `buf` is too short.
+    pub fn seal_in_place(&self, buf: &mut [u8], len: usize) -> Option<usize> {
+        let total = NONCE_LEN + len + TAG_LEN;
+        if buf.len() < total {
+            return None;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        buf[..NONCE_LEN].copy_from_slice(&nonce);
+        let tag = self
+            .cipher()
+            .encrypt_in_place_detached(
+                XNonce::from_slice(&nonce),
+                b"",
+                &mut buf[NONCE_LEN..NONCE_LEN + len],
+            )
+            .ok()?;
+        buf[NONCE_LEN + len..total].copy_from_slice(&tag);
+        Some(total)
     }
 
     /// Decrypts and authenticates `sealed`.

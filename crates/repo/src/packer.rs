@@ -3,8 +3,10 @@
 //!
 //! [`BlobSaver`] is shared by worker threads: `save` hashes a blob, drops it
 //! when the repository or this run already has it, and otherwise queues it
-//! for the compressor threads. Packs go to one uploader thread; a bounded
-//! queue between every stage bounds memory.
+//! for the compressor threads (`save_with` an encoder encodes it on the
+//! caller's thread instead). Encoded blobs stream into the one open pack, a
+//! staged store object; full packs go to one uploader thread that publishes
+//! them. A bounded queue between every stage bounds memory.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +54,9 @@ pub struct BlobSaver<'a> {
     jobs: RwLock<Option<Sender<Job>>>,
     jobs_rx: Mutex<Option<Receiver<Job>>>,
     packer: Mutex<Option<PackWriter>>,
+    /// Buffers of finished jobs, reused for the next (a fresh buffer per
+    /// chunk is zeroed, page-faulted memory).
+    spare: Mutex<Vec<Vec<u8>>>,
     upload: RwLock<Option<Sender<FinishedPack>>>,
     upload_rx: Mutex<Option<Receiver<FinishedPack>>>,
     failed: AtomicBool,
@@ -80,6 +85,7 @@ impl<'a> BlobSaver<'a> {
             jobs: RwLock::new(Some(tx)),
             jobs_rx: Mutex::new(Some(rx)),
             packer: Mutex::new(None),
+            spare: Mutex::new(Vec::new()),
             upload: RwLock::new(Some(upload_tx)),
             upload_rx: Mutex::new(Some(upload_rx)),
             failed: AtomicBool::new(false),
@@ -139,9 +145,16 @@ impl<'a> BlobSaver<'a> {
         match encoder {
             Some(enc) => {
                 let stored = enc.encode(self.repo.key(), data);
-                self.add_to_pack(kind, id, &stored, data.len() as u32)?;
+                self.add_to_pack(kind, id, stored, data.len() as u32)?;
             }
-            None => self.send(Job::Plain(kind, id, data.to_vec()))?,
+            None => {
+                let typical = self.typical_chunk();
+                let mut copy = self.spare.lock().pop().unwrap_or_default();
+                copy.clear();
+                copy.reserve(typical.max(data.len()));
+                copy.extend_from_slice(data);
+                self.send(Job::Plain(kind, id, copy))?
+            }
         }
         Ok(id)
     }
@@ -157,12 +170,28 @@ impl<'a> BlobSaver<'a> {
             match job {
                 Job::Plain(kind, id, data) => {
                     let stored = encoder.encode(self.repo.key(), &data);
-                    self.add_to_pack(kind, id, &stored, data.len() as u32)?;
+                    self.add_to_pack(kind, id, stored, data.len() as u32)?;
+                    self.recycle(data);
                 }
                 Job::Encoded(kind, id, stored, raw) => self.add_to_pack(kind, id, &stored, raw)?,
             }
         }
         Ok(())
+    }
+
+    /// Keeps a job's buffer for the next one, unless enough are kept or it
+    /// is larger than a typical chunk (memory stays bounded).
+    fn recycle(&self, buf: Vec<u8>) {
+        let mut spare = self.spare.lock();
+        // As many as can be in flight: queued, being encoded, one more.
+        if buf.capacity() <= self.typical_chunk() && spare.len() < 3 * workers() + 1 {
+            spare.push(buf);
+        }
+    }
+
+    /// Twice the average chunk: most chunks fit a buffer of this size.
+    fn typical_chunk(&self) -> usize {
+        2 * self.repo.config().chunker.avg_size as usize
     }
 
     /// Appends an encoded blob to the open pack; a full pack goes to the

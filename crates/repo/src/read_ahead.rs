@@ -24,9 +24,11 @@ pub const BLOCKS: usize = 3;
 /// An error of the source is returned by the `read` call that reaches it;
 /// dropping the `ReadAhead` stops the thread after its current block.
 pub struct ReadAhead {
-    filled: Receiver<io::Result<Vec<u8>>>,
+    filled: Receiver<io::Result<(Vec<u8>, usize)>>,
     empty: Sender<Vec<u8>>,
     current: Vec<u8>,
+    /// Bytes of `current` that hold data.
+    len: usize,
     pos: usize,
     done: bool,
 }
@@ -37,18 +39,17 @@ impl ReadAhead {
         scope: &'scope Scope<'scope, 'env>,
         mut source: R,
     ) -> ReadAhead {
-        let (filled_tx, filled) = bounded::<io::Result<Vec<u8>>>(1);
+        let (filled_tx, filled) = bounded::<io::Result<(Vec<u8>, usize)>>(1);
         let (empty, empty_rx) = bounded::<Vec<u8>>(BLOCKS);
         for _ in 0..BLOCKS - 1 {
-            let _ = empty.send(Vec::with_capacity(BLOCK_SIZE));
+            let _ = empty.send(Vec::new());
         }
         scope.spawn(move || {
             // Ends when the source ends or fails, or the consumer is gone.
             while let Ok(mut block) = empty_rx.recv() {
-                block.clear();
                 match fill(&mut source, &mut block) {
-                    Ok(eof) => {
-                        if !block.is_empty() && filled_tx.send(Ok(block)).is_err() {
+                    Ok((len, eof)) => {
+                        if len > 0 && filled_tx.send(Ok((block, len))).is_err() {
                             return;
                         }
                         if eof {
@@ -66,15 +67,19 @@ impl ReadAhead {
             filled,
             empty,
             current: Vec::new(),
+            len: 0,
             pos: 0,
             done: false,
         }
     }
 }
 
-/// Reads into `block` up to its capacity; returns whether the source ended.
-fn fill(source: &mut impl Read, block: &mut Vec<u8>) -> io::Result<bool> {
-    block.resize(BLOCK_SIZE, 0);
+/// Reads into `block` (sized once, never re-zeroed) until it is full or the
+/// source ends; returns the bytes read and whether the source ended.
+fn fill(source: &mut impl Read, block: &mut Vec<u8>) -> io::Result<(usize, bool)> {
+    if block.len() < BLOCK_SIZE {
+        block.resize(BLOCK_SIZE, 0);
+    }
     let mut len = 0;
     let eof = loop {
         if len == BLOCK_SIZE {
@@ -87,13 +92,12 @@ fn fill(source: &mut impl Read, block: &mut Vec<u8>) -> io::Result<bool> {
             Err(e) => return Err(e),
         }
     };
-    block.truncate(len);
-    Ok(eof)
+    Ok((len, eof))
 }
 
 impl Read for ReadAhead {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.current.len() {
+        while self.pos == self.len {
             if self.done {
                 return Ok(0);
             }
@@ -102,9 +106,9 @@ impl Read for ReadAhead {
                 // The thread may have ended; then the block is not needed.
                 let _ = self.empty.try_send(spent);
             }
-            self.pos = 0;
+            (self.pos, self.len) = (0, 0);
             match self.filled.recv() {
-                Ok(Ok(block)) => self.current = block,
+                Ok(Ok((block, len))) => (self.current, self.len) = (block, len),
                 Ok(Err(e)) => {
                     self.done = true;
                     return Err(e);
@@ -112,7 +116,7 @@ impl Read for ReadAhead {
                 Err(_) => self.done = true,
             }
         }
-        let n = out.len().min(self.current.len() - self.pos);
+        let n = out.len().min(self.len - self.pos);
         out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
