@@ -111,22 +111,38 @@ impl Chunker {
         buf: &mut Vec<u8>,
         mut f: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<u64, E> {
-        let cap = self.max * 2;
-        // Grow once; never re-zero per call (that was 16 MiB of memset per
-        // small file).
-        if buf.len() < cap {
-            buf.resize(cap, 0);
-        }
+        // A window of one maximal chunk plus a quarter: a cut is final once
+        // a boundary is found before the end of the bytes held (FastCDC
+        // decides a boundary from the bytes before it), the window holds a
+        // maximal chunk, or the stream ended; only an undecided tail is ever
+        // moved to the front. The buffer grows as far as the largest file
+        // needs and is never re-zeroed.
+        let cap = self.max + self.max / 4;
         let (mut start, mut end, mut eof, mut total) = (0usize, 0usize, false, 0u64);
         loop {
-            // Fill until we hold a whole max-size window or hit the end.
-            while !eof && end - start < self.max {
-                if end == cap {
-                    buf.copy_within(start..end, 0);
-                    end -= start;
-                    start = 0;
+            if start < end {
+                let n = self.cut(&buf[start..end]);
+                if n < end - start || end - start >= self.max || eof {
+                    f(&buf[start..start + n])?;
+                    start += n;
+                    continue;
                 }
-                match reader.read(&mut buf[end..cap]) {
+            } else if eof {
+                return Ok(total);
+            }
+            // Undecided (or empty): fill the window before cutting again,
+            // so a stream read in small pieces is not scanned over and over.
+            if start > 0 {
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+            }
+            while !eof && end < cap {
+                let want = cap.min(end + READ_SIZE);
+                if buf.len() < want {
+                    buf.resize(want, 0);
+                }
+                match reader.read(&mut buf[end..want]) {
                     Ok(0) => eof = true,
                     Ok(n) => {
                         end += n;
@@ -136,15 +152,12 @@ impl Chunker {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if start == end {
-                return Ok(total);
-            }
-            let n = self.cut(&buf[start..end]);
-            f(&buf[start..start + n])?;
-            start += n;
         }
     }
 }
+
+/// Bytes asked of the reader at a time.
+const READ_SIZE: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -220,6 +233,50 @@ mod tests {
             boundaries(&Chunker::new(small(), 1), &data),
             boundaries(&Chunker::new(small(), 2), &data)
         );
+    }
+
+    /// A reader that hands out at most `step` bytes per call.
+    struct Pieces<'a>(&'a [u8], usize);
+    impl Read for Pieces<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(self.0.len()).min(self.1);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// However the stream arrives, in pieces of any size and with
+        /// stretches that hold no boundary, it is cut exactly where the whole
+        /// buffer is cut, and one window serves file after file.
+        #[test]
+        fn streamed_cuts_equal_in_memory_cuts(
+            seed in any::<u64>(),
+            len in 0usize..150_000,
+            step in 1usize..40_000,
+            flat_from in 0usize..150_000,
+            flat_len in 0usize..60_000,
+        ) {
+            let c = Chunker::new(small(), seed);
+            let mut data = pseudo_random(len, seed ^ 0xa5);
+            let from = flat_from.min(len);
+            let to = (from + flat_len).min(len);
+            data[from..to].fill(7); // no boundary in a constant run
+            let mut buf = vec![];
+            for _ in 0..2 {
+                let mut lens = vec![];
+                let total = c
+                    .for_each_chunk::<_, io::Error>(Pieces(&data, step), &mut buf, |ch| {
+                        lens.push(ch.len());
+                        Ok(())
+                    })
+                    .unwrap();
+                prop_assert_eq!(total, len as u64);
+                prop_assert_eq!(&lens, &c.chunk_lengths(&data));
+            }
+        }
     }
 
     proptest! {
