@@ -537,9 +537,7 @@ pub fn backup(
     let chunker = Chunker::new(repo.config().chunker, repo.key().chunker_seed());
     let repo_ref: &IndexedRepository = repo;
     let saver = BlobSaver::new(repo_ref, repo_ref.index());
-    let readers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
+    let readers = crate::cores();
 
     let busy = AtomicUsize::new(0);
     let scan_done = AtomicBool::new(false);

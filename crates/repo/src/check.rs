@@ -252,9 +252,7 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
         let queue = Mutex::new(chosen);
         let errors = Mutex::new(vec![]);
         let bytes = std::sync::atomic::AtomicU64::new(0);
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let workers = crate::cores();
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| {

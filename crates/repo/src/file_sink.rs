@@ -22,14 +22,14 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Files at least this large are also opened with `O_DIRECT`.
-pub const DIRECT_FROM: u64 = 1 << 20;
+const DIRECT_FROM: u64 = 1 << 20;
 
 /// Alignment of direct writes: a page, a multiple of every logical block
 /// size in use.
 const ALIGN: usize = 4096;
 
 /// Granularity of hole detection: runs of zeros this long stay holes.
-pub const HOLE_BLOCK: usize = 64 << 10;
+const HOLE_BLOCK: usize = 64 << 10;
 
 /// An open file being filled by a restore.
 pub struct FileSink {
@@ -135,7 +135,7 @@ impl FileSink {
 }
 
 /// Whether every byte of `b` is zero.
-pub fn is_all_zero(b: &[u8]) -> bool {
+fn is_all_zero(b: &[u8]) -> bool {
     // Compared block by block against zeros: memcmp is vectorised.
     static ZEROS: [u8; 4096] = [0; 4096];
     b.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])

@@ -36,6 +36,14 @@ pub mod snapshot;
 pub mod tree;
 
 pub use error::{RepoError, Result};
+
+/// The cores this process may use (2 when the system cannot tell): the one
+/// place thread counts of the pipelines are derived from.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
 pub use id::Id;
 pub use repository::{IndexedRepository, InitOptions, Repository};
 pub use snapshot::Snapshot;

@@ -73,7 +73,7 @@ pub struct Pipeline<'scope> {
 impl<'a> BlobSaver<'a> {
     /// A saver deduplicating against `index`.
     pub fn new(repo: &'a Repository, index: &'a Index) -> Self {
-        let (tx, rx) = bounded::<Job>(workers() * 2);
+        let (tx, rx) = bounded::<Job>(crate::cores() * 2);
         // One finished pack may wait while the previous one is published:
         // compressors keep working through the uploader's fsync. Packs are
         // streamed into staged objects, so none is held in memory.
@@ -103,7 +103,7 @@ impl<'a> BlobSaver<'a> {
         // The compressors hold the only receivers: if they all stop, every
         // producer's send fails instead of blocking forever.
         let jobs_rx = self.jobs_rx.lock().take().unwrap_or_else(|| bounded(0).1);
-        let compressors = (0..workers())
+        let compressors = (0..crate::cores())
             .map(|_| {
                 let rx = jobs_rx.clone();
                 scope.spawn(move || self.flag(self.compress_loop(rx)))
@@ -184,7 +184,7 @@ impl<'a> BlobSaver<'a> {
     fn recycle(&self, buf: Vec<u8>) {
         let mut spare = self.spare.lock();
         // As many as can be in flight: queued, being encoded, one more.
-        if buf.capacity() <= self.typical_chunk() && spare.len() < 3 * workers() + 1 {
+        if buf.capacity() <= self.typical_chunk() && spare.len() < 3 * crate::cores() + 1 {
             spare.push(buf);
         }
     }
@@ -260,12 +260,6 @@ impl<'a> BlobSaver<'a> {
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
     }
-}
-
-fn workers() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
 }
 
 fn pipeline_stopped() -> RepoError {

@@ -364,9 +364,7 @@ pub fn restore(
         .iter()
         .map(|(p, i)| (p.as_path(), entries[*i].node.size))
         .collect();
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get() * 2)
-        .unwrap_or(4);
+    let workers = crate::cores() * 2;
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -541,9 +539,7 @@ fn is_empty_dir(dir: &Path) -> bool {
 /// calls block on the journal), each taking a contiguous run so one
 /// directory's entries stay on one thread. Results come in input order.
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get() * 2)
-        .unwrap_or(4);
+    let threads = crate::cores() * 2;
     let run = items.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = items

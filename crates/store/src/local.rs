@@ -72,6 +72,29 @@ impl LocalStore {
         }
     }
 
+    /// A temporary file in the kind's folder (the same file system as its
+    /// final place, so publishing is a hard link).
+    fn stage_local(&self, kind: Kind) -> Result<LocalStaged> {
+        let dir = match kind {
+            Kind::Config => self.root.clone(),
+            _ => self.root.join(kind.dir()),
+        };
+        create_dir_durable(&dir).map_err(|e| io_err("create directory", &dir, e))?;
+        let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io_err("create", &tmp, e))?;
+        Ok(LocalStaged {
+            store: self.clone(),
+            kind,
+            tmp,
+            file,
+            size: 0,
+        })
+    }
+
     fn remove_temporaries(&self, older_than: Duration) -> Result<usize> {
         let mut removed = 0;
         let now = SystemTime::now();
@@ -106,31 +129,6 @@ impl LocalStore {
             }
         }
         Ok(removed)
-    }
-}
-
-impl LocalStore {
-    /// A temporary file in the kind's folder (the same file system as its
-    /// final place, so publishing is a hard link).
-    fn stage_local(&self, kind: Kind) -> Result<LocalStaged> {
-        let dir = match kind {
-            Kind::Config => self.root.clone(),
-            _ => self.root.join(kind.dir()),
-        };
-        create_dir_durable(&dir).map_err(|e| io_err("create directory", &dir, e))?;
-        let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| io_err("create", &tmp, e))?;
-        Ok(LocalStaged {
-            store: self.clone(),
-            kind,
-            tmp,
-            file,
-            size: 0,
-        })
     }
 }
 
