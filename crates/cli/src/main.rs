@@ -42,6 +42,23 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
+/// The error and its causes on one line, each cause once: errors that already
+/// print their source (as `thiserror`'s `{source}` does) are not repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
@@ -96,7 +113,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = exit_code_for(&e);
             // One line that names what and where.
-            let msg = format!("{e:#}");
+            let msg = one_line(&e);
             eprintln!("lifeboat: error: {msg}");
             if json {
                 let doc = serde_json::json!({ "error": msg, "exit_code": code });

@@ -193,7 +193,8 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates `dir` (and parents) and makes the new entries durable.
 fn create_dir_durable(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
+    // A relative root's last parent is the empty path: the current directory.
+    if dir.as_os_str().is_empty() || dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
@@ -204,10 +205,11 @@ fn create_dir_durable(dir: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
     }
-    if let Some(parent) = dir.parent() {
-        fsync_dir(parent)?;
+    match dir.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => fsync_dir(Path::new(".")),
+        Some(parent) => fsync_dir(parent),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 impl ReadStore for LocalStore {

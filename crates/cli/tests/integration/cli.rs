@@ -128,6 +128,33 @@ fn usage_errors_exit_2_and_name_the_problem() {
 }
 
 #[test]
+fn a_relative_repository_path_works_and_errors_name_each_cause_once() {
+    let env = Env::empty();
+    let out = env
+        .cmd()
+        .current_dir(env.dir.path())
+        .env("LIFEBOAT_REPOSITORY", "relative-repo")
+        .args(["init"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "init of a relative path: {}", text(&out));
+    assert!(env.path("relative-repo/config").is_file());
+
+    fs::write(env.path("a-file"), b"x").unwrap();
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_REPOSITORY", env.path("a-file/repo"))
+        .args(["init"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("a-file/repo"), "names where: {err}");
+    assert_eq!(err.matches("os error").count(), 1, "each cause once: {err}");
+}
+
+#[test]
 fn wrong_password_fails_cleanly_and_writes_nothing() {
     let env = Env::new();
     let src = env.path("src");
