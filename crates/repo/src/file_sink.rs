@@ -1,5 +1,5 @@
 //! Writing restored content into a file: holes kept, large files written
-//! around the page cache, writeback started early.
+//! around the page cache, writeback of large cached pieces started early.
 //!
 //! A restore writes gigabytes that nobody reads back soon. Through the page
 //! cache every byte is copied into freshly allocated kernel pages (measured:
@@ -31,6 +31,14 @@ const ALIGN: usize = 4096;
 /// Granularity of hole detection: runs of zeros this long stay holes.
 const HOLE_BLOCK: usize = 64 << 10;
 
+/// Pieces at least this large that went through the page cache have their
+/// writeback started at once. Smaller ones are left to the kernel's
+/// flusher and the restore's final `syncfs`, which allocate and write many
+/// files in one pass: starting writeback file by file ran ext4's block
+/// allocation and a bio per small file in the restoring thread (measured:
+/// 2 s of a 7.8 s restore of 100 k files).
+const WRITEBACK_FROM: usize = 64 << 10;
+
 /// An open file being filled by a restore.
 pub struct FileSink {
     buffered: File,
@@ -55,27 +63,62 @@ impl AlignedBuf {
 }
 
 impl FileSink {
+    /// Creates a new file at `path` (failing if anything exists there, never
+    /// following a symlink) with permission bits `mode`, to be filled up to
+    /// `size`. A large file is sized at once, so its direct writes land
+    /// inside the file; a small one grows as it is written and gets its
+    /// final size with its metadata.
+    pub fn create(path: &Path, size: u64, mode: u32) -> io::Result<FileSink> {
+        let buffered = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(mode)
+            .open(path)?;
+        if size >= DIRECT_FROM {
+            buffered.set_len(size)?;
+        }
+        Ok(FileSink {
+            direct: Self::direct(path, size),
+            buffered,
+        })
+    }
+
     /// Opens an existing file at `path` (never following a symlink there)
     /// whose final size is `size`.
     pub fn open(path: &Path, size: u64) -> io::Result<FileSink> {
-        let open = |flags| {
-            OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_NOFOLLOW | flags)
-                .open(path)
-        };
-        let buffered = open(0)?;
-        let direct = if size >= DIRECT_FROM {
-            open(libc::O_DIRECT).ok()
-        } else {
-            None
-        };
-        Ok(FileSink { buffered, direct })
+        let buffered = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        Ok(FileSink {
+            direct: Self::direct(path, size),
+            buffered,
+        })
     }
 
-    /// Writes `data` at `offset`, skipping zero blocks: the file was sized
-    /// beforehand, so skipped blocks stay holes and a sparse file stays
-    /// sparse. Then starts writeback of what went through the cache.
+    /// The `O_DIRECT` descriptor of a large file, where the file system allows.
+    fn direct(path: &Path, size: u64) -> Option<File> {
+        (size >= DIRECT_FROM)
+            .then(|| {
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECT)
+                    .open(path)
+                    .ok()
+            })
+            .flatten()
+    }
+
+    /// The file, for its metadata.
+    pub fn file(&self) -> &File {
+        &self.buffered
+    }
+
+    /// Writes `data` at `offset`, skipping zero blocks: skipped blocks stay
+    /// holes (a hole at the end is closed by the file's final size), so a
+    /// sparse file stays sparse. A large piece that went through the page
+    /// cache has its writeback started at once.
     pub fn write_at(
         &mut self,
         data: &[u8],
@@ -97,7 +140,9 @@ impl FileSink {
         if let Some(r) = run {
             self.write_run(&data[r..], offset + r as u64, scratch)?;
         }
-        start_writeback(&self.buffered, offset, data.len());
+        if self.direct.is_none() && data.len() >= WRITEBACK_FROM {
+            start_writeback(&self.buffered, offset, data.len());
+        }
         Ok(())
     }
 
@@ -184,6 +229,32 @@ mod tests {
         drop(sink);
         assert_eq!(std::fs::read(&p).unwrap(), data);
         assert!(std::fs::metadata(&p).unwrap().blocks() * 512 <= 4 * HOLE_BLOCK as u64);
+    }
+
+    #[test]
+    fn create_makes_a_new_file_and_never_follows_or_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        let sink = FileSink::create(&big, DIRECT_FROM * 3, 0o640).unwrap();
+        assert!(sink.direct.is_some());
+        let m = std::fs::metadata(&big).unwrap();
+        assert_eq!(m.len(), DIRECT_FROM * 3, "a large file is sized at once");
+        assert_eq!(m.mode() & 0o777, 0o640 & !current_umask());
+        assert!(FileSink::create(&big, 1, 0o600).is_err(), "exists");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(FileSink::create(&link, 1, 0o600).is_err());
+        assert!(FileSink::open(&link, 1).is_err(), "O_NOFOLLOW");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
+
+    /// Read without changing it (other tests run in parallel).
+    fn current_umask() -> u32 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
     }
 
     #[test]

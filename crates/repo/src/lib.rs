@@ -24,6 +24,7 @@ pub mod file_sink;
 pub mod forget;
 pub mod id;
 pub mod index;
+mod metadata;
 pub mod pack;
 pub mod packer;
 pub mod progress;

@@ -2,11 +2,14 @@
 //! file to a writer.
 //!
 //! Order of work: plan every entry (rejecting unsafe names), refuse up front
-//! if files would be overwritten without `overwrite`, create directories and
-//! empty files, then fill content pack by pack with several threads (each pack
-//! read in few ranged reads, each blob verified), then set metadata (deepest
-//! directories last), then make it all durable with `syncfs` before
-//! reporting success.
+//! if files would be overwritten without `overwrite`, create directories,
+//! then fill content pack by pack with several threads (each pack read in
+//! few ranged reads, each blob verified): a file is created by the first
+//! thread with bytes for it and finished (size, owner, mode, times, through
+//! its descriptor) by the thread that writes its last byte. Then the files
+//! no thread finished (empty ones, damaged ones), hard links and symlinks,
+//! then directories' metadata (deepest first), then make it all durable
+//! with `syncfs` before reporting success.
 //!
 //! Safety: every name is checked (`FileName::is_safe`), so no path leaves
 //! the target; files are created with `O_EXCL|O_NOFOLLOW` and directories are
@@ -15,10 +18,11 @@
 //! files are restored and every affected file is named.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use parking_lot::Mutex;
@@ -28,6 +32,7 @@ use crate::blob;
 use crate::error::{RepoError, Result};
 use crate::file_sink::{AlignedBuf, FileSink};
 use crate::id::Id;
+use crate::metadata::{self, At};
 use crate::progress::Progress;
 use crate::repository::IndexedRepository;
 use crate::snapshot::Snapshot;
@@ -240,54 +245,146 @@ pub fn restore(
             }
         }
     }
-    // Then files, on every core: the first of each hard-link group and every
-    // other file. Symlinks and further hard links come last, so no symlink
-    // from the snapshot exists while anything is created below it.
+    // Then files: the first of each hard-link group and every other file.
+    // Symlinks and further hard links come last, so no symlink from the
+    // snapshot exists while anything is created below it.
     let mut first_of_link: HashMap<(u64, u64), usize> = HashMap::new();
-    let mut creates = vec![];
+    let mut files: Vec<FileJob> = vec![];
     let mut last = vec![]; // (entry, the entry it is a hard link to)
     for (i, e) in entries.iter().enumerate() {
         if e.node.kind == NodeKind::Dir || under_failed(&failed_dirs, &e.rel) {
             continue;
         }
+        let linked = e.node.kind == NodeKind::File && e.node.links > 1 && e.node.inode != 0;
         match e.node.kind {
-            NodeKind::File if e.node.links > 1 && e.node.inode != 0 => {
-                match first_of_link.entry((e.node.device, e.node.inode)) {
-                    std::collections::hash_map::Entry::Occupied(first) => {
-                        last.push((i, Some(*first.get())))
-                    }
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(i);
-                        creates.push(i);
-                    }
+            NodeKind::File if linked => match first_of_link.entry((e.node.device, e.node.inode)) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    last.push((i, Some(*first.get())))
                 }
-            }
-            NodeKind::File => creates.push(i),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i);
+                    files.push(FileJob::new(target.join(&e.rel), i, &e.node));
+                }
+            },
+            NodeKind::File => files.push(FileJob::new(target.join(&e.rel), i, &e.node)),
             _ => last.push((i, None)),
         }
     }
-    let overwrite = opts.overwrite;
-    let created = par_map(&creates, |&i| {
-        let p = target.join(&entries[i].rel);
-        remove_existing(&p, fresh, overwrite).and_then(|()| create_file(&p, entries[i].node.size))
-    });
-    let mut files: Vec<(PathBuf, usize)> = vec![]; // path, entry index
-    let mut failures = vec![];
-    for (&i, r) in creates.iter().zip(created) {
-        match r {
-            Ok(()) => {
-                done[i] = true;
-                summary.files += 1;
-                summary.bytes += entries[i].node.size;
-                files.push((target.join(&entries[i].rel), i));
+    if !fresh {
+        let overwrite = opts.overwrite;
+        let cleared = par_map(&files, |f| remove_existing(&f.path, fresh, overwrite));
+        for (f, r) in files.iter().zip(cleared) {
+            if let Err(e) = r {
+                let _ = f.created.set(Err(e.to_string()));
             }
-            Err(err) => failures.push((i, err)),
         }
     }
+
+    tracing::debug!(elapsed = ?started.elapsed(), "restore: planned files");
+    // Content: group every blob by pack. Each file is created by the first
+    // worker with bytes for it, and finished (size, owner, mode, times, by
+    // descriptor) by the worker that writes its last byte.
+    let mut by_pack: HashMap<u32, HashMap<Id, BlobJob>> = HashMap::new();
+    let mut file_problems: Vec<Option<String>> = vec![None; files.len()];
+    for (fi, f) in files.iter_mut().enumerate() {
+        if f.created.get().is_some() {
+            continue; // could not be cleared
+        }
+        let mut offset = 0u64;
+        for id in &f.node.content {
+            match repo.index().get(id) {
+                Some(loc) => {
+                    let job = by_pack
+                        .entry(loc.pack)
+                        .or_default()
+                        .entry(*id)
+                        .or_insert_with(|| BlobJob {
+                            id: *id,
+                            offset: loc.offset,
+                            length: loc.length,
+                            raw_length: loc.raw_length,
+                            targets: vec![],
+                        });
+                    job.targets.push(Target { file: fi, offset });
+                    offset += u64::from(loc.raw_length);
+                }
+                None => {
+                    file_problems[fi].get_or_insert_with(|| {
+                        format!("blob {} is missing from the repository", id.short())
+                    });
+                    // Unknown length: later blobs of this file cannot be placed.
+                    break;
+                }
+            }
+        }
+        *f.remaining.get_mut() = offset;
+    }
+    let queue: Mutex<Vec<(u32, Vec<BlobJob>)>> = Mutex::new(
+        by_pack
+            .into_iter()
+            .map(|(p, m)| {
+                let mut v: Vec<BlobJob> = m.into_values().collect();
+                v.sort_by_key(|b| b.offset);
+                (p, v)
+            })
+            .collect(),
+    );
+    let problems = Mutex::new(file_problems);
+    let workers = crate::cores() * 2;
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let mut worker = PackWorker::default();
+                loop {
+                    let Some((pack, blobs)) = queue.lock().pop() else {
+                        break;
+                    };
+                    restore_pack(repo, pack, &blobs, &files, &mut worker, &problems, progress);
+                }
+            });
+        }
+    });
+    tracing::debug!(elapsed = ?started.elapsed(), "restore: content written");
+
+    // Files not finished by a content worker (empty, or with a damaged or
+    // missing blob): created if need be, then finished.
+    let unfinished: Vec<usize> = (0..files.len())
+        .filter(|&fi| !files[fi].finished.load(Ordering::Acquire))
+        .collect();
+    let finish_results = par_map(&unfinished, |&fi| {
+        let f = &files[fi];
+        f.sink().map(|sink| f.finish(&sink))
+    });
+    let mut problems = problems.into_inner();
+    for (fi, r) in unfinished.into_iter().zip(finish_results) {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                problems[fi].get_or_insert(e);
+            }
+            Err(e) => {
+                problems[fi].get_or_insert(e);
+            }
+        }
+    }
+    for (fi, f) in files.iter().enumerate() {
+        if matches!(f.created.get(), Some(Ok(()))) {
+            done[f.entry] = true;
+            summary.files += 1;
+            summary.bytes += f.node.size;
+        }
+        if let Some(message) = problems[fi].take() {
+            let rel = entries[f.entry].rel.clone();
+            summary.problems.push(RestoreProblem { path: rel, message });
+        }
+    }
+
+    // Then hard links and symlinks.
+    let mut failures = vec![];
     for (i, link_to) in last {
         let e = &entries[i];
         let p = target.join(&e.rel);
-        let r = remove_existing(&p, fresh, overwrite).and_then(|()| match link_to {
+        let r = remove_existing(&p, fresh, opts.overwrite).and_then(|()| match link_to {
             Some(first) if done[first] => {
                 fs::hard_link(target.join(&entries[first].rel), &p).map(|()| summary.files += 1)
             }
@@ -316,97 +413,26 @@ pub fn restore(
         });
     }
 
-    tracing::debug!(elapsed = ?started.elapsed(), "restore: entries created");
-    // Content: group every blob by pack.
-    let mut by_pack: HashMap<u32, HashMap<Id, BlobJob>> = HashMap::new();
-    let mut file_problems: Vec<Option<String>> = vec![None; files.len()];
-    for (fi, (_, ei)) in files.iter().enumerate() {
-        let mut offset = 0u64;
-        for id in &entries[*ei].node.content {
-            match repo.index().get(id) {
-                Some(loc) => {
-                    let job = by_pack
-                        .entry(loc.pack)
-                        .or_default()
-                        .entry(*id)
-                        .or_insert_with(|| BlobJob {
-                            id: *id,
-                            offset: loc.offset,
-                            length: loc.length,
-                            raw_length: loc.raw_length,
-                            targets: vec![],
-                        });
-                    job.targets.push(Target { file: fi, offset });
-                    offset += u64::from(loc.raw_length);
-                }
-                None => {
-                    file_problems[fi].get_or_insert_with(|| {
-                        format!("blob {} is missing from the repository", id.short())
-                    });
-                    // Unknown length: later blobs of this file cannot be placed.
-                    break;
-                }
-            }
-        }
-    }
-    let queue: Mutex<Vec<(u32, Vec<BlobJob>)>> = Mutex::new(
-        by_pack
-            .into_iter()
-            .map(|(p, m)| {
-                let mut v: Vec<BlobJob> = m.into_values().collect();
-                v.sort_by_key(|b| b.offset);
-                (p, v)
-            })
-            .collect(),
-    );
-    let problems = Mutex::new(file_problems);
-    let sinks: Vec<(&Path, u64)> = files
-        .iter()
-        .map(|(p, i)| (p.as_path(), entries[*i].node.size))
+    // Metadata of symlinks, on every core (hard links share their first's
+    // inode, finished above); then directories, deepest first (writing into
+    // a directory changes its mtime; reversed pre-order puts every child
+    // before its parent).
+    let links: Vec<usize> = (0..entries.len())
+        .filter(|&i| done[i] && entries[i].node.kind == NodeKind::Symlink)
         .collect();
-    let workers = crate::cores() * 2;
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                let mut worker = PackWorker::default();
-                loop {
-                    let Some((pack, blobs)) = queue.lock().pop() else {
-                        break;
-                    };
-                    restore_pack(repo, pack, &blobs, &sinks, &mut worker, &problems, progress);
-                }
-            });
-        }
-    });
-    for (fi, p) in problems.into_inner().into_iter().enumerate() {
-        if let Some(message) = p {
-            let rel = entries[files[fi].1].rel.clone();
-            summary.problems.push(RestoreProblem { path: rel, message });
-        }
-    }
-
-    tracing::debug!(elapsed = ?started.elapsed(), "restore: content written");
-    // Metadata: files and links first, on every core; then directories,
-    // deepest first (writing into a directory changes its mtime; reversed
-    // pre-order puts every child before its parent).
-    let leaves: Vec<usize> = (0..entries.len())
-        .filter(|&i| done[i] && entries[i].node.kind != NodeKind::Dir)
-        .collect();
-    let leaf_results = par_map(&leaves, |&i| {
-        set_metadata(&target.join(&entries[i].rel), &entries[i].node)
+    let link_results = par_map(&links, |&i| {
+        metadata::apply(At::Path(&target.join(&entries[i].rel)), &entries[i].node)
     });
     let dirs = (0..entries.len())
         .rev()
         .filter(|&i| done[i] && entries[i].node.kind == NodeKind::Dir);
     let dir_results: Vec<_> = dirs
         .map(|i| {
-            (
-                i,
-                set_metadata(&target.join(&entries[i].rel), &entries[i].node),
-            )
+            let p = target.join(&entries[i].rel);
+            (i, metadata::apply(At::Path(&p), &entries[i].node))
         })
         .collect();
-    for (i, r) in leaves.into_iter().zip(leaf_results).chain(dir_results) {
+    for (i, r) in links.into_iter().zip(link_results).chain(dir_results) {
         if let Err(err) = r {
             summary.problems.push(RestoreProblem {
                 path: entries[i].rel.clone(),
@@ -421,6 +447,56 @@ pub fn restore(
     summary.problems.sort_by(|a, b| a.path.cmp(&b.path));
     summary.problems.dedup();
     Ok(summary)
+}
+
+/// A file being restored.
+struct FileJob<'a> {
+    path: PathBuf,
+    /// Its entry in the plan.
+    entry: usize,
+    node: &'a Node,
+    /// Set once: created (by the first worker with bytes for it, or at the
+    /// end), or why it could not be.
+    created: OnceLock<std::result::Result<(), String>>,
+    /// Content bytes not yet written.
+    remaining: AtomicU64,
+    /// Size, owner, mode and times set.
+    finished: AtomicBool,
+}
+
+impl<'a> FileJob<'a> {
+    fn new(path: PathBuf, entry: usize, node: &'a Node) -> FileJob<'a> {
+        FileJob {
+            path,
+            entry,
+            node,
+            created: OnceLock::new(),
+            remaining: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    /// The file open for writing, created if nobody has yet.
+    fn sink(&self) -> std::result::Result<FileSink, String> {
+        let mut made = None;
+        let created = self.created.get_or_init(|| {
+            FileSink::create(&self.path, self.node.size, metadata::create_mode(self.node))
+                .map(|s| made = Some(s))
+                .map_err(|e| format!("create: {e}"))
+        });
+        match (created, made) {
+            (Err(e), _) => Err(e.clone()),
+            (Ok(()), Some(sink)) => Ok(sink),
+            (Ok(()), None) => FileSink::open(&self.path, self.node.size)
+                .map_err(|e| format!("open for writing: {e}")),
+        }
+    }
+
+    /// Sets size, owner, mode and times through `sink`.
+    fn finish(&self, sink: &FileSink) -> std::result::Result<(), String> {
+        self.finished.store(true, Ordering::Release);
+        metadata::apply(At::File(sink.file()), self.node).map_err(|e| format!("metadata: {e}"))
+    }
 }
 
 /// What a content thread keeps from pack to pack.
@@ -439,7 +515,7 @@ fn restore_pack(
     repo: &IndexedRepository,
     pack: u32,
     blobs: &[BlobJob],
-    files: &[(&Path, u64)],
+    files: &[FileJob],
     worker: &mut PackWorker,
     problems: &Mutex<Vec<Option<String>>>,
     progress: &dyn Progress,
@@ -501,25 +577,31 @@ fn restore_pack(
             };
             for t in &b.targets {
                 progress.add(plain.len() as u64);
+                let file = &files[t.file];
                 if open.len() > 64 && !open.contains_key(&t.file) {
                     open.clear();
                 }
-                let f = match open.entry(t.file) {
+                let sink = match open.entry(t.file) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        let (path, size) = files[t.file];
-                        match FileSink::open(path, size) {
-                            Ok(f) => v.insert(f),
-                            Err(e) => {
-                                problems.lock()[t.file]
-                                    .get_or_insert_with(|| format!("open for writing: {e}"));
-                                continue;
-                            }
+                    std::collections::hash_map::Entry::Vacant(v) => match file.sink() {
+                        Ok(sink) => v.insert(sink),
+                        Err(e) => {
+                            problems.lock()[t.file].get_or_insert(e);
+                            continue;
+                        }
+                    },
+                };
+                if let Err(e) = sink.write_at(plain, t.offset, aligned) {
+                    problems.lock()[t.file].get_or_insert_with(|| format!("write: {e}"));
+                }
+                let len = plain.len() as u64;
+                if file.remaining.fetch_sub(len, Ordering::AcqRel) == len {
+                    // The last bytes of the file: every other write is done.
+                    if let Some(sink) = open.remove(&t.file) {
+                        if let Err(e) = file.finish(&sink) {
+                            problems.lock()[t.file].get_or_insert(e);
                         }
                     }
-                };
-                if let Err(e) = f.write_at(plain, t.offset, aligned) {
-                    problems.lock()[t.file].get_or_insert_with(|| format!("write: {e}"));
                 }
             }
         }
@@ -591,50 +673,6 @@ fn remove_existing(p: &Path, fresh: bool, overwrite: bool) -> std::io::Result<()
         )),
         Err(_) => Ok(()),
     }
-}
-
-fn create_file(p: &Path, size: u64) -> std::io::Result<()> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(p)?;
-    f.set_len(size)
-}
-
-fn set_metadata(p: &Path, node: &Node) -> std::io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::other("path contains NUL"))?;
-    // SAFETY: c is a valid NUL-terminated path; the calls only read it.
-    unsafe {
-        if libc::geteuid() == 0 && libc::lchown(c.as_ptr(), node.uid, node.gid) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    if node.kind != NodeKind::Symlink {
-        fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(node.mode))?;
-    }
-    let ts = |ns: i64| libc::timespec {
-        tv_sec: ns.div_euclid(1_000_000_000),
-        tv_nsec: ns.rem_euclid(1_000_000_000),
-    };
-    let times = [ts(node.atime_ns), ts(node.mtime_ns)];
-    // SAFETY: valid path and a two-element timespec array as utimensat requires.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Makes everything written under `dir` durable: one `syncfs` for the whole

@@ -49,6 +49,16 @@ fn rich_tree(root: &Path) {
     f.seek(SeekFrom::Start(40 << 20)).unwrap();
     f.write_all(&random_bytes(4096, 2)).unwrap();
     drop(f);
+    // Small files whose end is a hole, or that are nothing but zeros: the
+    // restore never writes their last blocks, yet their size must be whole.
+    let mut tail = random_bytes(100 << 10, 3);
+    tail.resize(300 << 10, 0);
+    fs::write(root.join("dir/zero-tail.bin"), &tail).unwrap();
+    fs::write(root.join("dir/all-zeros.bin"), vec![0u8; 200 << 10]).unwrap();
+    // Read-only for everyone, yet restored with its content.
+    let readonly = root.join("dir/read-only.dat");
+    fs::write(&readonly, random_bytes(3 << 20, 4)).unwrap();
+    fs::set_permissions(&readonly, fs::Permissions::from_mode(0o444)).unwrap();
     // A name that is not UTF-8.
     let weird = std::ffi::OsStr::from_bytes(b"caf\xe9-latin1.txt");
     fs::write(root.join("dir").join(weird), b"latin-1 name").unwrap();
