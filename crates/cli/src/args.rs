@@ -145,6 +145,11 @@ pub struct BackupArgs {
     /// Read every file, even unchanged ones.
     #[arg(long, conflicts_with = "parent")]
     pub force: bool,
+    /// Record access times too. Off by default: reading a directory
+    /// changes its atime, so every backup would store every directory
+    /// listing again; without them a restore sets atime to mtime.
+    #[arg(long)]
+    pub with_atime: bool,
 }
 
 /// `snapshots`.

@@ -32,8 +32,8 @@ pub(crate) fn create_mode(node: &Node) -> u32 {
 }
 
 /// Gives the entry at `at` the size (regular files by descriptor only),
-/// owner (when running as root), mode and times of `node`, changing only
-/// what differs. Times come last: the other changes would not touch them,
+/// owner (when running as root), mode and times of `node` (its mtime as
+/// atime when no atime was recorded), changing only what differs. Times come last: the other changes would not touch them,
 /// but a write still in flight would.
 pub(crate) fn apply(at: At<'_>, node: &Node) -> io::Result<()> {
     let path = match at {
@@ -97,7 +97,12 @@ pub(crate) fn apply(at: At<'_>, node: &Node) -> io::Result<()> {
         tv_sec: ns.div_euclid(1_000_000_000),
         tv_nsec: ns.rem_euclid(1_000_000_000),
     };
-    let times = [ts(node.atime_ns), ts(node.mtime_ns)];
+    let atime = if node.atime_ns != 0 {
+        node.atime_ns
+    } else {
+        node.mtime_ns // not recorded
+    };
+    let times = [ts(atime), ts(node.mtime_ns)];
     check(match at {
         // SAFETY: a two-element timespec array as futimens requires.
         At::File(f) => unsafe { libc::futimens(f.as_raw_fd(), times.as_ptr()) },

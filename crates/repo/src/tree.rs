@@ -116,8 +116,10 @@ pub struct Node {
     pub gid: u32,
     /// Modification time, ns since the epoch.
     pub mtime_ns: i64,
-    /// Access time, ns since the epoch.
-    #[serde(default)]
+    /// Access time, ns since the epoch; 0 (and absent from the tree) when
+    /// not recorded, as by default. A restore then gives the entry its
+    /// mtime as atime.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub atime_ns: i64,
     /// Status change time, ns since the epoch (used to detect changes).
     #[serde(default)]
@@ -143,6 +145,10 @@ pub struct Node {
     /// Link target (symlinks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_target: Option<FileName>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// A directory's entries.

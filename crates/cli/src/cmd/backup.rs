@@ -45,6 +45,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         parent,
         no_parent: a.force,
         source_meta: None,
+        with_atime: a.with_atime,
     };
     let source = if a.stdin {
         BackupSource::Stream {

@@ -124,6 +124,75 @@ fn round_trip_preserves_every_kind_of_metadata() {
     );
 }
 
+/// Sets an entry's atime, keeping its mtime (`File::set_times` works on
+/// directories too, opened read-only).
+fn set_atime(p: &Path, secs: u64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let f = fs::File::open(p).unwrap();
+    f.set_times(fs::FileTimes::new().set_accessed(t)).unwrap();
+}
+
+fn root_tree(env: &Env, snap: &str) -> String {
+    let list = env.json(&["snapshots"], 0);
+    let s = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == snap)
+        .unwrap();
+    s["snapshot"]["tree"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn access_times_are_recorded_only_when_asked() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("dir/sub")).unwrap();
+    fs::write(src.join("dir/sub/file"), b"content").unwrap();
+    set_mtime(&src.join("dir/sub/file"), 1_000_000_000_000_000_000);
+    // Old access times (this changes ctime: before the first backup).
+    for p in ["dir/sub/file", "dir/sub", "dir"] {
+        set_atime(&src.join(p), 1_200_000_000);
+    }
+    let first = env.json(&["backup", src.to_str().unwrap()], 0);
+    let first = first["snapshot_id"].as_str().unwrap().to_string();
+    // Reading a directory or a file changes its atime (relatime: an atime
+    // older than a day is updated) and nothing else.
+    fs::read(src.join("dir/sub/file")).unwrap();
+    fs::read_dir(src.join("dir/sub")).unwrap().for_each(drop);
+    fs::read_dir(src.join("dir")).unwrap().for_each(drop);
+    for p in ["dir/sub/file", "dir/sub", "dir"] {
+        let atime = fs::metadata(src.join(p)).unwrap().atime();
+        assert!(atime > 1_200_000_000, "{p}: reading updated its atime");
+    }
+    let second = env.json(&["backup", src.to_str().unwrap()], 0);
+    let second = second["snapshot_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        root_tree(&env, &first),
+        root_tree(&env, &second),
+        "no tree is stored again because something was read"
+    );
+    let target = env.path("restored");
+    env.ok(&["restore", &second, "--target", target.to_str().unwrap()]);
+    let m = fs::metadata(target.join("src/dir/sub/file")).unwrap();
+    assert_eq!(m.atime(), 1_000_000_000, "atime not recorded: mtime");
+
+    let third = env.json(&["backup", "--with-atime", src.to_str().unwrap()], 0);
+    let third = third["snapshot_id"].as_str().unwrap().to_string();
+    assert_ne!(root_tree(&env, &first), root_tree(&env, &third));
+    let target = env.path("restored-with-atime");
+    env.ok(&["restore", &third, "--target", target.to_str().unwrap()]);
+    for p in ["dir/sub/file", "dir/sub", "dir"] {
+        let restored = fs::metadata(target.join("src").join(p)).unwrap();
+        let source = fs::metadata(src.join(p)).unwrap();
+        assert_eq!(
+            (restored.atime(), restored.atime_nsec()),
+            (source.atime(), source.atime_nsec()),
+            "{p}"
+        );
+    }
+}
+
 #[test]
 fn incremental_backups_each_restore_their_own_state() {
     let env = Env::new();
