@@ -190,6 +190,7 @@ fn node_from_meta(name: FileName, kind: NodeKind, m: &Metadata, with_atime: bool
         content: vec![],
         subtree: None,
         link_target: None,
+        xattrs: vec![],
     }
 }
 
@@ -231,6 +232,18 @@ impl Walker<'_> {
         });
     }
 
+    /// The node for the entry at `path`, with its extended attributes (an
+    /// entry whose attributes cannot be read is kept without them, with a
+    /// warning).
+    fn node(&mut self, path: &Path, name: FileName, kind: NodeKind, meta: &Metadata) -> Node {
+        let mut node = node_from_meta(name, kind, meta, self.with_atime);
+        match crate::xattr::read(path) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => self.warn(path, format!("extended attributes not saved: {e}")),
+        }
+        node
+    }
+
     fn load_parent_tree(&mut self, id: Option<Id>) -> Option<Arc<Tree>> {
         let id = id?;
         match self.repo.load_tree(&id) {
@@ -260,7 +273,7 @@ impl Walker<'_> {
         let ft = meta.file_type();
         let slot = self.nodes.len();
         if ft.is_file() {
-            let mut node = node_from_meta(name, NodeKind::File, meta, self.with_atime);
+            let mut node = self.node(path, name, NodeKind::File, meta);
             self.counts.bytes_total += node.size;
             let unchanged = parent.filter(|p| {
                 p.kind == NodeKind::File
@@ -312,7 +325,7 @@ impl Walker<'_> {
                     return Ok(None);
                 }
             };
-            let mut node = node_from_meta(name, NodeKind::Symlink, meta, self.with_atime);
+            let mut node = self.node(path, name, NodeKind::Symlink, meta);
             node.link_target = Some(FileName::from(target.as_os_str()));
             self.nodes.push(Pending {
                 node,
@@ -321,7 +334,7 @@ impl Walker<'_> {
             });
         } else if ft.is_dir() {
             self.counts.dirs += 1;
-            let node = node_from_meta(name, NodeKind::Dir, meta, self.with_atime);
+            let node = self.node(path, name, NodeKind::Dir, meta);
             self.nodes.push(Pending {
                 node,
                 children: vec![],
@@ -649,6 +662,7 @@ pub fn backup(
                         content,
                         subtree: None,
                         link_target: None,
+                        xattrs: vec![],
                     },
                     children: vec![],
                     skip: false,

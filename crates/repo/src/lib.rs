@@ -35,6 +35,7 @@ pub mod restorer;
 pub mod scan;
 pub mod snapshot;
 pub mod tree;
+mod xattr;
 
 pub use error::{RepoError, Result};
 

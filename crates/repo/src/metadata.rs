@@ -1,4 +1,4 @@
-//! Owner, mode, size and times of restored entries.
+//! Owner, extended attributes, mode, size and times of restored entries.
 //!
 //! Every change of an inode's attributes is a journalled update, and every
 //! call by path walks the path again: for a restore of 100 k small files
@@ -32,8 +32,9 @@ pub(crate) fn create_mode(node: &Node) -> u32 {
 }
 
 /// Gives the entry at `at` the size (regular files by descriptor only),
-/// owner (when running as root), mode and times of `node` (its mtime as
-/// atime when no atime was recorded), changing only what differs. Times come last: the other changes would not touch them,
+/// owner (when running as root), extended attributes, mode and times of
+/// `node` (its mtime as atime when no atime was recorded), changing only
+/// what differs. Times come last: the other changes would not touch them,
 /// but a write still in flight would.
 pub(crate) fn apply(at: At<'_>, node: &Node) -> io::Result<()> {
     let path = match at {
@@ -80,6 +81,8 @@ pub(crate) fn apply(at: At<'_>, node: &Node) -> io::Result<()> {
         // chown clears set-id bits: look at the mode afresh.
         st.st_mode = 0;
     }
+    // After chown, which clears file capabilities.
+    crate::xattr::write(&at, &node.xattrs, root)?;
     let mode = node.mode & 0o7777;
     if node.kind != NodeKind::Symlink && st.st_mode & 0o7777 != mode {
         check(match at {
@@ -142,6 +145,7 @@ mod tests {
             content: vec![],
             subtree: None,
             link_target: None,
+            xattrs: vec![],
         }
     }
 

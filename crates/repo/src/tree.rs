@@ -58,34 +58,58 @@ impl From<&str> for FileName {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-enum NameRepr {
-    Utf8(String),
-    Bytes { bytes: String },
+/// Bytes in JSON: a string when they are UTF-8, else `{"bytes": "<hex>"}`.
+/// Names and extended attribute values are written this way.
+mod bytes_repr {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Utf8(String),
+        Bytes { bytes: String },
+    }
+
+    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(b) {
+            Ok(u) => Repr::Utf8(u.to_string()).serialize(s),
+            Err(_) => Repr::Bytes {
+                bytes: hex::encode(b),
+            }
+            .serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Utf8(s) => Ok(s.into_bytes()),
+            Repr::Bytes { bytes } => hex::decode(bytes).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 impl Serialize for FileName {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match std::str::from_utf8(&self.0) {
-            Ok(u) => NameRepr::Utf8(u.to_string()).serialize(s),
-            Err(_) => NameRepr::Bytes {
-                bytes: hex::encode(&self.0),
-            }
-            .serialize(s),
-        }
+        bytes_repr::serialize(&self.0, s)
     }
 }
 
 impl<'de> Deserialize<'de> for FileName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match NameRepr::deserialize(d)? {
-            NameRepr::Utf8(s) => Ok(FileName(s.into_bytes())),
-            NameRepr::Bytes { bytes } => hex::decode(bytes)
-                .map(FileName)
-                .map_err(serde::de::Error::custom),
-        }
+        bytes_repr::deserialize(d).map(FileName)
     }
+}
+
+/// An extended attribute of an entry (POSIX ACLs, file capabilities and
+/// security labels are extended attributes too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    /// Name with its namespace: `user.origin`, `security.capability`,
+    /// `system.posix_acl_access`.
+    pub name: FileName,
+    /// Value, written like a name (a string when UTF-8, else hex bytes).
+    #[serde(with = "bytes_repr")]
+    pub value: Vec<u8>,
 }
 
 /// What kind of entry a node is.
@@ -145,6 +169,9 @@ pub struct Node {
     /// Link target (symlinks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_target: Option<FileName>,
+    /// Extended attributes, sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -219,6 +246,16 @@ mod tests {
             content: vec![Id([1; 32])],
             subtree: None,
             link_target: Some(FileName(vec![0xff, b'x'])),
+            xattrs: vec![
+                Xattr {
+                    name: FileName::from("security.capability"),
+                    value: vec![1, 0, 0, 2, 0x20, 0xff],
+                },
+                Xattr {
+                    name: FileName::from("user.origin"),
+                    value: b"text value".to_vec(),
+                },
+            ],
         }
     }
 

@@ -48,6 +48,7 @@ fn node(name: &[u8], kind: NodeKind) -> Node {
         content: vec![],
         subtree: None,
         link_target: None,
+        xattrs: vec![],
     }
 }
 

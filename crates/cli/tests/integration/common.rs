@@ -141,6 +141,8 @@ pub struct Entry {
     pub content: String,
     /// For a hard-linked file: the first path (in sorted order) sharing its inode.
     pub link_group: Option<PathBuf>,
+    /// Extended attributes (name, value), sorted.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 pub type Manifest = BTreeMap<PathBuf, Entry>;
@@ -185,10 +187,60 @@ pub fn manifest(root: &Path) -> Manifest {
                 size: if kind == 'f' { meta.len() } else { 0 },
                 content,
                 link_group,
+                xattrs: xattrs(&p),
             },
         );
     }
     m
+}
+
+/// The extended attributes of the entry at `p` (a symlink's own), sorted.
+pub fn xattrs(p: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 64 << 10];
+    // SAFETY: valid path, buffer valid for its length.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    assert!(n >= 0, "llistxattr {}", p.display());
+    names.truncate(n as usize);
+    let mut out = vec![];
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let cn = CString::new(name).unwrap();
+        let mut v = vec![0u8; 64 << 10];
+        // SAFETY: as above.
+        let n = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        assert!(n >= 0, "lgetxattr {}", p.display());
+        v.truncate(n as usize);
+        out.push((name.to_vec(), v));
+    }
+    out.sort();
+    out
+}
+
+/// Sets an extended attribute on `p` (following symlinks).
+pub fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    // SAFETY: valid path and name, value valid for its length.
+    let rc = unsafe {
+        libc::setxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name} on {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
