@@ -13,7 +13,8 @@ use serde::Serialize;
 pub struct Output {
     /// One JSON document on stdout.
     pub json: bool,
-    /// No progress, less text.
+    /// No progress bars and no summaries: only problems (and listings,
+    /// which are the result itself).
     pub quiet: bool,
 }
 
@@ -39,6 +40,30 @@ impl Output {
         }
         out.flush()?;
         Ok(())
+    }
+
+    /// Prints the outcome of an action (init, backup, restore, check,
+    /// forget, prune, key changes): `value` as JSON; otherwise each of
+    /// `problems` as a line on stderr, always (so a `--quiet` job run from
+    /// cron says nothing unless something is wrong), and the `summary` on
+    /// stdout unless `--quiet`.
+    pub fn outcome<T: Serialize>(
+        &self,
+        value: &T,
+        problems: &[String],
+        summary: impl FnOnce() -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            return self.print(value, String::new);
+        }
+        let mut err = std::io::stderr().lock();
+        for p in problems {
+            writeln!(err, "{p}")?;
+        }
+        if self.quiet {
+            return Ok(());
+        }
+        self.print(value, summary)
     }
 
     /// A progress bar for byte-counted work, hidden unless stderr is a terminal.

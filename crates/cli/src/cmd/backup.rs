@@ -76,14 +76,19 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         duration_seconds: s.duration_seconds,
         warnings: &outcome.warnings,
     };
-    ctx.out.print(&doc, || {
-        if ctx.out.quiet {
-            return String::new();
-        }
+    let mut problems: Vec<String> = outcome
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {}: {}", w.path.display(), w.message))
+        .collect();
+    if !problems.is_empty() {
+        problems.push(format!(
+            "{} entries could not be backed up whole (listed above); the snapshot was saved without what is missing",
+            problems.len()
+        ));
+    }
+    ctx.out.outcome(&doc, &problems, || {
         let mut t = String::new();
-        for w in &outcome.warnings {
-            t += &format!("warning: {}: {}\n", w.path.display(), w.message);
-        }
         let rate = s.bytes_read as f64 / s.duration_seconds.max(1e-3);
         t += &format!(
             "Files:     {} new, {} changed, {} unmodified\nDirs:      {}\nAdded:     {} ({} stored)\nProcessed: {} in {:.1}s, read {} ({}/s)\nsnapshot {} saved\n",
@@ -99,9 +104,6 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             ui::bytes(rate as u64),
             outcome.id.short()
         );
-        if !outcome.warnings.is_empty() {
-            t += &format!("{} entries could not be read (listed above); the snapshot was saved without them\n", outcome.warnings.len());
-        }
         t
     })?;
     Ok(if outcome.warnings.is_empty() {

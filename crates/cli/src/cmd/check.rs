@@ -17,15 +17,17 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
     let bar = ctx.out.bar("check");
     let report = check::check(repo, CheckOptions { read_data }, &bar)?;
     drop(bar);
-    ctx.out.print(&report, || {
-        let mut t = String::new();
-        for w in &report.warnings {
-            t += &format!("warning: {w}\n");
-        }
-        for e in &report.errors {
-            t += &format!("error: {e}\n");
-        }
-        t += &format!(
+    let mut problems: Vec<String> = report
+        .warnings
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .chain(report.errors.iter().map(|e| format!("error: {e}")))
+        .collect();
+    if !report.is_ok() {
+        problems.push("the repository has errors (listed above)".into());
+    }
+    ctx.out.outcome(&report, &problems, || {
+        let mut t = format!(
             "checked {} snapshots, {} trees, {} packs ({} blobs){}\n",
             report.snapshots,
             report.trees,
@@ -41,11 +43,9 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
                 String::new()
             }
         );
-        t += if report.is_ok() {
-            "no errors were found\n"
-        } else {
-            "the repository has errors (listed above)\n"
-        };
+        if report.is_ok() {
+            t += "no errors were found\n";
+        }
         t
     })?;
     Ok(if report.is_ok() {

@@ -91,7 +91,7 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         None
     };
     let doc = json!({ "forget": doc, "prune": prune_report });
-    ctx.out.print(&doc, || {
+    ctx.out.outcome(&doc, &[], || {
         if let Some(r) = &prune_report {
             human += &prune_text(r);
         }
@@ -139,6 +139,6 @@ fn prune_text(r: &PruneReport) -> String {
 pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
     let repo = ctx.open()?;
     let r = run_prune(ctx, repo, &a.opts, a.dry_run)?;
-    ctx.out.print(&r, || prune_text(&r))?;
+    ctx.out.outcome(&r, &[], || prune_text(&r))?;
     Ok(exit::SUCCESS)
 }

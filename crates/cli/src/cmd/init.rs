@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx, a: InitArgs) -> Result<u8> {
     };
     let repo = Repository::init(store, pw.bytes(), opts)?;
     let doc = json!({ "id": repo.config().id, "location": repo.location(), "version": repo.config().version });
-    ctx.out.print(&doc, || {
+    ctx.out.outcome(&doc, &[], || {
         format!(
             "created lifeboat repository {} at {}\n\nKeep the password safe: without it the data cannot be recovered.\n",
             repo.config().id,

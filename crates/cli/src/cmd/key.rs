@@ -32,20 +32,20 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<u8> {
         KeyCommand::Add(a) => {
             let pw = new_pw(a.new_password_file.as_deref())?;
             let id = repo.add_key(pw.bytes(), kdf_params())?;
-            ctx.out.print(&json!({ "added": id }), || {
+            ctx.out.outcome(&json!({ "added": id }), &[], || {
                 format!("added key {}\n", &id[..8])
             })?;
         }
         KeyCommand::Remove { id } => {
             let removed = repo.remove_key(&id)?;
-            ctx.out.print(&json!({ "removed": removed }), || {
+            ctx.out.outcome(&json!({ "removed": removed }), &[], || {
                 format!("removed key {}\n", &removed[..8])
             })?;
         }
         KeyCommand::Passwd(a) => {
             let pw = new_pw(a.new_password_file.as_deref())?;
             let id = repo.change_password(pw.bytes(), kdf_params())?;
-            ctx.out.print(&json!({ "new_key": id }), || {
+            ctx.out.outcome(&json!({ "new_key": id }), &[], || {
                 format!("password changed; the key is now {}\n", &id[..8])
             })?;
         }

@@ -21,30 +21,28 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     drop(bar);
     let secs = start.elapsed().as_secs_f64();
     let doc = json!({ "snapshot_id": id, "target": a.target, "duration_seconds": secs, "summary": summary });
-    ctx.out.print(&doc, || {
-        let mut t = String::new();
-        for p in &summary.problems {
-            t += &format!("error: {}: {}\n", p.path.display(), p.message);
-        }
-        if !ctx.out.quiet {
-            t += &format!(
-                "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {:.1}s\n",
-                id.short(),
-                a.target.display(),
-                summary.files,
-                summary.dirs,
-                summary.symlinks,
-                ui::bytes(summary.bytes),
-                secs
-            );
-        }
-        if !summary.problems.is_empty() {
-            t += &format!(
-                "{} path(s) could not be restored whole (listed above)\n",
-                summary.problems.len()
-            );
-        }
-        t
+    let mut problems: Vec<String> = summary
+        .problems
+        .iter()
+        .map(|p| format!("error: {}: {}", p.path.display(), p.message))
+        .collect();
+    if !problems.is_empty() {
+        problems.push(format!(
+            "{} path(s) could not be restored whole (listed above)",
+            problems.len()
+        ));
+    }
+    ctx.out.outcome(&doc, &problems, || {
+        format!(
+            "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {:.1}s\n",
+            id.short(),
+            a.target.display(),
+            summary.files,
+            summary.dirs,
+            summary.symlinks,
+            ui::bytes(summary.bytes),
+            secs
+        )
     })?;
     Ok(if summary.problems.is_empty() {
         exit::SUCCESS

@@ -155,6 +155,52 @@ fn a_relative_repository_path_works_and_errors_name_each_cause_once() {
 }
 
 #[test]
+fn quiet_actions_say_nothing_unless_something_is_wrong() {
+    let env = Env::empty();
+    let silent = |args: &[&str], want: i32| {
+        let out = env.run(args);
+        assert_eq!(code(&out), want, "{args:?}: {}", text(&out));
+        assert!(out.stdout.is_empty(), "{args:?} printed: {}", text(&out));
+        out
+    };
+    let out = silent(&["init", "-q"], 0);
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("file"), b"data").unwrap();
+    silent(&["backup", "-q", src.to_str().unwrap()], 0);
+    // A problem is still reported, on stderr, even with -q.
+    assert!(std::process::Command::new("mkfifo")
+        .arg(src.join("a-fifo"))
+        .status()
+        .unwrap()
+        .success());
+    let out = silent(&["backup", "-q", src.to_str().unwrap()], 3);
+    let err = stderr(&out);
+    assert!(err.contains("warning: ") && err.contains("a-fifo"), "{err}");
+    let target = env.path("restored");
+    let out = silent(
+        &[
+            "restore",
+            "-q",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+    assert_eq!(fs::read(target.join("src/file")).unwrap(), b"data");
+    silent(&["check", "-q", "--read-data"], 0);
+    silent(&["forget", "-q", "--keep-last", "1"], 0);
+    // Listings are the result itself: printed with -q too.
+    let out = env.ok(&["snapshots", "-q"]);
+    assert!(!out.stdout.is_empty());
+    let out = env.ok(&["ls", "-q", "latest"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("file"));
+}
+
+#[test]
 fn wrong_password_fails_cleanly_and_writes_nothing() {
     let env = Env::new();
     let src = env.path("src");
