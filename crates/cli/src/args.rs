@@ -52,7 +52,9 @@ pub struct Global {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Print less: no progress bars, no summaries.
+    /// Quiet: no progress bars, and actions (backup, restore, check, forget,
+    /// prune, init, key changes) print nothing but problems, on stderr.
+    /// Listings still print.
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Log more (repeat for debug logs) to stderr.
