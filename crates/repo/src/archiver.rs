@@ -220,6 +220,8 @@ struct Walker<'r> {
     progress: &'r dyn Progress,
     /// Record access times ([`BackupOptions::with_atime`]).
     with_atime: bool,
+    /// The parent snapshot's nodes record extended attributes.
+    parent_xattrs: bool,
 }
 
 impl Walker<'_> {
@@ -234,12 +236,32 @@ impl Walker<'_> {
 
     /// The node for the entry at `path`, with its extended attributes (an
     /// entry whose attributes cannot be read is kept without them, with a
-    /// warning).
-    fn node(&mut self, path: &Path, name: FileName, kind: NodeKind, meta: &Metadata) -> Node {
+    /// warning). They are taken from the parent snapshot's node when that
+    /// snapshot recorded them and the inode and its ctime are the same:
+    /// setting or removing an attribute changes the ctime, so they cannot
+    /// differ (this saves a call per entry, a quarter of a backup with no
+    /// change).
+    fn node(
+        &mut self,
+        path: &Path,
+        name: FileName,
+        kind: NodeKind,
+        meta: &Metadata,
+        parent: Option<&Node>,
+    ) -> Node {
         let mut node = node_from_meta(name, kind, meta, self.with_atime);
-        match crate::xattr::read(path) {
-            Ok(x) => node.xattrs = x,
-            Err(e) => self.warn(path, format!("extended attributes not saved: {e}")),
+        let same_inode = parent.filter(|p| {
+            self.parent_xattrs
+                && p.kind == kind
+                && p.inode == node.inode
+                && p.ctime_ns == node.ctime_ns
+        });
+        match same_inode {
+            Some(p) => node.xattrs = p.xattrs.clone(),
+            None => match crate::xattr::read(path) {
+                Ok(x) => node.xattrs = x,
+                Err(e) => self.warn(path, format!("extended attributes not saved: {e}")),
+            },
         }
         node
     }
@@ -273,7 +295,7 @@ impl Walker<'_> {
         let ft = meta.file_type();
         let slot = self.nodes.len();
         if ft.is_file() {
-            let mut node = self.node(path, name, NodeKind::File, meta);
+            let mut node = self.node(path, name, NodeKind::File, meta, parent);
             self.counts.bytes_total += node.size;
             let unchanged = parent.filter(|p| {
                 p.kind == NodeKind::File
@@ -325,7 +347,7 @@ impl Walker<'_> {
                     return Ok(None);
                 }
             };
-            let mut node = self.node(path, name, NodeKind::Symlink, meta);
+            let mut node = self.node(path, name, NodeKind::Symlink, meta, parent);
             node.link_target = Some(FileName::from(target.as_os_str()));
             self.nodes.push(Pending {
                 node,
@@ -334,7 +356,7 @@ impl Walker<'_> {
             });
         } else if ft.is_dir() {
             self.counts.dirs += 1;
-            let node = self.node(path, name, NodeKind::Dir, meta);
+            let node = self.node(path, name, NodeKind::Dir, meta, parent);
             self.nodes.push(Pending {
                 node,
                 children: vec![],
@@ -550,12 +572,12 @@ pub fn backup(
             .find(|(_, s)| s.group_key() == (host.clone(), key_paths.clone()))
             .map(|(id, _)| id)
     };
-    let parent_root = match parent {
+    let (parent_root, parent_xattrs) = match parent {
         Some(p) => {
             let s: Snapshot = repo.load_json(lifeboat_store::Kind::Snapshot, &p.to_hex())?;
-            Some(s.tree)
+            (Some(s.tree), s.xattrs)
         }
-        None => None,
+        None => (None, false),
     };
 
     let chunker = Chunker::new(repo.config().chunker, repo.key().chunker_seed());
@@ -625,6 +647,7 @@ pub fn backup(
             saver: &saver,
             progress,
             with_atime: opts.with_atime,
+            parent_xattrs,
         };
         let mut walk_result = Ok(vec![]);
         if let Some((name, reader)) = stream {
@@ -767,6 +790,7 @@ pub fn backup(
         program_version: concat!("lifeboat ", env!("CARGO_PKG_VERSION")).to_string(),
         summary: Some(summary),
         source: opts.source_meta.clone(),
+        xattrs: true,
     };
     drop(saver);
     repo.add_written_packs(&packs);

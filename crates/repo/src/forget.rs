@@ -213,6 +213,7 @@ mod tests {
                 program_version: String::new(),
                 summary: None,
                 source: None,
+                xattrs: false,
             },
         )
     }

@@ -67,6 +67,11 @@ pub struct Snapshot {
     /// Source-specific metadata (a database's LSN range, a dump's format …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<serde_json::Value>,
+    /// Whether every node records its extended attributes (absent or false
+    /// in snapshots of builds that did not read them): a backup takes an
+    /// unchanged entry's attributes from its parent only when this is true.
+    #[serde(default)]
+    pub xattrs: bool,
 }
 
 impl Snapshot {

@@ -98,6 +98,7 @@ fn snapshot_of(tree: Id) -> Snapshot {
         program_version: String::new(),
         summary: None,
         source: None,
+        xattrs: false,
     }
 }
 

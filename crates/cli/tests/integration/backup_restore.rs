@@ -215,6 +215,41 @@ fn access_times_are_recorded_only_when_asked() {
 }
 
 #[test]
+fn changed_extended_attributes_are_seen_by_the_next_backup() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("dir/file"), b"same content").unwrap();
+    fs::write(src.join("dir/untouched"), b"other").unwrap();
+    set_xattr(&src.join("dir/file"), "user.state", b"before");
+    set_xattr(&src.join("dir"), "user.state", b"before");
+    set_xattr(&src.join("dir/untouched"), "user.kept", b"kept");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    // Only the attributes change (and with them the ctime): content and
+    // mtime stay, and the untouched file's attributes come from the parent.
+    set_xattr(&src.join("dir/file"), "user.state", b"after");
+    set_xattr(&src.join("dir/file"), "user.added", b"new");
+    set_xattr(&src.join("dir"), "user.state", b"after");
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let target = env.path("restored");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    for p in ["dir", "dir/file", "dir/untouched"] {
+        assert_eq!(
+            xattrs(&target.join("src").join(p)),
+            xattrs(&src.join(p)),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        xattrs(&target.join("src/dir/file")),
+        vec![
+            (b"user.added".to_vec(), b"new".to_vec()),
+            (b"user.state".to_vec(), b"after".to_vec())
+        ]
+    );
+}
+
+#[test]
 fn incremental_backups_each_restore_their_own_state() {
     let env = Env::new();
     let src = env.path("data");
