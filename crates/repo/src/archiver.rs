@@ -582,7 +582,10 @@ pub fn backup(
 
     let chunker = Chunker::new(repo.config().chunker, repo.key().chunker_seed());
     let repo_ref: &IndexedRepository = repo;
-    let saver = BlobSaver::new(repo_ref, repo_ref.index());
+    let mut saver = BlobSaver::new(repo_ref, repo_ref.index());
+    if stream.is_some() {
+        saver.keep_large_buffers();
+    }
     let readers = crate::cores();
 
     let busy = AtomicUsize::new(0);
