@@ -84,6 +84,14 @@ impl Output {
     }
 }
 
+/// `problems`, closed by the line `closing(count)` when there are any.
+pub fn listed(mut problems: Vec<String>, closing: impl FnOnce(usize) -> String) -> Vec<String> {
+    if !problems.is_empty() {
+        problems.push(closing(problems.len()));
+    }
+    problems
+}
+
 fn spinner_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner} {msg} {bytes} ({binary_bytes_per_sec}) {elapsed}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())

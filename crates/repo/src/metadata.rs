@@ -24,6 +24,11 @@ pub(crate) enum At<'a> {
     Path(&'a Path),
 }
 
+/// A NUL-terminated copy of `path` for system calls.
+pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains NUL"))
+}
+
 /// The permission bits a new file is created with: its final bits (no
 /// set-id or sticky bits, which a later `chown` would clear) and always
 /// writable by its owner, so another writer can open it too.
@@ -38,10 +43,7 @@ pub(crate) fn create_mode(node: &Node) -> u32 {
 /// but a write still in flight would.
 pub(crate) fn apply(at: At<'_>, node: &Node) -> io::Result<()> {
     let path = match at {
-        At::Path(p) => Some(
-            CString::new(p.as_os_str().as_bytes())
-                .map_err(|_| io::Error::other("path contains NUL"))?,
-        ),
+        At::Path(p) => Some(c_path(p)?),
         At::File(_) => None,
     };
     let fd = match at {

@@ -88,7 +88,7 @@ impl<'a> BlobSaver<'a> {
             jobs_rx: Mutex::new(Some(rx)),
             packer: Mutex::new(None),
             spare: Mutex::new(Vec::new()),
-            spare_max: 2 * repo.config().chunker.avg_size as usize,
+            spare_max: typical_chunk(repo),
             upload: RwLock::new(Some(upload_tx)),
             upload_rx: Mutex::new(Some(upload_rx)),
             failed: AtomicBool::new(false),
@@ -151,7 +151,7 @@ impl<'a> BlobSaver<'a> {
                 self.add_to_pack(kind, id, stored, data.len() as u32)?;
             }
             None => {
-                let typical = self.typical_chunk();
+                let typical = typical_chunk(self.repo);
                 let mut copy = self.spare.lock().pop().unwrap_or_default();
                 copy.clear();
                 copy.reserve(typical.max(data.len()));
@@ -201,11 +201,6 @@ impl<'a> BlobSaver<'a> {
     /// leave large buffers resident for the rest of the run.
     pub fn keep_large_buffers(&mut self) {
         self.spare_max = self.repo.config().chunker.max_size as usize;
-    }
-
-    /// Twice the average chunk: most chunks fit a buffer of this size.
-    fn typical_chunk(&self) -> usize {
-        2 * self.repo.config().chunker.avg_size as usize
     }
 
     /// Appends an encoded blob to the open pack; a full pack goes to the
@@ -274,6 +269,11 @@ impl<'a> BlobSaver<'a> {
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
     }
+}
+
+/// Twice the average chunk: most chunks fit a buffer of this size.
+fn typical_chunk(repo: &Repository) -> usize {
+    2 * repo.config().chunker.avg_size as usize
 }
 
 fn pipeline_stopped() -> RepoError {

@@ -255,7 +255,7 @@ pub fn restore(
         if e.node.kind == NodeKind::Dir || under_failed(&failed_dirs, &e.rel) {
             continue;
         }
-        let linked = e.node.kind == NodeKind::File && e.node.links > 1 && e.node.inode != 0;
+        let linked = e.node.links > 1 && e.node.inode != 0;
         match e.node.kind {
             NodeKind::File if linked => match first_of_link.entry((e.node.device, e.node.inode)) {
                 std::collections::hash_map::Entry::Occupied(first) => {
@@ -353,18 +353,12 @@ pub fn restore(
         .collect();
     let finish_results = par_map(&unfinished, |&fi| {
         let f = &files[fi];
-        f.sink().map(|sink| f.finish(&sink))
+        f.sink().and_then(|sink| f.finish(&sink))
     });
     let mut problems = problems.into_inner();
     for (fi, r) in unfinished.into_iter().zip(finish_results) {
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                problems[fi].get_or_insert(e);
-            }
-            Err(e) => {
-                problems[fi].get_or_insert(e);
-            }
+        if let Err(e) = r {
+            problems[fi].get_or_insert(e);
         }
     }
     for (fi, f) in files.iter().enumerate() {

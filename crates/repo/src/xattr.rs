@@ -7,15 +7,10 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::metadata::At;
+use crate::metadata::{c_path, At};
 use crate::tree::{FileName, Xattr};
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains NUL"))
-}
 
 /// Whether an error means the file system keeps no extended attributes.
 fn unsupported(e: &io::Error) -> bool {

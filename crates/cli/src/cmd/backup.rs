@@ -76,17 +76,16 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         duration_seconds: s.duration_seconds,
         warnings: &outcome.warnings,
     };
-    let mut problems: Vec<String> = outcome
-        .warnings
-        .iter()
-        .map(|w| format!("warning: {}: {}", w.path.display(), w.message))
-        .collect();
-    if !problems.is_empty() {
-        problems.push(format!(
-            "{} entries could not be backed up whole (listed above); the snapshot was saved without what is missing",
-            problems.len()
-        ));
-    }
+    let problems = ui::listed(
+        outcome
+            .warnings
+            .iter()
+            .map(|w| format!("warning: {}: {}", w.path.display(), w.message))
+            .collect(),
+        |n| {
+            format!("{n} entries could not be backed up whole (listed above); the snapshot was saved without what is missing")
+        },
+    );
     ctx.out.outcome(&doc, &problems, || {
         let mut t = String::new();
         let rate = s.bytes_read as f64 / s.duration_seconds.max(1e-3);

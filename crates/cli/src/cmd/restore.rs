@@ -21,17 +21,14 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     drop(bar);
     let secs = start.elapsed().as_secs_f64();
     let doc = json!({ "snapshot_id": id, "target": a.target, "duration_seconds": secs, "summary": summary });
-    let mut problems: Vec<String> = summary
-        .problems
-        .iter()
-        .map(|p| format!("error: {}: {}", p.path.display(), p.message))
-        .collect();
-    if !problems.is_empty() {
-        problems.push(format!(
-            "{} path(s) could not be restored whole (listed above)",
-            problems.len()
-        ));
-    }
+    let problems = ui::listed(
+        summary
+            .problems
+            .iter()
+            .map(|p| format!("error: {}: {}", p.path.display(), p.message))
+            .collect(),
+        |n| format!("{n} path(s) could not be restored whole (listed above)"),
+    );
     ctx.out.outcome(&doc, &problems, || {
         format!(
             "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {:.1}s\n",
