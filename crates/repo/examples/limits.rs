@@ -6,12 +6,22 @@
 //! SAMPLE_FILE: a few hundred MB of real data (the bench concatenates part of
 //! its tree). CHANGED_FILE: the same data after a small change, to compare
 //! deduplication at different chunk sizes.
+//!
+//! `limits --limit TREE`: the machine's limit for an initial backup of TREE,
+//! as the issue defines it (each stage's throughput on all cores): the
+//! stages every backup must run (read every file, chunk, hash, compress the
+//! unique chunks, seal), each timed on all cores over TREE's own data, and
+//! their sum, for zstd levels 3 and 1.
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
 
 use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use aes_gcm::aead::{Aead, KeyInit};
+use lifeboat_repo::blob::Encoder;
 use lifeboat_repo::chunker::{Chunker, ChunkerParams};
 use lifeboat_repo::crypto::MasterKey;
 
@@ -38,13 +48,148 @@ fn par<F: Fn(&[u8]) + Sync>(data: &[u8], threads: usize, f: F) -> f64 {
     })
 }
 
+/// Lists `dir` depth first, `lstat`-ing every entry, into `out` (regular
+/// files only).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(&path, out);
+        } else if meta.is_file() {
+            out.push(path);
+        }
+    }
+}
+
+/// Runs `f` on every item of `items` on `threads` threads (items handed out
+/// one at a time, as a backup's readers take files), each thread with its
+/// own state from `init` (reused buffers and contexts, as in a backup);
+/// returns seconds and the results in order.
+fn par_items<T: Sync, S, R: Send>(
+    items: &[T],
+    threads: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> R + Sync,
+) -> (f64, Vec<R>) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    let secs = time(|| {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    let mut state = init();
+                    let mut mine = vec![];
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(&mut state, item)));
+                    }
+                    results.lock().unwrap().extend(mine);
+                });
+            }
+        })
+    });
+    let mut r = results.into_inner().unwrap();
+    r.sort_by_key(|(i, _)| *i);
+    (secs, r.into_iter().map(|(_, x)| x).collect())
+}
+
+/// The machine's limit for an initial backup of `tree`: each stage's work
+/// that no backup can avoid, timed on all cores over the tree's own data,
+/// summed (the stages share the cores). Bookkeeping (metadata, trees,
+/// index, hand-offs between threads) is not counted, nor is the disk
+/// write, which overlaps with the CPU work.
+fn limit(tree: &Path, threads: usize) {
+    let key = MasterKey::generate();
+    let chunker = Chunker::new(ChunkerParams::DEFAULT, key.chunker_seed());
+    let mut files = vec![];
+    walk(tree, &mut files);
+    // Read into one reused buffer per thread, as a backup does; the data
+    // is then loaded once more, untimed, for the later stages.
+    let (read, _) = par_items(&files, threads, Vec::new, |buf, p| {
+        buf.clear();
+        std::fs::File::open(p)
+            .and_then(|mut f| f.read_to_end(buf))
+            .unwrap_or(0)
+    });
+    let data: Vec<Vec<u8>> = files
+        .iter()
+        .map(|p| std::fs::read(p).unwrap_or_default())
+        .collect();
+    let total: usize = data.iter().map(Vec::len).sum();
+    let (chunk, cuts) = par_items(&data, threads, || (), |_, d| chunker.chunk_lengths(d));
+    let chunks: Vec<&[u8]> = data
+        .iter()
+        .zip(&cuts)
+        .flat_map(|(d, lens)| {
+            let mut pos = 0;
+            lens.iter().map(move |&n| {
+                pos += n;
+                &d[pos - n..pos]
+            })
+        })
+        .collect();
+    let (hash, ids) = par_items(&chunks, threads, || (), |_, c| key.blob_id(c));
+    let mut seen = HashSet::new();
+    let unique: Vec<&[u8]> = chunks
+        .iter()
+        .zip(ids)
+        .filter(|(_, id)| seen.insert(*id))
+        .map(|(c, _)| *c)
+        .collect();
+    let unique_bytes: usize = unique.iter().map(|c| c.len()).sum();
+    let mib = |b: usize| b as f64 / 1_048_576.0;
+    println!("| stage | MiB | seconds on {threads} threads |");
+    println!("|---|---:|---:|");
+    println!(
+        "| read {} files from the page cache | {:.0} | {read:.2} |",
+        files.len(),
+        mib(total)
+    );
+    println!("| FastCDC | {:.0} | {chunk:.2} |", mib(total));
+    println!("| BLAKE3 keyed | {:.0} | {hash:.2} |", mib(total));
+    let common = read + chunk + hash;
+    let mut sums = vec![];
+    for level in [3, 1] {
+        // lifeboat's own encoder: zstd into a reused buffer (stored raw
+        // when it does not shrink), then XChaCha20-Poly1305 in place.
+        let (encode, out) = par_items(
+            &unique,
+            threads,
+            || Encoder::new(level),
+            |e, c| e.encode(&key, c).len(),
+        );
+        let stored: usize = out.iter().sum();
+        println!(
+            "| zstd level {level} and XChaCha20-Poly1305 of the unique chunks ({:.0} MiB stored) | {:.0} | {encode:.2} |",
+            mib(stored),
+            mib(unique_bytes)
+        );
+        sums.push((level, common + encode));
+    }
+    println!();
+    for (level, sum) in sums {
+        println!("limit at zstd level {level}: {sum:.2} s");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let data = std::fs::read(&args[1]).unwrap();
-    let n = data.len();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
+    if args.get(1).map(String::as_str) == Some("--limit") {
+        limit(Path::new(&args[2]), threads);
+        return;
+    }
+    let data = std::fs::read(&args[1]).unwrap();
+    let n = data.len();
     let key = MasterKey::generate();
     println!("| operation | 1 thread MiB/s | {threads} threads MiB/s |");
     println!("|---|---:|---:|");

@@ -5,13 +5,18 @@
 //! size, mtime, ctime and inode all match keep their content list without
 //! being read. Every other file goes to a pool of reader threads that read,
 //! chunk and hash it and hand new chunks to the [`BlobSaver`] pipeline
-//! (compress → encrypt → pack → upload). When all files are done, trees are
-//! assembled bottom-up and saved as blobs; then the index is flushed; then the
-//! snapshot is written. Nothing points at data that is not yet stored.
+//! (compress → encrypt → pack → upload). A directory's tree is saved as a
+//! blob as soon as it is listed and its last file is read, and its entries
+//! are dropped: memory holds the directories still open (those on the
+//! walker's path and those with files in the readers' bounded queue), not
+//! every entry of the backup. When the root's tree is saved, the pipeline is
+//! flushed (packs, then the index); then the snapshot is written. Nothing
+//! points at data that is not yet stored.
 //!
 //! A file or directory that cannot be read is skipped and reported as a
 //! [`Warning`]; the snapshot is still written.
 
+use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -90,6 +95,10 @@ pub struct BackupOutcome {
     pub snapshot: Snapshot,
     /// Entries that were skipped.
     pub warnings: Vec<Warning>,
+    /// The most directories held in memory at once: those on the walker's
+    /// path and those waiting for files in the readers' queue, however
+    /// many directories the backup has.
+    pub peak_open_dirs: usize,
 }
 
 /// Compiled exclude patterns.
@@ -140,21 +149,30 @@ pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-/// An entry being assembled: its node, and for directories the children.
-struct Pending {
-    node: Node,
-    children: Vec<usize>,
-    /// Set when the file could not be read: left out of its tree.
-    skip: bool,
+/// A directory whose tree is not saved yet.
+struct OpenDir {
+    /// Its entries in name order; `None` for a file that could not be read
+    /// (left out of the tree).
+    entries: Vec<Option<Node>>,
+    /// Files still being read and subdirectories still open, plus one while
+    /// the walker is listing it: the tree is saved when this reaches 0.
+    pending: usize,
+    /// Where its own node is: the parent's key and position (`None` for the
+    /// snapshot's root).
+    up: Option<(usize, usize)>,
 }
 
+/// A file for the readers: entry `pos` of open directory `dir`.
 struct FileJob {
-    slot: usize,
+    dir: usize,
+    pos: usize,
     path: PathBuf,
 }
 
+/// What a reader made of a [`FileJob`].
 struct FileDone {
-    slot: usize,
+    dir: usize,
+    pos: usize,
     result: std::result::Result<(Vec<Id>, u64), Warning>,
 }
 
@@ -212,10 +230,16 @@ fn open_noatime(path: &Path) -> std::io::Result<File> {
 struct Walker<'r> {
     repo: &'r IndexedRepository,
     excludes: Excludes,
-    nodes: Vec<Pending>,
+    /// Directories whose tree is not saved yet, by key.
+    open: HashMap<usize, OpenDir>,
+    peak_open: usize,
+    next_key: usize,
+    /// The snapshot's root tree, once saved.
+    root: Option<Id>,
     warnings: Vec<Warning>,
     counts: Counts,
     jobs: Option<crossbeam_channel::Sender<FileJob>>,
+    done: crossbeam_channel::Receiver<FileDone>,
     saver: &'r BlobSaver<'r>,
     progress: &'r dyn Progress,
     /// Record access times ([`BackupOptions::with_atime`]).
@@ -281,19 +305,109 @@ impl Walker<'_> {
         }
     }
 
-    /// Adds the entry at `path` (already lstat'ed) and returns its slot.
+    /// Opens a directory whose node is at `up` (`None`: the root).
+    fn open_dir(&mut self, up: Option<(usize, usize)>) -> usize {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.open.insert(
+            key,
+            OpenDir {
+                entries: vec![],
+                pending: 1,
+                up,
+            },
+        );
+        self.peak_open = self.peak_open.max(self.open.len());
+        key
+    }
+
+    /// Appends `node` to open directory `dir`; returns its position.
+    fn push(&mut self, dir: usize, node: Node) -> usize {
+        let d = self.dir(dir);
+        d.entries.push(Some(node));
+        d.entries.len() - 1
+    }
+
+    fn dir(&mut self, key: usize) -> &mut OpenDir {
+        // Keys are removed only when their count reaches zero, after which
+        // nothing refers to them.
+        self.open.get_mut(&key).expect("open directory")
+    }
+
+    /// One thing directory `key` waited for is done; saves its tree when
+    /// nothing is left, and so on up.
+    fn release(&mut self, mut key: usize) -> Result<()> {
+        loop {
+            let d = self.dir(key);
+            d.pending -= 1;
+            if d.pending > 0 {
+                return Ok(());
+            }
+            let d = self.open.remove(&key).expect("open directory");
+            let nodes: Vec<Node> = d.entries.into_iter().flatten().collect();
+            let id = self
+                .saver
+                .save(BlobKind::Tree, &Tree::new(nodes).to_bytes())?;
+            match d.up {
+                None => {
+                    self.root = Some(id);
+                    return Ok(());
+                }
+                Some((up, pos)) => {
+                    if let Some(n) = self.dir(up).entries[pos].as_mut() {
+                        n.subtree = Some(id);
+                    }
+                    key = up;
+                }
+            }
+        }
+    }
+
+    /// Takes in what the readers finished so far.
+    fn collect_read_files(&mut self) -> Result<()> {
+        while let Ok(done) = self.done.try_recv() {
+            self.file_read(done)?;
+        }
+        Ok(())
+    }
+
+    fn file_read(&mut self, done: FileDone) -> Result<()> {
+        let entry = &mut self.dir(done.dir).entries[done.pos];
+        match done.result {
+            Ok((content, n)) => {
+                if let Some(node) = entry.as_mut() {
+                    let old = node.size;
+                    node.content = content;
+                    node.size = n;
+                    // The file may have changed size while we read it.
+                    self.counts.bytes_total = self.counts.bytes_total - old + n;
+                    self.counts.bytes_read += n;
+                }
+            }
+            Err(w) => {
+                if let Some(node) = entry.take() {
+                    self.counts.bytes_total -= node.size;
+                }
+                tracing::debug!("{}: {}", w.path.display(), w.message);
+                self.warnings.push(w);
+            }
+        }
+        self.release(done.dir)
+    }
+
+    /// Adds the entry at `path` (already lstat'ed) to open directory `dir`.
     fn add(
         &mut self,
+        dir: usize,
         path: &Path,
         name: FileName,
         meta: &Metadata,
         parent: Option<&Node>,
-    ) -> Result<Option<usize>> {
+    ) -> Result<()> {
         if self.saver.has_failed() {
             return Err(RepoError::Internal("backup pipeline failed".into()));
         }
         let ft = meta.file_type();
-        let slot = self.nodes.len();
         if ft.is_file() {
             let mut node = self.node(path, name, NodeKind::File, meta, parent);
             self.counts.bytes_total += node.size;
@@ -310,11 +424,7 @@ impl Walker<'_> {
                     node.content = p.content.clone();
                     self.counts.unmodified += 1;
                     self.progress.add(node.size);
-                    self.nodes.push(Pending {
-                        node,
-                        children: vec![],
-                        skip: false,
-                    });
+                    self.push(dir, node);
                 }
                 None => {
                     if parent.is_some() {
@@ -322,16 +432,14 @@ impl Walker<'_> {
                     } else {
                         self.counts.new += 1;
                     }
-                    self.nodes.push(Pending {
-                        node,
-                        children: vec![],
-                        skip: false,
-                    });
+                    let pos = self.push(dir, node);
+                    self.dir(dir).pending += 1;
                     self.jobs
                         .as_ref()
                         .and_then(|j| {
                             j.send(FileJob {
-                                slot,
+                                dir,
+                                pos,
                                 path: path.to_path_buf(),
                             })
                             .ok()
@@ -344,44 +452,39 @@ impl Walker<'_> {
                 Ok(t) => t,
                 Err(e) => {
                     self.warn(path, format!("cannot read symlink: {e}"));
-                    return Ok(None);
+                    return Ok(());
                 }
             };
             let mut node = self.node(path, name, NodeKind::Symlink, meta, parent);
             node.link_target = Some(FileName::from(target.as_os_str()));
-            self.nodes.push(Pending {
-                node,
-                children: vec![],
-                skip: false,
-            });
+            self.push(dir, node);
         } else if ft.is_dir() {
             self.counts.dirs += 1;
             let node = self.node(path, name, NodeKind::Dir, meta, parent);
-            self.nodes.push(Pending {
-                node,
-                children: vec![],
-                skip: false,
-            });
+            let pos = self.push(dir, node);
+            self.dir(dir).pending += 1;
             let parent_tree = self.load_parent_tree(
                 parent
                     .filter(|p| p.kind == NodeKind::Dir)
                     .and_then(|p| p.subtree),
             );
-            let children = self.walk_dir(path, parent_tree.as_deref())?;
-            self.nodes[slot].children = children;
+            let sub = self.open_dir(Some((dir, pos)));
+            self.walk_dir(sub, path, parent_tree.as_deref())?;
+            // Listed: the tree is saved now, or when its last file is read.
+            self.release(sub)?;
         } else {
             self.warn(path, "skipped: special file (device, fifo or socket)");
-            return Ok(None);
         }
-        Ok(Some(slot))
+        Ok(())
     }
 
-    fn walk_dir(&mut self, dir: &Path, parent: Option<&Tree>) -> Result<Vec<usize>> {
+    /// Lists directory `path` into open directory `key`.
+    fn walk_dir(&mut self, key: usize, dir: &Path, parent: Option<&Tree>) -> Result<()> {
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) => {
                 self.warn(dir, format!("cannot list directory: {e}"));
-                return Ok(vec![]);
+                return Ok(());
             }
         };
         let mut entries = vec![];
@@ -392,8 +495,8 @@ impl Walker<'_> {
             }
         }
         entries.sort();
-        let mut children = vec![];
         for name in entries {
+            self.collect_read_files()?;
             let path = dir.join(&name);
             if self.excludes.matches(&path) {
                 continue;
@@ -407,29 +510,9 @@ impl Walker<'_> {
             };
             let fname = FileName::from(name.as_os_str());
             let pnode = parent.and_then(|t| t.find(&fname.0));
-            if let Some(slot) = self.add(&path, fname, &meta, pnode)? {
-                children.push(slot);
-            }
+            self.add(key, &path, fname, &meta, pnode)?;
         }
-        Ok(children)
-    }
-
-    /// Saves the tree of directory `slot` (children first) and returns its id.
-    fn save_tree(&mut self, children: &[usize]) -> Result<Id> {
-        let mut nodes = Vec::with_capacity(children.len());
-        for &c in children {
-            if self.nodes[c].skip {
-                continue;
-            }
-            if self.nodes[c].node.kind == NodeKind::Dir {
-                let grand = std::mem::take(&mut self.nodes[c].children);
-                let id = self.save_tree(&grand)?;
-                self.nodes[c].node.subtree = Some(id);
-            }
-            nodes.push(self.nodes[c].node.clone());
-        }
-        self.saver
-            .save(BlobKind::Tree, &Tree::new(nodes).to_bytes())
+        Ok(())
     }
 }
 
@@ -590,7 +673,7 @@ pub fn backup(
 
     let busy = AtomicUsize::new(0);
     let scan_done = AtomicBool::new(false);
-    let (tree, warnings, counts, packs) = std::thread::scope(|s| -> Result<_> {
+    let (tree, warnings, counts, peak_open_dirs, packs) = std::thread::scope(|s| -> Result<_> {
         let pipeline = saver.start(s);
         let (job_tx, job_rx) = bounded::<FileJob>(readers * 4);
         let (done_tx, done_rx) = unbounded::<FileDone>();
@@ -624,7 +707,8 @@ pub fn backup(
                             Err(e) => return Err(e),
                         };
                         let _ = tx.send(FileDone {
-                            slot: job.slot,
+                            dir: job.dir,
+                            pos: job.pos,
                             result,
                         });
                     }
@@ -643,16 +727,21 @@ pub fn backup(
         let mut walker = Walker {
             repo: repo_ref,
             excludes,
-            nodes: vec![],
+            open: HashMap::new(),
+            peak_open: 0,
+            next_key: 0,
+            root: None,
             warnings: vec![],
             counts: Counts::default(),
             jobs: Some(job_tx),
+            done: done_rx,
             saver: &saver,
             progress,
             with_atime: opts.with_atime,
             parent_xattrs,
         };
-        let mut walk_result = Ok(vec![]);
+        let root = walker.open_dir(None);
+        let mut walk_result = Ok(());
         if let Some((name, reader)) = stream {
             let fname = FileName::from(name.as_str());
             let mut buf = Vec::new();
@@ -670,8 +759,9 @@ pub fn backup(
                 walker.counts.new += 1;
                 walker.counts.bytes_total += n;
                 walker.counts.bytes_read += n;
-                walker.nodes.push(Pending {
-                    node: Node {
+                walker.push(
+                    root,
+                    Node {
                         name: fname,
                         kind: NodeKind::File,
                         mode: 0o600,
@@ -690,14 +780,10 @@ pub fn backup(
                         link_target: None,
                         xattrs: vec![],
                     },
-                    children: vec![],
-                    skip: false,
-                });
-                vec![0]
+                );
             });
         } else {
             let root_parent = walker.load_parent_tree(parent_root);
-            let mut top = vec![];
             for p in &paths {
                 let meta = match fs::symlink_metadata(p) {
                     Ok(m) => m,
@@ -708,17 +794,10 @@ pub fn backup(
                 };
                 let name = FileName::from(top_name(p).as_os_str());
                 let pnode = root_parent.as_ref().and_then(|t| t.find(&name.0)).cloned();
-                match walker.add(p, name, &meta, pnode.as_ref()) {
-                    Ok(Some(slot)) => top.push(slot),
-                    Ok(None) => {}
-                    Err(e) => {
-                        walk_result = Err(e);
-                        break;
-                    }
+                if let Err(e) = walker.add(root, p, name, &meta, pnode.as_ref()) {
+                    walk_result = Err(e);
+                    break;
                 }
-            }
-            if walk_result.is_ok() {
-                walk_result = Ok(top);
             }
         }
         // No more jobs: readers finish the queue and exit.
@@ -733,26 +812,17 @@ pub fn backup(
                 reader_err.get_or_insert(e);
             }
         }
-        for done in done_rx.try_iter() {
-            match done.result {
-                Ok((content, n)) => {
-                    let node = &mut walker.nodes[done.slot].node;
-                    node.content = content;
-                    // The file may have changed size while we read it.
-                    walker.counts.bytes_total = walker.counts.bytes_total - node.size + n;
-                    walker.counts.bytes_read += n;
-                    node.size = n;
-                }
-                Err(w) => {
-                    tracing::debug!("{}: {}", w.path.display(), w.message);
-                    walker.nodes[done.slot].skip = true;
-                    walker.counts.bytes_total -= walker.nodes[done.slot].node.size;
-                    walker.warnings.push(w);
-                }
-            }
-        }
+        // Every reader has exited, so all they read is in the channel; the
+        // root's tree is saved once everything under it is.
         let tree = match (walk_result, reader_err) {
-            (Ok(top), None) => walker.save_tree(&top),
+            (Ok(()), None) => walker
+                .collect_read_files()
+                .and_then(|()| walker.release(root))
+                .and_then(|()| {
+                    walker
+                        .root
+                        .ok_or_else(|| RepoError::Internal("a directory was left open".into()))
+                }),
             (Err(e), _) | (_, Some(e)) => Err(e),
         };
         let finished = pipeline.finish(&saver);
@@ -762,7 +832,13 @@ pub fn backup(
             (Err(e), Ok(_)) => return Err(e),
             (Ok(t), Ok(p)) => (t, p),
         };
-        Ok((tree, walker.warnings, walker.counts, packs))
+        Ok((
+            tree,
+            walker.warnings,
+            walker.counts,
+            walker.peak_open,
+            packs,
+        ))
     })?;
 
     let stats = &saver.stats;
@@ -804,6 +880,7 @@ pub fn backup(
         id,
         snapshot,
         warnings,
+        peak_open_dirs,
     })
 }
 

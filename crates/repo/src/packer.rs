@@ -4,9 +4,11 @@
 //! [`BlobSaver`] is shared by worker threads: `save` hashes a blob, drops it
 //! when the repository or this run already has it, and otherwise queues it
 //! for the compressor threads (`save_with` an encoder encodes it on the
-//! caller's thread instead). Encoded blobs stream into the one open pack, a
-//! staged store object; full packs go to one uploader thread that publishes
-//! them. A bounded queue between every stage bounds memory.
+//! caller's thread instead). Encoded blobs stream into the open pack of their
+//! kind, a staged store object: trees and data go to separate packs, so
+//! reading a snapshot's trees (restore's plan, `ls`, `diff`, the next
+//! backup's parent) touches few packs. Full packs go to one uploader thread
+//! that publishes them. A bounded queue between every stage bounds memory.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,7 +55,8 @@ pub struct BlobSaver<'a> {
     seen: Mutex<HashSet<Id>>,
     jobs: RwLock<Option<Sender<Job>>>,
     jobs_rx: Mutex<Option<Receiver<Job>>>,
-    packer: Mutex<Option<PackWriter>>,
+    /// The open pack of each kind, indexed by [`pack_slot`].
+    packer: [Mutex<Option<PackWriter>>; 2],
     /// Buffers of finished jobs, reused for the next (a fresh buffer per
     /// chunk is zeroed, page-faulted memory).
     spare: Mutex<Vec<Vec<u8>>>,
@@ -86,7 +89,7 @@ impl<'a> BlobSaver<'a> {
             seen: Mutex::new(HashSet::new()),
             jobs: RwLock::new(Some(tx)),
             jobs_rx: Mutex::new(Some(rx)),
-            packer: Mutex::new(None),
+            packer: [Mutex::new(None), Mutex::new(None)],
             spare: Mutex::new(Vec::new()),
             spare_max: typical_chunk(repo),
             upload: RwLock::new(Some(upload_tx)),
@@ -210,7 +213,7 @@ impl<'a> BlobSaver<'a> {
             .bytes_stored
             .fetch_add(stored.len() as u64, Ordering::Relaxed);
         let full = {
-            let mut guard = self.packer.lock();
+            let mut guard = self.packer[pack_slot(kind)].lock();
             let w = match guard.as_mut() {
                 Some(w) => w,
                 None => guard.insert(PackWriter::new(self.repo.store().stage(Kind::Pack)?)),
@@ -268,6 +271,14 @@ impl<'a> BlobSaver<'a> {
     /// Whether a stage failed; producers should stop.
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
+    }
+}
+
+/// Which open pack a blob of `kind` goes to.
+fn pack_slot(kind: BlobKind) -> usize {
+    match kind {
+        BlobKind::Data => 0,
+        BlobKind::Tree => 1,
     }
 }
 
@@ -329,8 +340,11 @@ impl Pipeline<'_> {
                 first_err.get_or_insert(e);
             }
         }
-        if first_err.is_none() {
-            if let Some(w) = saver.packer.lock().take() {
+        for open in &saver.packer {
+            if first_err.is_some() {
+                break;
+            }
+            if let Some(w) = open.lock().take() {
                 if !w.is_empty() {
                     let shipped = w
                         .finish(saver.repo.key())

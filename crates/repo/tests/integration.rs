@@ -297,6 +297,69 @@ impl lifeboat_repo::progress::Progress for Watched {
 }
 
 #[test]
+fn a_backup_holds_few_directories_in_memory_and_packs_trees_apart_from_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    for a in 0..20 {
+        for b in 0..20 {
+            let d = src.join(format!("d{a:02}/e{b:02}"));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("x"), format!("{a} {b} x")).unwrap();
+            fs::write(d.join("y"), vec![(a * 20 + b) as u8; 5000]).unwrap();
+        }
+    }
+    let mut repo = new_repo(dir.path()).load_index().unwrap();
+    let outcome = backup(
+        &mut repo,
+        BackupSource::Paths(vec![src.clone()]),
+        &BackupOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(outcome.snapshot.summary.as_ref().unwrap().dirs, 421);
+    // The root, src, one d.. and one e.. on the walker's path, plus those
+    // whose files are queued for or being read by the readers.
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let bound = 4 + 5 * cores + 1;
+    assert!(
+        outcome.peak_open_dirs <= bound,
+        "{} directories open at once (bound {bound}) of 422",
+        outcome.peak_open_dirs
+    );
+    assert!(outcome.peak_open_dirs >= 4, "the walker's path is open");
+
+    let mut kinds_by_pack = vec![];
+    for blobs in repo.index().blobs_by_pack() {
+        let kinds: std::collections::HashSet<_> = blobs.iter().map(|b| b.1).collect();
+        assert!(kinds.len() <= 1, "a pack mixes trees and data: {kinds:?}");
+        kinds_by_pack.extend(kinds);
+    }
+    assert!(kinds_by_pack.contains(&BlobKind::Tree));
+    assert!(kinds_by_pack.contains(&BlobKind::Data));
+
+    // Every tree saved along the way is complete: the restore equals the source.
+    let out = dir.path().join("out");
+    restore(
+        &repo,
+        &outcome.snapshot,
+        &out,
+        &RestoreOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    for a in [0, 7, 19] {
+        for b in [0, 13, 19] {
+            let d = format!("src/d{a:02}/e{b:02}");
+            assert_eq!(
+                fs::read(out.join(&d).join("x")).unwrap(),
+                format!("{a} {b} x").as_bytes()
+            );
+            assert_eq!(fs::read(out.join(&d).join("y")).unwrap().len(), 5000);
+        }
+    }
+}
+
+#[test]
 fn a_watched_backup_is_sized_ahead_so_progress_has_a_total() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
