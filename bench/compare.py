@@ -256,6 +256,32 @@ def backup_limit(base, lifeboat_backup):
             + " s.\n\nStages of the last run (`target/release/examples/limits --limit TREE`):\n\n" + tables[-1])
 
 
+def pack_sizes(base):
+    """The pack-size choice (FORMAT.md), measured: lifeboat's initial backup of
+    the tree and `check --read-data` at 4, 16 (the default) and 64 MiB packs,
+    and the objects each leaves (an object store charges per request)."""
+    lines = ["| pack size (MiB) | objects in data/ | initial backup (s) | check --read-data (s) |",
+             "|---:|---:|---:|---:|"]
+    repo = f"{W}/repos/lifeboat-packs"
+    env = dict(os.environ, LIFEBOAT_REPOSITORY=repo, LIFEBOAT_PASSWORD=PW)
+    for size in (4, 16, 64):
+        backups, checks = [], []
+        for _ in range(RUNS):
+            shutil.rmtree(repo, ignore_errors=True)
+            subprocess.run([LIFEBOAT, "init", "--pack-size", str(size)], env=env, check=True, capture_output=True)
+            sh("sync")
+            t = time.perf_counter()
+            subprocess.run([LIFEBOAT, "-q", "backup", base], env=env, check=True)
+            backups.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            subprocess.run([LIFEBOAT, "-q", "check", "--read-data"], env=env, check=True)
+            checks.append(time.perf_counter() - t)
+        objects = sum(len(fs) for _, _, fs in os.walk(f"{repo}/data"))
+        lines.append(f"| {size} | {objects} | {statistics.median(backups):.2f} | {statistics.median(checks):.2f} |")
+    shutil.rmtree(repo, ignore_errors=True)
+    return "\n".join(lines) + "\n"
+
+
 def main():
     os.makedirs(W, exist_ok=True)
     base, dump = f"{W}/base", f"{W}/dump.sql"
@@ -279,6 +305,7 @@ def main():
     limits = machine_limits(base, dump)
     med = {t: {op: statistics.median(v) for op, v in ops.items()} for t, ops in results.items()}
     aim = backup_limit(base, med["lifeboat"]["backup"])
+    packs = pack_sizes(base)
     peers = [t.name for t in ts if t.name != "lifeboat"]
     lines = ["# Benchmark results", "",
              f"Written by `bench/run.sh` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
@@ -300,6 +327,7 @@ def main():
                      + f" | {ratio:.2f} | ≤ {TARGET[op]} ({ok}) |")
     lines += ["", "Raw runs (seconds / MiB):", "", "```", json.dumps(results, indent=1), "```", "",
               "## The initial backup against the machine's limit", "", aim,
+              "## Pack size (lifeboat alone, medians)", "", packs,
               "## This machine's limits", "", limits]
     # Keep the hand-written analysis (from its heading on) across reruns.
     path = os.path.join(ROOT, "bench/RESULTS.md")
