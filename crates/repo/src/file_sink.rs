@@ -45,7 +45,7 @@ pub struct FileSink {
     direct: Option<File>,
 }
 
-/// A reusable buffer whose usable part starts on an [`ALIGN`] boundary, as
+/// A reusable buffer whose usable part starts on an `ALIGN` (4 KiB) boundary, as
 /// `O_DIRECT` requires of memory.
 #[derive(Default)]
 pub struct AlignedBuf {

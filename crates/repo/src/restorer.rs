@@ -1,15 +1,21 @@
 //! Restore: a snapshot (or part of it) into a directory, and `dump` of one
 //! file to a writer.
 //!
-//! Order of work: plan every entry (rejecting unsafe names), refuse up front
-//! if files would be overwritten without `overwrite`, create directories,
-//! then fill content pack by pack with several threads (each pack read in
-//! few ranged reads, each blob verified): a file is created by the first
-//! thread with bytes for it and finished (size, owner, mode, times, through
-//! its descriptor) by the thread that writes its last byte. Then the files
-//! no thread finished (empty ones, damaged ones), hard links and symlinks,
-//! then directories' metadata (deepest first), then make it all durable
-//! with `syncfs` before reporting success.
+//! Order of work: plan entries in pre-order (rejecting unsafe names), refuse
+//! up front if files would be overwritten without `overwrite`; then, for
+//! each batch of up to `BATCH_ENTRIES` (250 000) planned entries, create
+//! directories, fill content pack by pack with several threads (each pack
+//! read in few ranged reads, each blob verified: a file is created by the
+//! first thread with bytes for it and finished — size, owner, mode, times,
+//! through its descriptor — by the thread that writes its last byte), then
+//! the files no thread finished (empty ones, damaged ones) and hard links.
+//! At the end, symlinks, then directories' metadata (deepest first), then
+//! make it all durable with `syncfs` before reporting success.
+//!
+//! Memory: one batch of planned entries (about 1 KiB each), plus the
+//! directories, symlinks and hard-link groups of the whole snapshot. A
+//! snapshot that fits one batch is planned once; a larger one is walked
+//! twice (a first pass sizes it and looks for conflicts, keeping nothing).
 //!
 //! Safety: every name is checked (`FileName::is_safe`), so no path leaves
 //! the target; files are created with `O_EXCL|O_NOFOLLOW` and directories are
@@ -95,54 +101,128 @@ fn includes_set(patterns: &[String]) -> Result<Option<GlobSet>> {
         .map_err(|e| RepoError::Usage(format!("include patterns: {e}")))
 }
 
-/// Walks the tree, collecting entries in pre-order.
-fn plan(
-    repo: &IndexedRepository,
-    tree: &Id,
-    rel: &Path,
-    inc: Option<&GlobSet>,
+/// Plans a restore a batch at a time: the snapshot's entries in pre-order,
+/// unsafe names refused, only what the include patterns select (and the
+/// directories above it). Trees are loaded as the walk reaches them, so
+/// memory holds the directories on the current path, not the snapshot.
+struct Planner<'r> {
+    repo: &'r IndexedRepository,
+    inc: Option<&'r GlobSet>,
+    stack: Vec<Level>,
+}
+
+/// A directory the planner is inside.
+struct Level {
+    rel: PathBuf,
+    nodes: std::vec::IntoIter<Node>,
+    /// Selected itself (so everything below is).
     included: bool,
-    out: &mut Vec<Entry>,
-    problems: &mut Vec<RestoreProblem>,
-) {
-    let t = match repo.load_tree(tree) {
-        Ok(t) => t,
-        Err(e) => {
-            problems.push(RestoreProblem {
-                path: rel.to_path_buf(),
-                message: format!("directory contents lost: {e}"),
-            });
-            return;
-        }
-    };
-    for node in t.nodes {
-        if !node.name.is_safe() {
-            problems.push(RestoreProblem {
-                path: rel.join(node.name.display()),
-                message: format!(
-                    "refused unsafe name {:?} in the snapshot",
-                    node.name.display()
-                ),
-            });
-            continue;
-        }
-        let path = rel.join(node.name.as_os_str());
-        let inc_here = included || inc.is_none_or(|g| g.is_match(&path));
-        if node.kind == NodeKind::Dir {
-            let mark = out.len();
-            let subtree = node.subtree;
-            out.push(Entry {
-                rel: path.clone(),
-                node,
-            });
-            if let Some(st) = subtree {
-                plan(repo, &st, &path, inc, inc_here, out, problems);
+    /// Its own entry, until something inside it is selected (a directory
+    /// that is not selected and has nothing selected inside is left out).
+    held: Option<Entry>,
+}
+
+impl<'r> Planner<'r> {
+    fn new(
+        repo: &'r IndexedRepository,
+        root: &Id,
+        inc: Option<&'r GlobSet>,
+        problems: &mut Vec<RestoreProblem>,
+    ) -> Planner<'r> {
+        let mut p = Planner {
+            repo,
+            inc,
+            stack: vec![],
+        };
+        p.enter(PathBuf::new(), root, false, None, problems);
+        p
+    }
+
+    /// Whether every entry has been planned.
+    fn is_done(&self) -> bool {
+        self.stack.is_empty()
+    }
+
+    fn enter(
+        &mut self,
+        rel: PathBuf,
+        tree: &Id,
+        included: bool,
+        held: Option<Entry>,
+        problems: &mut Vec<RestoreProblem>,
+    ) {
+        let nodes = match self.repo.load_tree(tree) {
+            Ok(t) => t.nodes,
+            Err(e) => {
+                problems.push(RestoreProblem {
+                    path: rel.clone(),
+                    message: format!("directory contents lost: {e}"),
+                });
+                vec![]
             }
-            if !inc_here && out.len() == mark + 1 {
-                out.pop(); // nothing inside was selected
+        };
+        self.stack.push(Level {
+            rel,
+            nodes: nodes.into_iter(),
+            included,
+            held,
+        });
+    }
+
+    /// Up to `max` more entries (fewer only at the end).
+    fn next_batch(&mut self, max: usize, problems: &mut Vec<RestoreProblem>) -> Vec<Entry> {
+        let mut out = vec![];
+        while out.len() < max {
+            let Some(level) = self.stack.last_mut() else {
+                break;
+            };
+            let Some(node) = level.nodes.next() else {
+                self.stack.pop();
+                continue;
+            };
+            if !node.name.is_safe() {
+                problems.push(RestoreProblem {
+                    path: level.rel.join(node.name.display()),
+                    message: format!(
+                        "refused unsafe name {:?} in the snapshot",
+                        node.name.display()
+                    ),
+                });
+                continue;
             }
-        } else if inc_here {
-            out.push(Entry { rel: path, node });
+            let rel = level.rel.join(node.name.as_os_str());
+            let selected = level.included || self.inc.is_none_or(|g| g.is_match(&rel));
+            if node.kind == NodeKind::Dir {
+                let subtree = node.subtree;
+                let entry = Entry {
+                    rel: rel.clone(),
+                    node,
+                };
+                let held = if selected {
+                    self.release_held(&mut out);
+                    out.push(entry);
+                    None
+                } else {
+                    Some(entry)
+                };
+                // Without a subtree, an unselected directory is left out.
+                if let Some(st) = subtree {
+                    self.enter(rel, &st, selected, held, problems);
+                }
+            } else if selected {
+                self.release_held(&mut out);
+                out.push(Entry { rel, node });
+            }
+        }
+        out
+    }
+
+    /// Plans the held directories above a selected entry, outermost first.
+    fn release_held(&mut self, out: &mut Vec<Entry>) {
+        for level in &mut self.stack {
+            if let Some(e) = level.held.take() {
+                out.push(e);
+            }
         }
     }
 }
@@ -162,6 +242,12 @@ struct BlobJob {
     targets: Vec<Target>,
 }
 
+/// Entries planned and restored at a time. Memory holds one batch (about
+/// 1 KiB per entry), plus, for the whole restore, the directories (their
+/// metadata is set last), the symlinks (created last) and the first path of
+/// each hard-link group.
+const BATCH_ENTRIES: usize = 250_000;
+
 /// Restores `snapshot` into `target`.
 pub fn restore(
     repo: &IndexedRepository,
@@ -170,18 +256,45 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
+    restore_in_batches(repo, snapshot, target, opts, progress, BATCH_ENTRIES)
+}
+
+/// What the whole restore keeps across batches.
+#[derive(Default)]
+struct Carried {
+    /// Directories that could not be made: nothing below them is tried.
+    failed_dirs: Vec<PathBuf>,
+    /// Directories made, in pre-order, for their metadata at the end.
+    dirs: Vec<Entry>,
+    /// Symlinks, created at the very end: no symlink from the snapshot
+    /// exists while anything is created below it.
+    symlinks: Vec<Entry>,
+    /// The first file of each hard-link group: its path and whether it was
+    /// restored (`None` until its batch's content is written).
+    first_of_link: HashMap<(u64, u64), (PathBuf, Option<bool>)>,
+}
+
+impl Carried {
+    fn under_failed(&self, rel: &Path) -> bool {
+        self.failed_dirs.iter().any(|d| rel.starts_with(d))
+    }
+}
+
+/// [`restore`], planning and restoring `batch` entries at a time (tests use
+/// small batches to cover restores larger than one).
+#[doc(hidden)]
+pub fn restore_in_batches(
+    repo: &IndexedRepository,
+    snapshot: &Snapshot,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+    batch: usize,
+) -> Result<RestoreSummary> {
     let inc = includes_set(&opts.includes)?;
     let mut summary = RestoreSummary::default();
-    let mut entries = vec![];
-    plan(
-        repo,
-        &snapshot.tree,
-        Path::new(""),
-        inc.as_ref(),
-        false,
-        &mut entries,
-        &mut summary.problems,
-    );
+    let mut planner = Planner::new(repo, &snapshot.tree, inc.as_ref(), &mut summary.problems);
+    let mut entries = planner.next_batch(batch.max(1), &mut summary.problems);
     if inc.is_some() && entries.is_empty() {
         return Err(RepoError::Usage(format!(
             "no path in the snapshot matches {:?}",
@@ -194,50 +307,113 @@ pub fn restore(
     // Into an empty target nothing can be in the way: no conflict scan and
     // no `lstat` per entry (O_EXCL still refuses anything that appears).
     let fresh = is_empty_dir(target);
+    // Sized and checked from the plan when it is one batch; otherwise by a
+    // first pass over the snapshot's trees that keeps nothing.
+    let mut survey = Survey::default();
+    if planner.is_done() {
+        survey.add(&entries, target, fresh);
+    } else {
+        let mut pass = Planner::new(repo, &snapshot.tree, inc.as_ref(), &mut vec![]);
+        while !pass.is_done() {
+            survey.add(&pass.next_batch(batch, &mut vec![]), target, fresh);
+        }
+    }
     fs::create_dir_all(target).map_err(|e| RepoError::io("create restore target", target, e))?;
-
     // Refuse before writing anything if files would be replaced.
-    let mut conflicts = vec![];
-    for e in entries.iter().filter(|_| !fresh) {
-        let p = target.join(&e.rel);
-        if let Ok(m) = fs::symlink_metadata(&p) {
-            let ok = e.node.kind == NodeKind::Dir && m.file_type().is_dir();
-            if !ok {
-                conflicts.push(e.rel.display().to_string());
+    if let (Some(first), false) = (survey.conflicts.first(), opts.overwrite) {
+        return Err(RepoError::WouldOverwrite {
+            target: target.to_path_buf(),
+            count: survey.conflict_count,
+            first: first.clone(),
+        });
+    }
+    progress.set_total(survey.bytes);
+
+    let mut carried = Carried::default();
+    loop {
+        restore_batch(
+            repo,
+            target,
+            opts,
+            fresh,
+            entries,
+            &mut carried,
+            &mut summary,
+            progress,
+        );
+        if planner.is_done() {
+            break;
+        }
+        entries = planner.next_batch(batch, &mut summary.problems);
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "restore: content written");
+    finish_links_and_dirs(target, opts, fresh, carried, &mut summary);
+    tracing::debug!(elapsed = ?started.elapsed(), "restore: metadata set");
+    sync_filesystem(target)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "restore: synced");
+    summary.problems.sort_by(|a, b| a.path.cmp(&b.path));
+    summary.problems.dedup();
+    Ok(summary)
+}
+
+/// The size of a restore and what is in its way.
+#[derive(Default)]
+struct Survey {
+    bytes: u64,
+    /// The first conflicting path (only the first is reported).
+    conflicts: Vec<String>,
+    conflict_count: usize,
+}
+
+impl Survey {
+    fn add(&mut self, entries: &[Entry], target: &Path, fresh: bool) {
+        for e in entries {
+            if e.node.kind == NodeKind::File {
+                self.bytes += e.node.size;
+            }
+            if fresh {
+                continue;
+            }
+            if let Ok(m) = fs::symlink_metadata(target.join(&e.rel)) {
+                if !(e.node.kind == NodeKind::Dir && m.file_type().is_dir()) {
+                    self.conflict_count += 1;
+                    if self.conflicts.is_empty() {
+                        self.conflicts.push(e.rel.display().to_string());
+                    }
+                }
             }
         }
     }
-    if !conflicts.is_empty() && !opts.overwrite {
-        return Err(RepoError::WouldOverwrite {
-            target: target.to_path_buf(),
-            count: conflicts.len(),
-            first: conflicts[0].clone(),
-        });
-    }
+}
 
-    let total: u64 = entries
-        .iter()
-        .filter(|e| e.node.kind == NodeKind::File)
-        .map(|e| e.node.size)
-        .sum();
-    progress.set_total(total);
-
+/// Restores one batch of planned entries: directories, then file content
+/// pack by pack, then the files no worker finished, then hard links.
+/// Directories and symlinks move to `carried` for the end.
+#[allow(clippy::too_many_arguments)]
+fn restore_batch(
+    repo: &IndexedRepository,
+    target: &Path,
+    opts: &RestoreOptions,
+    fresh: bool,
+    entries: Vec<Entry>,
+    carried: &mut Carried,
+    summary: &mut RestoreSummary,
+    progress: &dyn Progress,
+) {
     // Directories first, in pre-order so parents exist before children;
     // nothing below a directory that failed is attempted.
-    let mut failed_dirs: Vec<PathBuf> = vec![];
-    let mut done = vec![false; entries.len()];
-    let under_failed = |failed: &[PathBuf], rel: &Path| failed.iter().any(|d| rel.starts_with(d));
+    let mut dir_made = vec![false; entries.len()];
     for (i, e) in entries.iter().enumerate() {
-        if e.node.kind != NodeKind::Dir || under_failed(&failed_dirs, &e.rel) {
+        if e.node.kind != NodeKind::Dir || carried.under_failed(&e.rel) {
             continue;
         }
         match make_dir(&target.join(&e.rel)) {
             Ok(()) => {
-                done[i] = true;
+                dir_made[i] = true;
                 summary.dirs += 1;
             }
             Err(err) => {
-                failed_dirs.push(e.rel.clone());
+                carried.failed_dirs.push(e.rel.clone());
                 summary.problems.push(RestoreProblem {
                     path: e.rel.clone(),
                     message: err.to_string(),
@@ -246,29 +422,25 @@ pub fn restore(
         }
     }
     // Then files: the first of each hard-link group and every other file.
-    // Symlinks and further hard links come last, so no symlink from the
-    // snapshot exists while anything is created below it.
-    let mut first_of_link: HashMap<(u64, u64), usize> = HashMap::new();
     let mut files: Vec<FileJob> = vec![];
-    let mut last = vec![]; // (entry, the entry it is a hard link to)
+    let mut links = vec![]; // (entry, its group)
     for (i, e) in entries.iter().enumerate() {
-        if e.node.kind == NodeKind::Dir || under_failed(&failed_dirs, &e.rel) {
+        if e.node.kind != NodeKind::File || carried.under_failed(&e.rel) {
             continue;
         }
-        let linked = e.node.links > 1 && e.node.inode != 0;
-        match e.node.kind {
-            NodeKind::File if linked => match first_of_link.entry((e.node.device, e.node.inode)) {
-                std::collections::hash_map::Entry::Occupied(first) => {
-                    last.push((i, Some(*first.get())))
+        if e.node.links > 1 && e.node.inode != 0 {
+            let group = (e.node.device, e.node.inode);
+            match carried.first_of_link.entry(group) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    links.push((i, group));
+                    continue;
                 }
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(i);
-                    files.push(FileJob::new(target.join(&e.rel), i, &e.node));
+                    v.insert((e.rel.clone(), None));
                 }
-            },
-            NodeKind::File => files.push(FileJob::new(target.join(&e.rel), i, &e.node)),
-            _ => last.push((i, None)),
+            }
         }
+        files.push(FileJob::new(target.join(&e.rel), i, &e.node));
     }
     if !fresh {
         let overwrite = opts.overwrite;
@@ -279,11 +451,63 @@ pub fn restore(
             }
         }
     }
+    write_content(repo, &mut files, &entries, summary, progress);
 
-    tracing::debug!(elapsed = ?started.elapsed(), "restore: planned files");
-    // Content: group every blob by pack. Each file is created by the first
-    // worker with bytes for it, and finished (size, owner, mode, times, by
-    // descriptor) by the worker that writes its last byte.
+    for f in &files {
+        let e = &entries[f.entry];
+        if e.node.links > 1 && e.node.inode != 0 {
+            let restored = matches!(f.created.get(), Some(Ok(())));
+            if let Some(first) = carried
+                .first_of_link
+                .get_mut(&(e.node.device, e.node.inode))
+            {
+                first.1 = Some(restored);
+            }
+        }
+    }
+    drop(files);
+
+    // Further hard links of a group, to its first file.
+    for (i, group) in links {
+        let e = &entries[i];
+        let p = target.join(&e.rel);
+        let r = remove_existing(&p, fresh, opts.overwrite).and_then(|()| {
+            match carried.first_of_link.get(&group) {
+                Some((first, Some(true))) => fs::hard_link(target.join(first), &p),
+                _ => Err(std::io::Error::other(
+                    "not linked: the file it is a hard link of was not restored",
+                )),
+            }
+        });
+        match r {
+            Ok(()) => summary.files += 1,
+            Err(err) => summary.problems.push(RestoreProblem {
+                path: e.rel.clone(),
+                message: err.to_string(),
+            }),
+        }
+    }
+    for (i, e) in entries.into_iter().enumerate() {
+        match e.node.kind {
+            NodeKind::Dir if dir_made[i] => carried.dirs.push(e),
+            NodeKind::Symlink if !carried.under_failed(&e.rel) => carried.symlinks.push(e),
+            _ => {}
+        }
+    }
+}
+
+/// Writes the content of `files`: every blob grouped by pack, packs read on
+/// several threads. Each file is created by the first worker with bytes for
+/// it and finished (size, owner, mode, times, by descriptor) by the worker
+/// that writes its last byte; the files no worker finished (empty, or with
+/// a damaged or missing blob) are created if need be and finished after.
+fn write_content(
+    repo: &IndexedRepository,
+    files: &mut [FileJob],
+    entries: &[Entry],
+    summary: &mut RestoreSummary,
+    progress: &dyn Progress,
+) {
     let mut by_pack: HashMap<u32, HashMap<Id, BlobJob>> = HashMap::new();
     let mut file_problems: Vec<Option<String>> = vec![None; files.len()];
     for (fi, f) in files.iter_mut().enumerate() {
@@ -319,6 +543,7 @@ pub fn restore(
         }
         *f.remaining.get_mut() = offset;
     }
+    let files: &[FileJob] = files;
     let queue: Mutex<Vec<(u32, Vec<BlobJob>)>> = Mutex::new(
         by_pack
             .into_iter()
@@ -339,15 +564,14 @@ pub fn restore(
                     let Some((pack, blobs)) = queue.lock().pop() else {
                         break;
                     };
-                    restore_pack(repo, pack, &blobs, &files, &mut worker, &problems, progress);
+                    restore_pack(repo, pack, &blobs, files, &mut worker, &problems, progress);
                 }
             });
         }
     });
-    tracing::debug!(elapsed = ?started.elapsed(), "restore: content written");
 
-    // Files not finished by a content worker (empty, or with a damaged or
-    // missing blob): created if need be, then finished.
+    // Files not finished by a content worker: created if need be, then
+    // finished.
     let unfinished: Vec<usize> = (0..files.len())
         .filter(|&fi| !files[fi].finished.load(Ordering::Acquire))
         .collect();
@@ -363,7 +587,6 @@ pub fn restore(
     }
     for (fi, f) in files.iter().enumerate() {
         if matches!(f.created.get(), Some(Ok(()))) {
-            done[f.entry] = true;
             summary.files += 1;
             summary.bytes += f.node.size;
         }
@@ -372,75 +595,59 @@ pub fn restore(
             summary.problems.push(RestoreProblem { path: rel, message });
         }
     }
+}
 
-    // Then hard links and symlinks.
-    let mut failures = vec![];
-    for (i, link_to) in last {
-        let e = &entries[i];
+/// The end of a restore: symlinks, then the metadata of symlinks (on every
+/// core; hard links share their first's inode, finished with it), then of
+/// directories, deepest first (writing into a directory changes its mtime;
+/// reversed pre-order puts every child before its parent).
+fn finish_links_and_dirs(
+    target: &Path,
+    opts: &RestoreOptions,
+    fresh: bool,
+    carried: Carried,
+    summary: &mut RestoreSummary,
+) {
+    let mut made = vec![];
+    for e in carried.symlinks {
         let p = target.join(&e.rel);
-        let r = remove_existing(&p, fresh, opts.overwrite).and_then(|()| match link_to {
-            Some(first) if done[first] => {
-                fs::hard_link(target.join(&entries[first].rel), &p).map(|()| summary.files += 1)
-            }
-            Some(_) => Err(std::io::Error::other(
-                "not linked: the file it is a hard link of was not restored",
-            )),
-            None => std::os::unix::fs::symlink(
-                e.node
-                    .link_target
-                    .as_ref()
-                    .map(|t| t.as_os_str())
-                    .unwrap_or_default(),
-                &p,
-            )
-            .map(|()| summary.symlinks += 1),
-        });
+        let link_to = e
+            .node
+            .link_target
+            .as_ref()
+            .map(|t| t.as_os_str())
+            .unwrap_or_default();
+        let r = remove_existing(&p, fresh, opts.overwrite)
+            .and_then(|()| std::os::unix::fs::symlink(link_to, &p));
         match r {
-            Ok(()) => done[i] = true,
-            Err(err) => failures.push((i, err)),
+            Ok(()) => {
+                summary.symlinks += 1;
+                made.push(e);
+            }
+            Err(err) => summary.problems.push(RestoreProblem {
+                path: e.rel,
+                message: err.to_string(),
+            }),
         }
     }
-    for (i, err) in failures {
-        summary.problems.push(RestoreProblem {
-            path: entries[i].rel.clone(),
-            message: err.to_string(),
-        });
-    }
-
-    // Metadata of symlinks, on every core (hard links share their first's
-    // inode, finished above); then directories, deepest first (writing into
-    // a directory changes its mtime; reversed pre-order puts every child
-    // before its parent).
-    let links: Vec<usize> = (0..entries.len())
-        .filter(|&i| done[i] && entries[i].node.kind == NodeKind::Symlink)
-        .collect();
-    let link_results = par_map(&links, |&i| {
-        metadata::apply(At::Path(&target.join(&entries[i].rel)), &entries[i].node)
+    let link_results = par_map(&made, |e| {
+        metadata::apply(At::Path(&target.join(&e.rel)), &e.node)
     });
-    let dirs = (0..entries.len())
+    let dir_results: Vec<_> = carried
+        .dirs
+        .iter()
         .rev()
-        .filter(|&i| done[i] && entries[i].node.kind == NodeKind::Dir);
-    let dir_results: Vec<_> = dirs
-        .map(|i| {
-            let p = target.join(&entries[i].rel);
-            (i, metadata::apply(At::Path(&p), &entries[i].node))
-        })
+        .map(|e| metadata::apply(At::Path(&target.join(&e.rel)), &e.node))
         .collect();
-    for (i, r) in links.into_iter().zip(link_results).chain(dir_results) {
+    let all = made.iter().zip(link_results);
+    for (e, r) in all.chain(carried.dirs.iter().rev().zip(dir_results)) {
         if let Err(err) = r {
             summary.problems.push(RestoreProblem {
-                path: entries[i].rel.clone(),
+                path: e.rel.clone(),
                 message: format!("metadata: {err}"),
             });
         }
     }
-
-    tracing::debug!(elapsed = ?started.elapsed(), "restore: metadata set");
-    sync_filesystem(target)?;
-    tracing::debug!(elapsed = ?started.elapsed(), "restore: synced");
-    summary.problems.sort_by(|a, b| a.path.cmp(&b.path));
-    summary.problems.dedup();
-    Ok(summary)
 }
 
 /// A file being restored.

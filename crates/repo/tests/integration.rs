@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -434,4 +435,146 @@ fn blobs_encoded_by_the_caller_and_by_the_compressors_read_back_alike() {
     for (id, b) in ids.iter().zip(&blobs) {
         assert_eq!(&repo.read_blob(id).unwrap(), b);
     }
+}
+
+/// Every entry under `root`: path, kind, mode, size, content, symlink
+/// target, mtime, and for hard links the first path sharing the inode.
+fn manifest(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, std::fs::Metadata)>) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort();
+        for p in names {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let is_dir = m.is_dir();
+            out.push((rel, m));
+            if is_dir {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut entries = vec![];
+    walk(root, root, &mut entries);
+    let mut first_of_inode = std::collections::HashMap::new();
+    entries
+        .iter()
+        .map(|(rel, m)| {
+            let p = root.join(rel);
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                "dir".to_string()
+            } else {
+                let first = first_of_inode.entry(m.ino()).or_insert_with(|| rel.clone());
+                format!(
+                    "{} bytes {:?} linked to {first}",
+                    m.len(),
+                    fs::read(&p).unwrap()
+                )
+            };
+            let mtime = if m.file_type().is_symlink() {
+                0
+            } else {
+                m.mtime_nsec() + m.mtime() * 1_000_000_000
+            };
+            format!("{rel} {:o} {mtime} {what}", m.mode())
+        })
+        .collect()
+}
+
+#[test]
+fn a_restore_in_many_batches_equals_one_in_a_single_batch() {
+    use lifeboat_repo::restorer::restore_in_batches;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("orig/src");
+    for d in ["a", "a/deep/er", "b/x", "b/y", "empty", "z"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for (i, f) in ["a/1", "a/deep/2", "a/deep/er/3", "b/x/4", "b/y/5", "z/6"]
+        .iter()
+        .enumerate()
+    {
+        fs::write(src.join(f), vec![b'a' + i as u8; 100 * (i + 1)]).unwrap();
+    }
+    // A hard-link group whose members are far apart in the plan.
+    fs::hard_link(src.join("a/1"), src.join("z/link-to-1")).unwrap();
+    fs::hard_link(src.join("a/1"), src.join("b/y/also-1")).unwrap();
+    std::os::unix::fs::symlink("../a", src.join("b/to-a")).unwrap();
+    std::os::unix::fs::symlink("nowhere", src.join("z/dangling")).unwrap();
+    fs::set_permissions(src.join("b/x"), fs::Permissions::from_mode(0o750)).unwrap();
+    let mut repo = new_repo(dir.path()).load_index().unwrap();
+    let snap = backup(
+        &mut repo,
+        BackupSource::Paths(vec![src.clone()]),
+        &BackupOptions::default(),
+        &NoProgress,
+    )
+    .unwrap()
+    .snapshot;
+
+    let run = |name: &str, batch: usize, opts: &RestoreOptions| {
+        let out = dir.path().join(name);
+        let s = restore_in_batches(&repo, &snap, &out, opts, &NoProgress, batch).unwrap();
+        assert!(s.problems.is_empty(), "{:?}", s.problems);
+        (manifest(&out), s.files, s.dirs, s.symlinks, s.bytes)
+    };
+    let all = RestoreOptions::default();
+    let whole = run("whole", usize::MAX, &all);
+    assert_eq!(
+        whole.0,
+        manifest(&dir.path().join("orig")),
+        "equals the source"
+    );
+    assert!(whole
+        .0
+        .iter()
+        .any(|l| l.starts_with("src/z/link-to-1 ") && l.ends_with("linked to src/a/1")));
+    for batch in [1, 2, 3, 7] {
+        assert_eq!(
+            run(&format!("b{batch}"), batch, &all),
+            whole,
+            "batch of {batch}"
+        );
+    }
+    let some = RestoreOptions {
+        includes: vec!["src/b/**".into(), "src/z/6".into()],
+        ..Default::default()
+    };
+    let selected = run("sel", usize::MAX, &some);
+    assert!(
+        selected.0.iter().all(|l| l.starts_with("src ")
+            || l.starts_with("src/b")
+            || l.starts_with("src/z ")
+            || l.starts_with("src/z/6 ")),
+        "{:?}",
+        selected.0
+    );
+    for batch in [1, 2, 5] {
+        assert_eq!(
+            run(&format!("sel{batch}"), batch, &some),
+            selected,
+            "batch of {batch}"
+        );
+    }
+
+    // A file in the way is refused before anything is written, also when
+    // the restore takes several batches.
+    let busy = dir.path().join("busy");
+    fs::create_dir_all(busy.join("src/z")).unwrap();
+    fs::write(busy.join("src/z/6"), "mine").unwrap();
+    let err = restore_in_batches(&repo, &snap, &busy, &all, &NoProgress, 2).unwrap_err();
+    assert!(err.to_string().contains("src/z/6"), "{err}");
+    assert!(!busy.join("src/a").exists(), "nothing was written");
+    assert_eq!(fs::read(busy.join("src/z/6")).unwrap(), b"mine");
+    let over = RestoreOptions {
+        overwrite: true,
+        ..Default::default()
+    };
+    let s = restore_in_batches(&repo, &snap, &busy, &over, &NoProgress, 2).unwrap();
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(manifest(&busy), whole.0);
 }
