@@ -328,6 +328,14 @@ impl Walker<'_> {
         d.entries.len() - 1
     }
 
+    /// Appends `node`, which `dir` must wait for (a file being read, a
+    /// subdirectory being walked); returns its position.
+    fn push_awaited(&mut self, dir: usize, node: Node) -> usize {
+        let pos = self.push(dir, node);
+        self.dir(dir).pending += 1;
+        pos
+    }
+
     fn dir(&mut self, key: usize) -> &mut OpenDir {
         // Keys are removed only when their count reaches zero, after which
         // nothing refers to them.
@@ -432,8 +440,7 @@ impl Walker<'_> {
                     } else {
                         self.counts.new += 1;
                     }
-                    let pos = self.push(dir, node);
-                    self.dir(dir).pending += 1;
+                    let pos = self.push_awaited(dir, node);
                     self.jobs
                         .as_ref()
                         .and_then(|j| {
@@ -461,8 +468,7 @@ impl Walker<'_> {
         } else if ft.is_dir() {
             self.counts.dirs += 1;
             let node = self.node(path, name, NodeKind::Dir, meta, parent);
-            let pos = self.push(dir, node);
-            self.dir(dir).pending += 1;
+            let pos = self.push_awaited(dir, node);
             let parent_tree = self.load_parent_tree(
                 parent
                     .filter(|p| p.kind == NodeKind::Dir)

@@ -214,6 +214,10 @@ impl<'r> Planner<'r> {
                 out.push(Entry { rel, node });
             }
         }
+        // Leave no finished directory behind, so `is_done` is exact.
+        while self.stack.last().is_some_and(|l| l.nodes.len() == 0) {
+            self.stack.pop();
+        }
         out
     }
 
@@ -259,6 +263,16 @@ pub fn restore(
     restore_in_batches(repo, snapshot, target, opts, progress, BATCH_ENTRIES)
 }
 
+/// Where and how a restore writes: what every batch needs.
+struct Destination<'a> {
+    repo: &'a IndexedRepository,
+    target: &'a Path,
+    opts: &'a RestoreOptions,
+    /// The target was empty: nothing can be in the way.
+    fresh: bool,
+    progress: &'a dyn Progress,
+}
+
 /// What the whole restore keeps across batches.
 #[derive(Default)]
 struct Carried {
@@ -291,10 +305,11 @@ pub fn restore_in_batches(
     progress: &dyn Progress,
     batch: usize,
 ) -> Result<RestoreSummary> {
+    let batch = batch.max(1);
     let inc = includes_set(&opts.includes)?;
     let mut summary = RestoreSummary::default();
     let mut planner = Planner::new(repo, &snapshot.tree, inc.as_ref(), &mut summary.problems);
-    let mut entries = planner.next_batch(batch.max(1), &mut summary.problems);
+    let mut entries = planner.next_batch(batch, &mut summary.problems);
     if inc.is_some() && entries.is_empty() {
         return Err(RepoError::Usage(format!(
             "no path in the snapshot matches {:?}",
@@ -320,34 +335,32 @@ pub fn restore_in_batches(
     }
     fs::create_dir_all(target).map_err(|e| RepoError::io("create restore target", target, e))?;
     // Refuse before writing anything if files would be replaced.
-    if let (Some(first), false) = (survey.conflicts.first(), opts.overwrite) {
+    if let (Some(first), false) = (survey.first_conflict, opts.overwrite) {
         return Err(RepoError::WouldOverwrite {
             target: target.to_path_buf(),
             count: survey.conflict_count,
-            first: first.clone(),
+            first,
         });
     }
     progress.set_total(survey.bytes);
 
+    let dest = Destination {
+        repo,
+        target,
+        opts,
+        fresh,
+        progress,
+    };
     let mut carried = Carried::default();
     loop {
-        restore_batch(
-            repo,
-            target,
-            opts,
-            fresh,
-            entries,
-            &mut carried,
-            &mut summary,
-            progress,
-        );
+        restore_batch(&dest, entries, &mut carried, &mut summary);
         if planner.is_done() {
             break;
         }
         entries = planner.next_batch(batch, &mut summary.problems);
     }
     tracing::debug!(elapsed = ?started.elapsed(), "restore: content written");
-    finish_links_and_dirs(target, opts, fresh, carried, &mut summary);
+    finish_links_and_dirs(&dest, carried, &mut summary);
     tracing::debug!(elapsed = ?started.elapsed(), "restore: metadata set");
     sync_filesystem(target)?;
     tracing::debug!(elapsed = ?started.elapsed(), "restore: synced");
@@ -360,8 +373,8 @@ pub fn restore_in_batches(
 #[derive(Default)]
 struct Survey {
     bytes: u64,
-    /// The first conflicting path (only the first is reported).
-    conflicts: Vec<String>,
+    /// The first path in the way (the one reported), and how many are.
+    first_conflict: Option<String>,
     conflict_count: usize,
 }
 
@@ -377,9 +390,8 @@ impl Survey {
             if let Ok(m) = fs::symlink_metadata(target.join(&e.rel)) {
                 if !(e.node.kind == NodeKind::Dir && m.file_type().is_dir()) {
                     self.conflict_count += 1;
-                    if self.conflicts.is_empty() {
-                        self.conflicts.push(e.rel.display().to_string());
-                    }
+                    self.first_conflict
+                        .get_or_insert_with(|| e.rel.display().to_string());
                 }
             }
         }
@@ -389,17 +401,13 @@ impl Survey {
 /// Restores one batch of planned entries: directories, then file content
 /// pack by pack, then the files no worker finished, then hard links.
 /// Directories and symlinks move to `carried` for the end.
-#[allow(clippy::too_many_arguments)]
 fn restore_batch(
-    repo: &IndexedRepository,
-    target: &Path,
-    opts: &RestoreOptions,
-    fresh: bool,
+    dest: &Destination<'_>,
     entries: Vec<Entry>,
     carried: &mut Carried,
     summary: &mut RestoreSummary,
-    progress: &dyn Progress,
 ) {
+    let (target, opts, fresh) = (dest.target, dest.opts, dest.fresh);
     // Directories first, in pre-order so parents exist before children;
     // nothing below a directory that failed is attempted.
     let mut dir_made = vec![false; entries.len()];
@@ -451,7 +459,7 @@ fn restore_batch(
             }
         }
     }
-    write_content(repo, &mut files, &entries, summary, progress);
+    write_content(dest.repo, &mut files, &entries, summary, dest.progress);
 
     for f in &files {
         let e = &entries[f.entry];
@@ -601,13 +609,8 @@ fn write_content(
 /// core; hard links share their first's inode, finished with it), then of
 /// directories, deepest first (writing into a directory changes its mtime;
 /// reversed pre-order puts every child before its parent).
-fn finish_links_and_dirs(
-    target: &Path,
-    opts: &RestoreOptions,
-    fresh: bool,
-    carried: Carried,
-    summary: &mut RestoreSummary,
-) {
+fn finish_links_and_dirs(dest: &Destination<'_>, carried: Carried, summary: &mut RestoreSummary) {
+    let (target, opts, fresh) = (dest.target, dest.opts, dest.fresh);
     let mut made = vec![];
     for e in carried.symlinks {
         let p = target.join(&e.rel);
