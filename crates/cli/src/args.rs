@@ -154,15 +154,33 @@ pub struct BackupArgs {
     pub with_atime: bool,
 }
 
+/// Which snapshots a command considers; `latest` is the newest of them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FilterArgs {
+    /// Only snapshots of this host. Repeatable (any of them).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with these tags: `--tag a,b` needs both, a second
+    /// `--tag c` also admits those with c.
+    #[arg(long = "tag", value_name = "TAG[,TAG]")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this absolute path. Repeatable (all of them).
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
 /// `snapshots`.
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
-    /// Only snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
-    /// Only snapshots with this tag.
-    #[arg(long)]
-    pub tag: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Only the N newest snapshots of each group.
+    #[arg(long, value_name = "N")]
+    pub latest: Option<usize>,
+    /// Group by these snapshot fields: any of `host`, `paths`, `tags`,
+    /// comma-separated; empty for no grouping.
+    #[arg(long, value_name = "FIELDS", default_value = "")]
+    pub group_by: String,
 }
 
 /// `ls`.
@@ -170,8 +188,10 @@ pub struct SnapshotsArgs {
 pub struct LsArgs {
     /// Snapshot id (prefix) or `latest`.
     pub snapshot: String,
-    /// Only entries below this path.
+    /// Only this absolute path and entries below it (`/var/lib/app`).
     pub path: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Long format: type, mode, size, mtime.
     #[arg(short, long)]
     pub long: bool,
@@ -184,17 +204,23 @@ pub struct DiffArgs {
     pub first: String,
     /// The newer snapshot.
     pub second: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Snapshot id (prefix) or `latest`.
+    /// Snapshot id (prefix) or `latest`; `SNAPSHOT:/dir` restores what is
+    /// inside /dir directly into the target (without its parents).
     pub snapshot: String,
-    /// Directory to restore into (created if missing).
+    /// Directory to restore into (created if missing). Paths keep their
+    /// absolute place below it: /var/lib/app lands in TARGET/var/lib/app.
     #[arg(short, long)]
     pub target: PathBuf,
-    /// Restore only paths matching a glob (relative to the snapshot root), with everything below them. Repeatable.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Restore only paths matching a pattern (`/var/lib/app/uploads`, `*.conf`), with everything below them. Repeatable.
     #[arg(short, long = "include", value_name = "GLOB")]
     pub includes: Vec<String>,
     /// Replace files that already exist in the target.
@@ -207,8 +233,11 @@ pub struct RestoreArgs {
 pub struct DumpArgs {
     /// Snapshot id (prefix) or `latest`.
     pub snapshot: String,
-    /// Path of the file inside the snapshot (for a stdin backup: its --stdin-name).
+    /// Absolute path of the file inside the snapshot (for a stdin backup:
+    /// its --stdin-name, with or without a leading `/`).
     pub path: String,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `check`.
@@ -252,9 +281,8 @@ pub struct ForgetArgs {
     /// Keep every snapshot with this tag. Repeatable.
     #[arg(long = "keep-tag", value_name = "TAG")]
     pub keep_tags: Vec<String>,
-    /// Only consider snapshots of this host.
-    #[arg(long)]
-    pub host: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
     /// Show what would be removed; remove nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,

@@ -338,7 +338,14 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
         )?;
         drop(bar);
         steps.push(step(&format!("restore snapshot {}", n + 1), t, r.bytes));
-        let got = manifest(&target.join("data"))?;
+        // Paths keep their absolute place below the target.
+        let recorded = outcome
+            .snapshot
+            .paths
+            .first()
+            .map(String::as_str)
+            .unwrap_or("/");
+        let got = manifest(&target.join(recorded.trim_start_matches('/')))?;
         compared += expected.len();
         if &got != expected || !r.problems.is_empty() {
             identical = false;

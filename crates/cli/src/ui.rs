@@ -154,9 +154,48 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// Formats a snapshot time in the local time zone.
+/// Formats a time in the local time zone with its offset
+/// (`2026-12-02 05:16:33 +01:00`): every listing shows times this way.
 pub fn local_time(t: jiff::Timestamp) -> String {
     t.to_zoned(jiff::tz::TimeZone::system())
-        .strftime("%Y-%m-%d %H:%M:%S")
+        .strftime("%Y-%m-%d %H:%M:%S %:z")
         .to_string()
+}
+
+/// A text table: each column as wide as its widest cell, two spaces apart;
+/// the columns in `right` aligned right (sizes, counts). The last column is
+/// not padded.
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]], right: &[usize]) -> String {
+    let mut width = header.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut t = String::new();
+    let line = |t: &mut String, cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            let pad = width[i].saturating_sub(c.chars().count());
+            if right.contains(&i) {
+                l.extend(std::iter::repeat_n(' ', pad));
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                if i + 1 < N {
+                    l.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+        }
+        t.push_str(l.trim_end());
+        t.push('\n');
+    };
+    line(&mut t, header.to_vec());
+    for r in rows {
+        line(&mut t, r.iter().map(String::as_str).collect());
+    }
+    t
 }

@@ -484,6 +484,58 @@ impl Walker<'_> {
         Ok(())
     }
 
+    /// Adds what `trie` selects below directory `dir` (open as `key`): a
+    /// selected path whole, a directory above selected paths with its own
+    /// metadata and only the selected names below it.
+    fn add_selected(
+        &mut self,
+        key: usize,
+        dir: &Path,
+        trie: &PathTrie,
+        parent: Option<&Tree>,
+    ) -> Result<()> {
+        if trie.selected {
+            return self.walk_dir(key, dir, parent);
+        }
+        for (name, below) in &trie.below {
+            self.collect_read_files()?;
+            let path = dir.join(name);
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.warn(&path, format!("cannot stat: {e}"));
+                    continue;
+                }
+            };
+            let fname = FileName::from(name.as_os_str());
+            let pnode = parent.and_then(|t| t.find(&fname.0));
+            if below.selected {
+                self.add(key, &path, fname, &meta, pnode)?;
+                continue;
+            }
+            if !meta.is_dir() {
+                self.warn(
+                    &path,
+                    "changed while being backed up: no longer a directory",
+                );
+                continue;
+            }
+            // A directory above what is backed up: its node, and only the
+            // selected names inside it.
+            let node = self.node(&path, fname, NodeKind::Dir, &meta, pnode);
+            let pos = self.push_awaited(key, node);
+            let parent_tree = self.load_parent_tree(
+                pnode
+                    .filter(|p| p.kind == NodeKind::Dir)
+                    .and_then(|p| p.subtree),
+            );
+            let sub = self.open_dir(Some((key, pos)));
+            self.add_selected(sub, &path, below, parent_tree.as_deref())?;
+            self.release(sub)?;
+        }
+        Ok(())
+    }
+
     /// Lists directory `path` into open directory `key`.
     fn walk_dir(&mut self, key: usize, dir: &Path, parent: Option<&Tree>) -> Result<()> {
         let rd = match fs::read_dir(dir) {
@@ -614,23 +666,7 @@ pub fn backup(
                     "nothing to back up: give at least one path".into(),
                 ));
             }
-            let mut abs = vec![];
-            for path in p {
-                let a =
-                    std::path::absolute(&path).map_err(|e| RepoError::io("resolve", &path, e))?;
-                let a = normalize(&a);
-                fs::symlink_metadata(&a).map_err(|e| RepoError::io("stat", &a, e))?;
-                abs.push(a);
-            }
-            let mut names: Vec<_> = abs.iter().map(|a| top_name(a)).collect();
-            names.sort();
-            if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-                return Err(RepoError::Usage(format!(
-                    "two paths share the name {:?}; back them up separately or back up their common parent",
-                    w[0].display()
-                )));
-            }
-            (abs, None)
+            (backup_paths(&p)?, None)
         }
         BackupSource::Stream { name, reader } => {
             let fname = FileName::from(name.as_str());
@@ -643,7 +679,7 @@ pub fn backup(
         }
     };
     let snapshot_paths: Vec<String> = match &stream {
-        Some((name, _)) => vec![format!("stdin:{name}")],
+        Some((name, _)) => vec![format!("/{name}")],
         None => paths.iter().map(|p| p.display().to_string()).collect(),
     };
 
@@ -747,11 +783,10 @@ pub fn backup(
             parent_xattrs,
         };
         let root = walker.open_dir(None);
-        let mut walk_result = Ok(());
-        if let Some((name, reader)) = stream {
+        let walk_result = if let Some((name, reader)) = stream {
             let fname = FileName::from(name.as_str());
             let mut buf = Vec::new();
-            walk_result = read_stream(
+            read_stream(
                 crate::read_ahead::ReadAhead::spawn(s, reader),
                 Path::new("<stdin>"),
                 &chunker,
@@ -787,25 +822,16 @@ pub fn backup(
                         xattrs: vec![],
                     },
                 );
-            });
+            })
         } else {
             let root_parent = walker.load_parent_tree(parent_root);
-            for p in &paths {
-                let meta = match fs::symlink_metadata(p) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        walker.warn(p, format!("cannot stat: {e}"));
-                        continue;
-                    }
-                };
-                let name = FileName::from(top_name(p).as_os_str());
-                let pnode = root_parent.as_ref().and_then(|t| t.find(&name.0)).cloned();
-                if let Err(e) = walker.add(root, p, name, &meta, pnode.as_ref()) {
-                    walk_result = Err(e);
-                    break;
-                }
-            }
-        }
+            walker.add_selected(
+                root,
+                Path::new("/"),
+                &PathTrie::new(&paths),
+                root_parent.as_deref(),
+            )
+        };
         // No more jobs: readers finish the queue and exit.
         drop(walker.jobs.take());
         scan_done.store(true, Ordering::Relaxed);
@@ -890,11 +916,61 @@ pub fn backup(
     })
 }
 
-/// The name a backup path gets at the top of the snapshot.
-fn top_name(p: &Path) -> PathBuf {
-    p.file_name()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("root"))
+/// The absolute paths a backup stores, in order, without duplicates and
+/// without paths inside another one (the outer one holds them). Every
+/// directory above a path is resolved (`/var/run/x` becomes `/run/x` where
+/// `/var/run` links to `/run`), so the snapshot's directories above it are
+/// real directories; the last component is kept as given (a symlink given
+/// is stored as the symlink).
+fn backup_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut abs = vec![];
+    for path in given {
+        let a = std::path::absolute(path).map_err(|e| RepoError::io("resolve", path, e))?;
+        let a = normalize(&a);
+        fs::symlink_metadata(&a).map_err(|e| RepoError::io("stat", &a, e))?;
+        let a = match (a.parent(), a.file_name()) {
+            (Some(dir), Some(name)) => fs::canonicalize(dir)
+                .map_err(|e| RepoError::io("resolve", dir, e))?
+                .join(name),
+            _ => a,
+        };
+        abs.push(a);
+    }
+    abs.sort();
+    abs.dedup();
+    let mut kept: Vec<PathBuf> = vec![];
+    for a in abs {
+        if !kept.iter().any(|k| a.starts_with(k)) {
+            kept.push(a);
+        }
+    }
+    Ok(kept)
+}
+
+/// The backup paths as a tree of names below `/`: the snapshot stores each
+/// path at its absolute place, with the directories above it.
+#[derive(Default)]
+struct PathTrie {
+    /// This path itself is backed up (with everything below it).
+    selected: bool,
+    /// Names below it that lead to backed-up paths, in name order.
+    below: std::collections::BTreeMap<std::ffi::OsString, PathTrie>,
+}
+
+impl PathTrie {
+    fn new(paths: &[PathBuf]) -> PathTrie {
+        let mut root = PathTrie::default();
+        for p in paths {
+            let mut at = &mut root;
+            for c in p.components() {
+                if let std::path::Component::Normal(name) = c {
+                    at = at.below.entry(name.to_os_string()).or_default();
+                }
+            }
+            at.selected = true;
+        }
+        root
+    }
 }
 
 /// Removes `.` and resolves `..` lexically (without following symlinks).

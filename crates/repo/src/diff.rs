@@ -61,7 +61,7 @@ impl Change {
 /// One difference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DiffEntry {
-    /// Path relative to the snapshot root.
+    /// Absolute path in the snapshot (`/var/lib/app/x`).
     pub path: PathBuf,
     /// What changed.
     pub change: Change,
@@ -70,7 +70,7 @@ pub struct DiffEntry {
 /// The differences between the trees `a` and `b`.
 pub fn diff(repo: &IndexedRepository, a: &Id, b: &Id) -> Result<Vec<DiffEntry>> {
     let mut out = vec![];
-    diff_trees(repo, Some(a), Some(b), Path::new(""), &mut out)?;
+    diff_trees(repo, Some(a), Some(b), Path::new("/"), &mut out)?;
     Ok(out)
 }
 

@@ -50,6 +50,10 @@ pub enum RepoError {
         /// What is wrong.
         reason: String,
     },
+    /// `latest` asked for while a snapshot object is damaged (it could be
+    /// the newest).
+    #[error("cannot tell which snapshot is the latest: {0}; name a snapshot by id")]
+    LatestUnknown(Box<RepoError>),
     /// A blob that no index names.
     #[error("blob {0} is not in the index")]
     BlobNotIndexed(Id),

@@ -53,4 +53,4 @@ pub(crate) fn cores() -> usize {
 }
 pub use id::Id;
 pub use repository::{IndexedRepository, InitOptions, Repository};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, SnapshotFilter};

@@ -21,7 +21,7 @@ use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, IndexPack, INDEX_VERSION};
 use crate::pack;
-use crate::snapshot::{Snapshot, SNAPSHOT_VERSION};
+use crate::snapshot::{Snapshot, SnapshotFilter, SNAPSHOT_VERSION};
 use crate::tree::Tree;
 
 /// The repository format version this code writes and the newest it reads.
@@ -308,13 +308,28 @@ impl Repository {
         Ok((ok, bad))
     }
 
-    /// Resolves `latest` or a unique id prefix to a snapshot.
-    pub fn find_snapshot(&self, arg: &str) -> Result<(Id, Snapshot)> {
-        let (all, _) = self.snapshots()?;
+    /// Resolves `latest` (the newest snapshot that `filter` matches) or a
+    /// unique id prefix to a snapshot. `latest` is refused while any
+    /// snapshot object is damaged: its time cannot be read, so it may be the
+    /// newest, and silently taking an older one would restore the wrong
+    /// point.
+    pub fn find_snapshot(&self, arg: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
+        let (all, bad) = self.snapshots()?;
         if arg == "latest" {
-            return all.into_iter().last().ok_or_else(|| {
-                RepoError::SnapshotNotFound("the repository has no snapshots".into())
-            });
+            if let Some(e) = bad.into_iter().next() {
+                return Err(RepoError::LatestUnknown(Box::new(e)));
+            }
+            return all
+                .into_iter()
+                .rev()
+                .find(|(_, s)| filter.matches(s))
+                .ok_or_else(|| {
+                    RepoError::SnapshotNotFound(if filter.is_empty() {
+                        "the repository has no snapshots".into()
+                    } else {
+                        format!("no snapshot matches {filter}")
+                    })
+                });
         }
         let arg_l = arg.to_ascii_lowercase();
         if arg_l.is_empty() || !arg_l.bytes().all(|b| b.is_ascii_hexdigit()) {

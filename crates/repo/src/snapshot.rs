@@ -45,7 +45,7 @@ pub struct Snapshot {
     pub time: jiff::Timestamp,
     /// The root tree.
     pub tree: Id,
-    /// What was backed up (absolute paths, or `stdin:NAME`).
+    /// What was backed up: absolute paths, stored at their absolute place below the root tree (a stream: `/NAME`).
     pub paths: Vec<String>,
     /// Host name.
     pub hostname: String,
@@ -89,6 +89,50 @@ impl Snapshot {
     }
 }
 
+/// Which snapshots a command considers, as restic's `--host`, `--tag` and
+/// `--path`: a snapshot matches when every given kind of filter matches.
+/// `latest` means the newest snapshot that matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotFilter {
+    /// Any of these hosts (empty: any host).
+    pub hosts: Vec<String>,
+    /// Any of these tag sets, where a set matches a snapshot that has every
+    /// tag in it (`--tag a,b --tag c`: a and b, or c). Empty: any tags.
+    pub tags: Vec<Vec<String>>,
+    /// Snapshots whose paths include every one of these (empty: any).
+    pub paths: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// Whether nothing is filtered.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.tags.is_empty() && self.paths.is_empty()
+    }
+
+    /// Whether `s` passes the filter.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
+            && (self.tags.is_empty()
+                || self.tags.iter().any(|set| set.iter().all(|t| s.has_tag(t))))
+            && self.paths.iter().all(|p| {
+                let p = p.trim_end_matches('/');
+                let p = if p.is_empty() { "/" } else { p };
+                s.paths.iter().any(|sp| sp == p)
+            })
+    }
+}
+
+impl std::fmt::Display for SnapshotFilter {
+    /// The filter as the options that give it (`--host h --tag a,b`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = vec![];
+        parts.extend(self.hosts.iter().map(|h| format!("--host {h}")));
+        parts.extend(self.tags.iter().map(|t| format!("--tag {}", t.join(","))));
+        parts.extend(self.paths.iter().map(|p| format!("--path {p}")));
+        f.write_str(&parts.join(" "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +146,37 @@ mod tests {
         let s: Snapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(s.paths, vec!["/x"]);
         assert_eq!(s.tree, Id([3; 32]));
+    }
+
+    fn snap(host: &str, tags: &[&str], paths: &[&str]) -> Snapshot {
+        let json = format!(
+            r#"{{"version":1,"time":"2026-01-01T00:00:00Z","tree":"{}","paths":{},"hostname":"{host}","tags":{}}}"#,
+            Id([3; 32]),
+            serde_json::to_string(paths).unwrap(),
+            serde_json::to_string(tags).unwrap()
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn filters_need_every_kind_any_host_any_tag_set_and_every_path() {
+        let s = snap("db1", &["nightly", "pg"], &["/etc/app", "/var/lib/app"]);
+        let f = |hosts: &[&str], tags: &[&[&str]], paths: &[&str]| SnapshotFilter {
+            hosts: hosts.iter().map(|x| x.to_string()).collect(),
+            tags: tags
+                .iter()
+                .map(|t| t.iter().map(|x| x.to_string()).collect())
+                .collect(),
+            paths: paths.iter().map(|x| x.to_string()).collect(),
+        };
+        assert!(f(&[], &[], &[]).matches(&s));
+        assert!(f(&["db2", "db1"], &[], &[]).matches(&s));
+        assert!(!f(&["db2"], &[], &[]).matches(&s));
+        assert!(f(&[], &[&["nightly", "pg"]], &[]).matches(&s));
+        assert!(!f(&[], &[&["nightly", "weekly"]], &[]).matches(&s));
+        assert!(f(&[], &[&["nightly", "weekly"], &["pg"]], &[]).matches(&s));
+        assert!(f(&[], &[], &["/etc/app/"]).matches(&s));
+        assert!(!f(&[], &[], &["/etc/app", "/srv"]).matches(&s));
+        assert!(!f(&["db1"], &[&["pg"]], &["/srv"]).matches(&s));
     }
 }

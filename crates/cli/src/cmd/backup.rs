@@ -35,7 +35,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         excludes.extend(archiver::read_exclude_file(f)?);
     }
     let parent = match &a.parent {
-        Some(p) => Some(repo.find_snapshot(p)?.0),
+        Some(p) => Some(repo.find_snapshot(p, &Default::default())?.0),
         None => None,
     };
     let opts = BackupOptions {

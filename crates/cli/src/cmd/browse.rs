@@ -7,6 +7,7 @@ use anyhow::Result;
 use lifeboat_repo::diff::{self, DiffEntry};
 use lifeboat_repo::restorer;
 use lifeboat_repo::tree::{Node, NodeKind};
+use lifeboat_repo::{Id, Snapshot};
 use serde::Serialize;
 use serde_json::json;
 
@@ -14,43 +15,127 @@ use crate::args::{DiffArgs, DumpArgs, LsArgs, SnapshotsArgs};
 use crate::cmd::Ctx;
 use crate::{exit, ui};
 
+/// The key `snapshots --group-by` groups on: the chosen fields' values.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+struct GroupKey {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<Vec<String>>,
+}
+
+impl GroupKey {
+    fn of(fields: &[&str], s: &Snapshot) -> GroupKey {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        GroupKey {
+            host: fields.contains(&"host").then(|| s.hostname.clone()),
+            paths: fields.contains(&"paths").then(|| sorted(&s.paths)),
+            tags: fields.contains(&"tags").then(|| sorted(&s.tags)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = vec![];
+        if let Some(h) = &self.host {
+            parts.push(format!("host {h}"));
+        }
+        if let Some(p) = &self.paths {
+            parts.push(format!("paths {}", p.join(" ")));
+        }
+        if let Some(t) = &self.tags {
+            parts.push(format!("tags {}", t.join(",")));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Parses `--group-by`: a comma-separated subset of host, paths, tags.
+fn group_fields(spec: &str) -> Result<Vec<&str>> {
+    let fields: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .collect();
+    if let Some(bad) = fields
+        .iter()
+        .find(|f| !["host", "paths", "tags"].contains(f))
+    {
+        return Err(crate::UsageError(format!(
+            "--group-by: unknown field {bad:?}; use host, paths, tags (comma-separated)"
+        ))
+        .into());
+    }
+    Ok(fields)
+}
+
 pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
+    let fields = group_fields(&a.group_by)?;
     let repo = ctx.open()?;
     let (all, bad) = repo.snapshots()?;
     for e in &bad {
         tracing::warn!("{e}");
     }
-    let list: Vec<_> = all
-        .into_iter()
-        .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
-        .filter(|(_, s)| a.tag.as_ref().is_none_or(|t| s.has_tag(t)))
-        .collect();
-    let docs: Vec<_> = list
-        .iter()
-        .map(|(id, s)| json!({ "id": id, "short_id": id.short(), "snapshot": s }))
-        .collect();
-    ctx.out.print(&docs, || {
-        let mut t = format!(
-            "{:<9} {:<19} {:<16} {:<16} {:>10}  {}\n",
-            "ID", "TIME", "HOST", "TAGS", "SIZE", "PATHS"
-        );
-        for (id, s) in &list {
-            let size = s
-                .summary
-                .as_ref()
-                .map(|x| ui::bytes(x.bytes_total))
-                .unwrap_or_default();
-            t += &format!(
-                "{:<9} {:<19} {:<16} {:<16} {:>10}  {}\n",
-                id.short(),
-                ui::local_time(s.time),
-                s.hostname,
-                s.tags.join(","),
-                size,
-                s.paths.join(" ")
-            );
+    let filter = a.filter.filter();
+    let mut groups: std::collections::BTreeMap<GroupKey, Vec<(Id, Snapshot)>> = Default::default();
+    for (id, s) in all.into_iter().filter(|(_, s)| filter.matches(s)) {
+        groups
+            .entry(GroupKey::of(&fields, &s))
+            .or_default()
+            .push((id, s));
+    }
+    if let Some(n) = a.latest {
+        for list in groups.values_mut() {
+            let skip = list.len().saturating_sub(n);
+            list.drain(..skip);
         }
-        t += &format!("{} snapshot(s)\n", list.len());
+    }
+    let entry =
+        |(id, s): &(Id, Snapshot)| json!({ "id": id, "short_id": id.short(), "snapshot": s });
+    let docs = if fields.is_empty() {
+        json!(groups.values().flatten().map(entry).collect::<Vec<_>>())
+    } else {
+        json!(groups
+            .iter()
+            .map(|(k, list)| json!({ "group_key": k, "snapshots": list.iter().map(entry).collect::<Vec<_>>() }))
+            .collect::<Vec<_>>())
+    };
+    ctx.out.print(&docs, || {
+        let mut t = String::new();
+        let mut total = 0;
+        for (key, list) in &groups {
+            if !fields.is_empty() {
+                t += &format!(
+                    "{}group {}:\n",
+                    if t.is_empty() { "" } else { "\n" },
+                    key.describe()
+                );
+            }
+            let rows: Vec<[String; 6]> = list
+                .iter()
+                .map(|(id, s)| {
+                    [
+                        id.short(),
+                        ui::local_time(s.time),
+                        s.hostname.clone(),
+                        s.tags.join(","),
+                        s.summary
+                            .as_ref()
+                            .map(|x| ui::bytes(x.bytes_total))
+                            .unwrap_or_default(),
+                        s.paths.join(" "),
+                    ]
+                })
+                .collect();
+            t += &ui::table(["ID", "TIME", "HOST", "TAGS", "SIZE", "PATHS"], &rows, &[4]);
+            total += list.len();
+        }
+        t += &format!("{total} snapshot{}\n", if total == 1 { "" } else { "s" });
         t
     })?;
     Ok(if bad.is_empty() {
@@ -67,7 +152,11 @@ struct LsEntry {
     kind: NodeKind,
     mode: u32,
     size: u64,
+    /// RFC 3339, UTC, nanoseconds.
     mtime: String,
+    /// For `ls -l`: local time with its offset, as `snapshots` shows.
+    #[serde(skip)]
+    mtime_local: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     link_target: Option<String>,
 }
@@ -81,13 +170,16 @@ fn ls_entry(path: &Path, n: &Node) -> LsEntry {
         mtime: jiff::Timestamp::from_nanosecond(i128::from(n.mtime_ns))
             .map(|t| t.to_string())
             .unwrap_or_default(),
+        mtime_local: jiff::Timestamp::from_nanosecond(i128::from(n.mtime_ns))
+            .map(ui::local_time)
+            .unwrap_or_default(),
         link_target: n.link_target.as_ref().map(|t| t.display()),
     }
 }
 
 pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
     let repo = ctx.open_indexed()?;
-    let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (sid, snap) = repo.find_snapshot(&a.snapshot, &a.filter.filter())?;
     let mut entries = vec![];
     match a
         .path
@@ -126,7 +218,7 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
                     "{kind}{:04o} {:>12} {} {}{link}\n",
                     e.mode,
                     e.size,
-                    e.mtime,
+                    e.mtime_local,
                     e.path.display()
                 );
             } else {
@@ -140,14 +232,15 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
 
 pub fn diff(ctx: &Ctx, a: DiffArgs) -> Result<u8> {
     let repo = ctx.open_indexed()?;
-    let (ia, sa) = repo.find_snapshot(&a.first)?;
-    let (ib, sb) = repo.find_snapshot(&a.second)?;
+    let filter = a.filter.filter();
+    let (ia, sa) = repo.find_snapshot(&a.first, &filter)?;
+    let (ib, sb) = repo.find_snapshot(&a.second, &filter)?;
     let changes: Vec<DiffEntry> = diff::diff(&repo, &sa.tree, &sb.tree)?;
     let doc = json!({ "first": ia, "second": ib, "changes": changes });
     ctx.out.print(&doc, || {
         let mut t = format!("comparing snapshot {} to {}:\n", ia.short(), ib.short());
         for c in &changes {
-            t += &format!("{}    /{}\n", c.change.marker(), c.path.display());
+            t += &format!("{}    {}\n", c.change.marker(), c.path.display());
         }
         let count = |m| changes.iter().filter(|c| c.change.marker() == m).count();
         t += &format!(
@@ -168,7 +261,7 @@ pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
         return Err(crate::UsageError("dump writes the file's raw bytes to stdout; --json does not apply (use `ls --json` for metadata)".into()).into());
     }
     let repo = ctx.open_indexed()?;
-    let (sid, snap) = repo.find_snapshot(&a.snapshot)?;
+    let (sid, snap) = repo.find_snapshot(&a.snapshot, &a.filter.filter())?;
     let node = restorer::find_node(&repo, &snap, &sid.short(), &a.path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());

@@ -17,7 +17,7 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     let mut human = String::new();
     if !a.snapshots.is_empty() {
         for s in &a.snapshots {
-            removed.push(repo.find_snapshot(s)?.0);
+            removed.push(repo.find_snapshot(s, &a.filter.filter())?.0);
         }
         doc = json!({ "dry_run": a.dry_run, "removed": removed });
         for id in &removed {
@@ -44,15 +44,11 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         };
         let (all, bad) = repo.snapshots()?;
         if let Some(e) = bad.first() {
-            return Err(UsageError(format!(
-                "a snapshot is unreadable ({e}); run `lifeboat check` before forgetting"
-            ))
-            .into());
+            // Damage, not usage: exit 1 like `check` and `snapshots`.
+            anyhow::bail!("a snapshot is unreadable ({e}); run `lifeboat check` before forgetting");
         }
-        let all: Vec<_> = all
-            .into_iter()
-            .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
-            .collect();
+        let filter = a.filter.filter();
+        let all: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
         let groups = forget::apply(&all, &policy, &jiff::tz::TimeZone::system())?;
         let time = |id: &Id| {
             all.iter()

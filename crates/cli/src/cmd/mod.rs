@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use lifeboat_repo::crypto::KdfParams;
-use lifeboat_repo::{IndexedRepository, Repository};
+use lifeboat_repo::{IndexedRepository, Repository, SnapshotFilter};
 use lifeboat_store::WriteStore;
 
 use crate::args::{Cli, Command, Global};
@@ -58,6 +58,27 @@ impl Ctx {
     /// Opens the repository and loads its index.
     pub fn open_indexed(&self) -> Result<IndexedRepository> {
         Ok(self.open()?.load_index()?)
+    }
+}
+
+impl crate::args::FilterArgs {
+    /// The library's filter (`--tag a,b` is one set needing both).
+    pub fn filter(&self) -> SnapshotFilter {
+        SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: self
+                .tags
+                .iter()
+                .map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .collect(),
+            paths: self.paths.clone(),
+        }
     }
 }
 

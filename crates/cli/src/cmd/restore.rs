@@ -10,7 +10,21 @@ use crate::{exit, ui};
 
 pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let repo = ctx.open_indexed()?;
-    let (id, snap) = repo.find_snapshot(&a.snapshot)?;
+    // `SNAPSHOT:/dir`: the directory's content straight into the target.
+    let (spec, inside) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s, Some(p)),
+        None => (a.snapshot.as_str(), None),
+    };
+    let (id, mut snap) = repo.find_snapshot(spec, &a.filter.filter())?;
+    if let Some(p) = inside.filter(|p| !p.trim_matches('/').is_empty()) {
+        let node = restorer::find_node(&repo, &snap, &id.short(), p)?;
+        snap.tree = node.subtree.ok_or_else(|| {
+            crate::UsageError(format!(
+                "{p:?} in snapshot {} is not a directory; restore it with --include {p}",
+                id.short()
+            ))
+        })?;
+    }
     let opts = RestoreOptions {
         includes: a.includes.clone(),
         overwrite: a.overwrite,

@@ -125,18 +125,18 @@ fn round_trip_preserves_every_kind_of_metadata() {
     env.ok(&["restore", &snap[..8], "--target", target.to_str().unwrap()]);
     let mut expected = before.clone();
     expected.remove(Path::new("dir/a-fifo"));
-    assert_same(&expected, &manifest(&target.join("src")));
+    assert_same(&expected, &manifest(&under(&target, &src)));
 
     // The hard links are links again, and the sparse file keeps its holes.
-    let a = fs::metadata(target.join("src/dir/hard-a")).unwrap();
+    let a = fs::metadata(under(&target, &src).join("dir/hard-a")).unwrap();
     assert_eq!(a.nlink(), 3);
     assert_eq!(
         a.ino(),
-        fs::metadata(target.join("src/dir/sub/hard-c"))
+        fs::metadata(under(&target, &src).join("dir/sub/hard-c"))
             .unwrap()
             .ino()
     );
-    let sparse = fs::metadata(target.join("src/dir/sparse.img")).unwrap();
+    let sparse = fs::metadata(under(&target, &src).join("dir/sparse.img")).unwrap();
     assert_eq!(sparse.len(), 64 << 20);
     assert!(
         sparse.blocks() * 512 < 16 << 20,
@@ -195,7 +195,7 @@ fn access_times_are_recorded_only_when_asked() {
     );
     let target = env.path("restored");
     env.ok(&["restore", &second, "--target", target.to_str().unwrap()]);
-    let m = fs::metadata(target.join("src/dir/sub/file")).unwrap();
+    let m = fs::metadata(under(&target, &src).join("dir/sub/file")).unwrap();
     assert_eq!(m.atime(), 1_000_000_000, "atime not recorded: mtime");
 
     let third = env.json(&["backup", "--with-atime", src.to_str().unwrap()], 0);
@@ -204,7 +204,7 @@ fn access_times_are_recorded_only_when_asked() {
     let target = env.path("restored-with-atime");
     env.ok(&["restore", &third, "--target", target.to_str().unwrap()]);
     for p in ["dir/sub/file", "dir/sub", "dir"] {
-        let restored = fs::metadata(target.join("src").join(p)).unwrap();
+        let restored = fs::metadata(under(&target, &src).join(p)).unwrap();
         let source = fs::metadata(src.join(p)).unwrap();
         assert_eq!(
             (restored.atime(), restored.atime_nsec()),
@@ -235,13 +235,13 @@ fn changed_extended_attributes_are_seen_by_the_next_backup() {
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
     for p in ["dir", "dir/file", "dir/untouched"] {
         assert_eq!(
-            xattrs(&target.join("src").join(p)),
+            xattrs(&under(&target, &src).join(p)),
             xattrs(&src.join(p)),
             "{p}"
         );
     }
     assert_eq!(
-        xattrs(&target.join("src/dir/file")),
+        xattrs(&under(&target, &src).join("dir/file")),
         vec![
             (b"user.added".to_vec(), b"new".to_vec()),
             (b"user.state".to_vec(), b"after".to_vec())
@@ -317,7 +317,7 @@ fn incremental_backups_each_restore_their_own_state() {
     for (i, (id, state)) in states.iter().enumerate() {
         let target = env.path(&format!("restore-{i}"));
         env.ok(&["restore", id, "--target", target.to_str().unwrap()]);
-        assert_same(state, &manifest(&target.join("data")));
+        assert_same(state, &manifest(&under(&target, &src)));
     }
 }
 
@@ -333,34 +333,45 @@ fn selective_restore_takes_only_included_paths() {
     fs::write(src.join("app/config.toml"), b"[x]").unwrap();
     env.backup(&[&src]);
     let t = env.path("t");
+    let uploads = src.join("app/uploads");
     env.ok(&[
         "restore",
         "latest",
         "--target",
         t.to_str().unwrap(),
         "--include",
-        "srv/app/uploads",
+        uploads.to_str().unwrap(),
         "--include",
         "**/*.toml",
     ]);
+    // Only the directories above what was selected, and nothing beside it.
+    let mut above = vec![];
+    let mut p = src.parent();
+    while let Some(d) = p.filter(|d| d != &Path::new("/")) {
+        above.push(d.strip_prefix("/").unwrap().display().to_string());
+        p = d.parent();
+    }
     let got: Vec<_> = manifest(&t)
         .into_keys()
         .map(|p| p.display().to_string())
+        .filter(|p| !above.contains(p))
         .collect();
+    let s = src.strip_prefix("/").unwrap().display().to_string();
     assert_eq!(
         got,
         [
-            "srv",
-            "srv/app",
-            "srv/app/config.toml",
-            "srv/app/uploads",
-            "srv/app/uploads/2026",
-            "srv/app/uploads/2026/a.jpg",
-            "srv/app/uploads/b.jpg"
+            "",
+            "/app",
+            "/app/config.toml",
+            "/app/uploads",
+            "/app/uploads/2026",
+            "/app/uploads/2026/a.jpg",
+            "/app/uploads/b.jpg"
         ]
+        .map(|x| format!("{s}{x}"))
     );
     assert_eq!(
-        fs::read(t.join("srv/app/uploads/2026/a.jpg")).unwrap(),
+        fs::read(under(&t, &src).join("app/uploads/2026/a.jpg")).unwrap(),
         b"jpeg"
     );
 
@@ -440,15 +451,95 @@ fn excludes_by_glob_and_file() {
         "--exclude-file",
         ex.to_str().unwrap(),
     ]);
-    let out = env.json(&["ls", "latest"], 0);
+    let out = env.json(&["ls", "latest", src.to_str().unwrap()], 0);
     let paths: Vec<&str> = out
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["path"].as_str().unwrap())
         .collect();
+    let s = src.display();
     assert_eq!(
         paths,
-        ["/src", "/src/keep", "/src/keep/a.txt", "/src/top.txt"]
+        ["", "/keep", "/keep/a.txt", "/top.txt"].map(|x| format!("{s}{x}"))
     );
+}
+
+/// Issue 8.1: any set of paths can be backed up together, and the paths
+/// `snapshots` shows are the ones `ls`, `dump`, `diff` and `restore` take.
+#[test]
+fn paths_keep_their_absolute_place_and_every_command_speaks_them() {
+    let env = Env::new();
+    let a = env.path("var/lib/app");
+    let b = env.path("etc/app");
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    fs::write(a.join("x"), b"data of var").unwrap();
+    fs::write(b.join("x"), b"config of etc").unwrap();
+    // A path inside another given path is covered by the outer one.
+    let v = env.json(
+        &[
+            "backup",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            a.join("x").to_str().unwrap(),
+        ],
+        0,
+    );
+    assert_eq!(v["files_new"], 2, "{v}");
+    let snaps = env.json(&["snapshots"], 0);
+    let mut want = vec![b.display().to_string(), a.display().to_string()];
+    want.sort();
+    assert_eq!(snaps[0]["snapshot"]["paths"], serde_json::json!(want));
+
+    let ax = a.join("x");
+    let ls = env.json(&["ls", "latest", ax.to_str().unwrap()], 0);
+    assert_eq!(ls[0]["path"], ax.to_str().unwrap());
+    assert_eq!(
+        env.ok(&["dump", "latest", ax.to_str().unwrap()]).stdout,
+        b"data of var"
+    );
+    assert_eq!(
+        env.ok(&["dump", "latest", b.join("x").to_str().unwrap()])
+            .stdout,
+        b"config of etc"
+    );
+    // The directories above a path are in the snapshot with their metadata.
+    fs::set_permissions(env.path("var"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::write(a.join("y"), b"new").unwrap();
+    env.ok(&["backup", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let d = env.json(&["diff", &env.snapshot_ids()[0], "latest"], 0);
+    let changed: Vec<&str> = d["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert!(changed.contains(&a.join("y").to_str().unwrap()), "{d}");
+
+    // Whole: everything lands at its absolute place below the target.
+    let t = env.path("t");
+    env.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(fs::read(under(&t, &a).join("y")).unwrap(), b"new");
+    assert_eq!(fs::read(under(&t, &b).join("x")).unwrap(), b"config of etc");
+    let var = fs::metadata(under(&t, &env.path("var"))).unwrap();
+    assert_eq!(var.permissions().mode() & 0o777, 0o750);
+    // By pattern, with the path as `snapshots` shows it.
+    let t2 = env.path("t2");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t2.to_str().unwrap(),
+        "--include",
+        b.to_str().unwrap(),
+    ]);
+    assert!(under(&t2, &b).join("x").exists());
+    assert!(!under(&t2, &a).exists());
+    // `SNAPSHOT:PATH` puts a directory's content straight into the target.
+    let t3 = env.path("t3");
+    let spec = format!("latest:{}", a.display());
+    env.ok(&["restore", &spec, "--target", t3.to_str().unwrap()]);
+    assert_eq!(fs::read(t3.join("x")).unwrap(), b"data of var");
+    assert_eq!(fs::read_dir(&t3).unwrap().count(), 2);
 }

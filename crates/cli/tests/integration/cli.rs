@@ -51,7 +51,11 @@ fn every_command_prints_one_json_document() {
     );
     assert!(env.json(&["ls", "latest"], 0).is_array());
     let d = env.json(&["diff", b["short_id"].as_str().unwrap(), "latest"], 0);
-    assert_eq!(d["changes"][0]["path"], "src/g");
+    assert_eq!(
+        d["changes"][0]["path"],
+        src.join("g").to_str().unwrap(),
+        "diff speaks absolute paths"
+    );
     assert_eq!(d["changes"][0]["change"], "added");
     let r = env.json(
         &[
@@ -74,7 +78,7 @@ fn every_command_prints_one_json_document() {
     let p = env.json(&["prune", "--dry-run"], 0);
     assert_eq!(p["dry_run"], true);
     // dump's output is the file itself: --json is refused, not mixed in.
-    let e = env.json(&["dump", "latest", "src/f"], 2);
+    let e = env.json(&["dump", "latest", src.join("f").to_str().unwrap()], 2);
     assert!(e["error"].as_str().unwrap().contains("raw bytes"));
     // Errors are JSON too, with the exit code.
     let e = env.json(&["restore", "nonexistent", "--target", "x"], 2);
@@ -190,7 +194,10 @@ fn quiet_actions_say_nothing_unless_something_is_wrong() {
         0,
     );
     assert!(out.stderr.is_empty(), "{}", text(&out));
-    assert_eq!(fs::read(target.join("src/file")).unwrap(), b"data");
+    assert_eq!(
+        fs::read(under(&target, &src).join("file")).unwrap(),
+        b"data"
+    );
     silent(&["check", "-q", "--read-data"], 0);
     silent(&["forget", "-q", "--keep-last", "1"], 0);
     // Listings are the result itself: printed with -q too.
@@ -329,15 +336,17 @@ fn snapshot_arguments_accept_latest_and_unique_prefixes() {
         fs::write(src.join("f"), format!("{i}")).unwrap();
         ids.push(env.backup(&[&src]));
     }
-    let out = env.ok(&["dump", "latest", "src/f"]);
+    let f = src.join("f");
+    let f = f.to_str().unwrap();
+    let out = env.ok(&["dump", "latest", f]);
     assert_eq!(out.stdout, b"19");
-    let out = env.ok(&["dump", &ids[3][..10], "src/f"]);
+    let out = env.ok(&["dump", &ids[3][..10], f]);
     assert_eq!(out.stdout, b"3");
     // Some one-character prefix is shared by two of twenty ids.
     let mut firsts: Vec<char> = ids.iter().map(|i| i.chars().next().unwrap()).collect();
     firsts.sort();
     if let Some(w) = firsts.windows(2).find(|w| w[0] == w[1]) {
-        let out = env.run(&["dump", &w[0].to_string(), "src/f"]);
+        let out = env.run(&["dump", &w[0].to_string(), "/src/f"]);
         assert_eq!(code(&out), 2);
         assert!(
             stderr(&out).contains(" snapshots; give more characters"),
@@ -357,22 +366,28 @@ fn restore_never_overwrites_unless_asked_and_never_follows_planted_symlinks() {
     env.backup(&[&src]);
 
     let target = env.path("target");
-    fs::create_dir_all(target.join("src")).unwrap();
-    fs::write(target.join("src/top"), b"precious").unwrap();
+    fs::create_dir_all(under(&target, &src)).unwrap();
+    fs::write(under(&target, &src).join("top"), b"precious").unwrap();
     let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(code(&out), 2, "{}", text(&out));
     assert!(stderr(&out).contains("--overwrite"));
-    assert_eq!(fs::read(target.join("src/top")).unwrap(), b"precious");
-    assert!(!target.join("src/sub").exists(), "nothing was written");
+    assert_eq!(
+        fs::read(under(&target, &src).join("top")).unwrap(),
+        b"precious"
+    );
+    assert!(
+        !under(&target, &src).join("sub").exists(),
+        "nothing was written"
+    );
 
     // A symlink planted where a directory and a file will go.
     let outside = env.path("outside");
     fs::create_dir_all(&outside).unwrap();
-    std::os::unix::fs::symlink(&outside, target.join("src/sub")).unwrap();
+    std::os::unix::fs::symlink(&outside, under(&target, &src).join("sub")).unwrap();
     let victim = env.path("victim");
     fs::write(&victim, b"do not touch").unwrap();
-    fs::remove_file(target.join("src/top")).unwrap();
-    std::os::unix::fs::symlink(&victim, target.join("src/top")).unwrap();
+    fs::remove_file(under(&target, &src).join("top")).unwrap();
+    std::os::unix::fs::symlink(&victim, under(&target, &src).join("top")).unwrap();
     let out = env.run(&[
         "restore",
         "latest",
@@ -402,10 +417,10 @@ fn restore_never_overwrites_unless_asked_and_never_follows_planted_symlinks() {
         "the link was replaced, not followed"
     );
     assert_eq!(
-        fs::read(target.join("src/top")).unwrap(),
+        fs::read(under(&target, &src).join("top")).unwrap(),
         b"top from backup"
     );
-    assert!(!fs::symlink_metadata(target.join("src/top"))
+    assert!(!fs::symlink_metadata(under(&target, &src).join("top"))
         .unwrap()
         .file_type()
         .is_symlink());
@@ -460,8 +475,10 @@ fn unreadable_files_are_listed_and_exit_3() {
         .iter()
         .map(|e| e["path"].as_str().unwrap())
         .collect();
-    assert!(paths.contains(&"/src/ok"), "{paths:?}");
-    assert!(!paths.contains(&"/src/locked"), "{paths:?}");
+    let ok = src.join("ok");
+    assert!(paths.contains(&ok.to_str().unwrap()), "{paths:?}");
+    let locked = src.join("locked");
+    assert!(!paths.contains(&locked.to_str().unwrap()), "{paths:?}");
 }
 
 #[test]

@@ -300,3 +300,9 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Where a restore of a whole snapshot into `target` puts the backed-up
+/// path `src`: paths keep their absolute place below the target.
+pub fn under(target: &Path, src: &Path) -> PathBuf {
+    target.join(src.strip_prefix("/").unwrap())
+}

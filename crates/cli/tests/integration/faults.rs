@@ -35,18 +35,14 @@ fn blob_location(env: &Env, pick_tree: bool) -> (PathBuf, u64) {
         .unwrap()
         .load_index()
         .unwrap();
-    let (_, snap) = repo.find_snapshot("latest").unwrap();
-    let tree = repo.load_tree(&snap.tree).unwrap();
+    let (_, snap) = repo.find_snapshot("latest", &Default::default()).unwrap();
     let id = if pick_tree {
         snap.tree
     } else {
-        let dir = repo
-            .load_tree(&tree.find(b"src").unwrap().subtree.unwrap())
-            .unwrap();
-        let d = repo
-            .load_tree(&dir.find(b"d").unwrap().subtree.unwrap())
-            .unwrap();
-        d.find(b"victim.bin").unwrap().content[0]
+        let victim = env.path("src/d/victim.bin");
+        lifeboat_repo::restorer::find_node(&repo, &snap, "latest", victim.to_str().unwrap())
+            .unwrap()
+            .content[0]
     };
     let loc = repo.index().get(&id).unwrap();
     let pack = repo.index().pack(loc.pack).id.to_hex();
@@ -80,7 +76,7 @@ fn a_flipped_byte_in_a_data_blob_is_found_and_restore_names_the_file() {
         "only affected files are named: {all}"
     );
     assert_eq!(
-        fs::read(t.join("src/small.txt")).unwrap(),
+        fs::read(under(&t, &src).join("small.txt")).unwrap(),
         fs::read(src.join("small.txt")).unwrap(),
         "everything else is restored"
     );
@@ -173,7 +169,7 @@ fn recovers(env: &Env, src: &Path, expect_reuse: bool) {
         "--target",
         t.to_str().unwrap(),
     ]);
-    assert_same(&manifest(src), &manifest(&t.join("src")));
+    assert_same(&manifest(src), &manifest(&under(&t, src)));
 }
 
 #[test]
@@ -256,7 +252,7 @@ fn kill_9_at_each_stage_of_prune_leaves_a_usable_repository() {
         assert!(c["errors"].as_array().unwrap().is_empty(), "{point}: {c}");
         let t = env.path("t");
         env.ok(&["restore", &keep, "--target", t.to_str().unwrap()]);
-        assert_same(&state, &manifest(&t.join("src")));
+        assert_same(&state, &manifest(&under(&t, &src)));
         // A second prune finishes the job.
         env.ok(&["prune", "--delete-delay", "0"]);
         env.ok(&["check", "--read-data"]);
@@ -294,5 +290,5 @@ fn a_full_disk_fails_cleanly_and_the_repository_stays_consistent() {
     env.ok(&["check", "--read-data"]);
     let t = env.path("t");
     env.ok(&["restore", &id, "--target", t.to_str().unwrap()]);
-    assert_same(&manifest(&src), &manifest(&t.join("src")));
+    assert_same(&manifest(&src), &manifest(&under(&t, &src)));
 }

@@ -87,7 +87,7 @@ fn forget_keeps_exactly_the_right_snapshots_and_prune_leaves_the_rest_restorable
     for i in [1usize, 4, 5] {
         let t = env.path(&format!("r{i}"));
         env.ok(&["restore", &states[i].0, "--target", t.to_str().unwrap()]);
-        assert_same(&states[i].1, &manifest(&t.join("src")));
+        assert_same(&states[i].1, &manifest(&under(&t, &src)));
     }
 }
 
@@ -118,7 +118,7 @@ fn prune_repacks_partly_used_packs() {
     env.ok(&["check", "--read-data"]);
     let t = env.path("t");
     env.ok(&["restore", &id2, "--target", t.to_str().unwrap()]);
-    assert_same(&state, &manifest(&t.join("src")));
+    assert_same(&state, &manifest(&under(&t, &src)));
 }
 
 #[test]
