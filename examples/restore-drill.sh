@@ -8,6 +8,9 @@ export LIFEBOAT_PASSWORD_FILE=${LIFEBOAT_PASSWORD_FILE:-/etc/lifeboat/app.passwo
 scratch=$(mktemp -d /srv/restore-drill.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 start=$(date +%s)
-lifeboat restore latest --target "$scratch" --include 'app/**'
+# The newest snapshot that holds /var/lib/app (the nightly job's database
+# dump is newer, so plain `latest` would be that stream), its /var/lib/app
+# straight into the scratch directory.
+lifeboat restore latest:/var/lib/app --path /var/lib/app --target "$scratch"
 echo "restore took $(( $(date +%s) - start )) s"
-diff -r --no-dereference /var/lib/app "$scratch/app" && echo "restored data matches the live data"
+diff -r --no-dereference /var/lib/app "$scratch" && echo "restored data matches the live data"

@@ -135,7 +135,7 @@ pub struct BackupArgs {
     /// Read exclude globs from a file, one per line (`#` comments).
     #[arg(long = "exclude-file", value_name = "FILE")]
     pub exclude_files: Vec<PathBuf>,
-    /// Add a tag to the snapshot. Repeatable.
+    /// Add tags to the snapshot (`--tag a,b` adds two). Repeatable.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
     /// Record this host name instead of the machine's.

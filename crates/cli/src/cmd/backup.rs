@@ -40,7 +40,15 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     };
     let opts = BackupOptions {
         host: a.host.clone(),
-        tags: a.tags.clone(),
+        // `--tag a,b` adds two tags, as `--tag a --tag b`.
+        tags: a
+            .tags
+            .iter()
+            .flat_map(|t| t.split(','))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect(),
         excludes,
         parent,
         no_parent: a.force,

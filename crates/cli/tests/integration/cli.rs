@@ -535,3 +535,123 @@ fn demo_runs_the_whole_story() {
     assert_eq!(code(&out), 2);
     assert!(foreign.join("mine").exists());
 }
+
+/// Issue 8.2: `latest` can be narrowed by host, tag and path, and
+/// `snapshots` filters, groups and keeps the newest N.
+#[test]
+fn latest_respects_host_tag_and_path_filters() {
+    let env = Env::new();
+    let app = env.path("app");
+    fs::create_dir_all(&app).unwrap();
+    fs::write(app.join("x"), b"files").unwrap();
+    let appx = app.join("x");
+    env.ok(&[
+        "backup",
+        app.to_str().unwrap(),
+        "--tag",
+        "nightly,files",
+        "--host",
+        "web1",
+    ]);
+    env.ok(&[
+        "backup",
+        app.to_str().unwrap(),
+        "--tag",
+        "nightly",
+        "--host",
+        "web2",
+    ]);
+    let out = env
+        .cmd()
+        .args([
+            "backup",
+            "--stdin",
+            "--stdin-name",
+            "db.sql",
+            "--tag",
+            "nightly",
+            "--host",
+            "web1",
+        ])
+        .write_stdin("dump")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    // Plain latest is the stream: the file is not in it.
+    assert_eq!(code(&env.run(&["ls", "latest", appx.to_str().unwrap()])), 2);
+    let p = app.to_str().unwrap();
+    let ls = env.json(&["ls", "latest", appx.to_str().unwrap(), "--path", p], 0);
+    assert_eq!(ls[0]["path"], appx.to_str().unwrap());
+    assert_eq!(
+        env.ok(&["dump", "latest", "/db.sql", "--host", "web1"])
+            .stdout,
+        b"dump"
+    );
+    let ids = env.snapshot_ids();
+    let listed = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["snapshots"];
+        a.extend_from_slice(args);
+        env.json(&a, 0)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(listed(&["--tag", "nightly,files"]), vec![ids[0].clone()]);
+    assert_eq!(listed(&["--tag", "files", "--tag", "nightly"]), ids);
+    assert_eq!(
+        listed(&["--host", "web1", "--path", p]),
+        vec![ids[0].clone()]
+    );
+    assert_eq!(listed(&["--latest", "1"]), vec![ids[2].clone()]);
+    let grouped = env.json(&["snapshots", "--group-by", "host", "--latest", "1"], 0);
+    assert_eq!(grouped.as_array().unwrap().len(), 2, "{grouped}");
+    assert_eq!(grouped[0]["group_key"]["host"], "web1");
+    assert_eq!(grouped[0]["snapshots"][0]["id"], ids[2].as_str());
+    assert_eq!(grouped[1]["snapshots"][0]["id"], ids[1].as_str());
+    assert_eq!(code(&env.run(&["snapshots", "--group-by", "colour"])), 2);
+    let out = env.run(&["ls", "latest", "--tag", "weekly"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--tag weekly"), "{}", text(&out));
+}
+
+/// Issue 8.17 and 8.11: a damaged snapshot object makes `latest` an error
+/// (it may be the newest), never an older snapshot; damage exits 1 in every
+/// command.
+#[test]
+fn a_damaged_snapshot_makes_latest_an_error_not_an_older_snapshot() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"old").unwrap();
+    let first = env.backup(&[&src]);
+    fs::write(src.join("f"), b"new").unwrap();
+    let second = env.backup(&[&src]);
+    let obj = env
+        .objects("snapshots")
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_str().unwrap() == second)
+        .unwrap();
+    let mut bytes = fs::read(&obj).unwrap();
+    bytes[40] ^= 1;
+    fs::write(&obj, bytes).unwrap();
+    let t = env.path("t");
+    let out = env.run(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        stderr(&out).contains("latest") && stderr(&out).contains(&second[..8]),
+        "{}",
+        text(&out)
+    );
+    assert!(!t.exists(), "nothing restored");
+    // An explicit id still works.
+    env.ok(&["restore", &first, "--target", t.to_str().unwrap()]);
+    for args in [
+        &["snapshots"][..],
+        &["check"],
+        &["forget", "--keep-last", "1"],
+    ] {
+        assert_eq!(code(&env.run(args)), 1, "{args:?}");
+    }
+}
