@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
-Passwords come from LIFEBOAT_PASSWORD_FILE (a file holding the password), LIFEBOAT_PASSWORD,
-or a prompt on the terminal. They are never taken from a command-line flag value.
+Passwords come from --password-file, --password-command, LIFEBOAT_PASSWORD,
+LIFEBOAT_PASSWORD_FILE, LIFEBOAT_PASSWORD_COMMAND or a prompt on the terminal, in
+that order. They are never taken from a command-line flag value; empty ones are refused.
 
 Exit codes: 0 success, 1 failure, 2 bad usage or configuration,
 3 finished but some source files could not be read (they are listed).
@@ -46,9 +47,19 @@ pub struct Global {
         value_name = "PATH"
     )]
     pub repo: Option<String>,
-    /// Read the password from this file (instead of LIFEBOAT_PASSWORD_FILE).
+    /// Read the password from this file (its one trailing newline is not
+    /// part of it). Beats the LIFEBOAT_PASSWORD* variables.
     #[arg(long, global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Run this shell command and take its output as the password (a
+    /// password manager: `pass show backup/app`). Beats the variables.
+    #[arg(
+        long,
+        global = true,
+        value_name = "COMMAND",
+        conflicts_with = "password_file"
+    )]
+    pub password_command: Option<String>,
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,

@@ -31,6 +31,13 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<UsageError>().is_some() {
             return exit::USAGE;
         }
+        if let Some(e) = cause.downcast_ref::<lifeboat_store::StoreError>() {
+            return if e.is_usage() {
+                exit::USAGE
+            } else {
+                exit::FAILURE
+            };
+        }
         if let Some(e) = cause.downcast_ref::<RepoError>() {
             return if e.is_usage() {
                 exit::USAGE
@@ -84,11 +91,25 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::SUCCESS
-            });
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS; // --help, --version
+            }
+            // `--json` promises one document for every outcome, a command
+            // line clap refused included (it was not parsed, so look for it).
+            if std::env::args_os().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                let msg = text
+                    .lines()
+                    .next()
+                    .unwrap_or("bad usage")
+                    .trim_start_matches("error: ");
+                let doc = serde_json::json!({ "error": msg, "exit_code": exit::USAGE });
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{doc}");
+                }
+            }
+            return ExitCode::from(exit::USAGE);
         }
     };
     let level = match (cli.global.quiet, cli.global.verbose) {

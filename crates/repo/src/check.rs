@@ -99,6 +99,12 @@ impl CheckReport {
 /// Checks the repository.
 pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
     let mut r = CheckReport::default();
+    // Snapshots are listed before the index is read: a backup running
+    // meanwhile writes its index before its snapshot, so every snapshot
+    // seen here has its data in the index read next (read the other way
+    // round, a snapshot saved in between is checked against a stale index).
+    progress.phase("snapshots");
+    let (snaps, bad) = repo.snapshots()?;
     progress.phase("index");
     let mut index = Index::default();
     let mut files = vec![];
@@ -163,8 +169,7 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
         ));
     }
 
-    progress.phase("snapshots");
-    let (snaps, bad) = repo.snapshots()?;
+    progress.phase("trees");
     r.errors.extend(bad.into_iter().map(|e| e.to_string()));
     r.snapshots = snaps.len();
     let mut seen_trees = HashSet::new();

@@ -111,6 +111,9 @@ impl RepoError {
 
     /// Whether the caller (the user) is at fault: bad usage or configuration.
     pub fn is_usage(&self) -> bool {
+        if let RepoError::Store(e) = self {
+            return e.is_usage();
+        }
         matches!(
             self,
             RepoError::Usage(_)

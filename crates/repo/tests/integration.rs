@@ -250,7 +250,9 @@ fn prune_keeps_a_pack_that_a_backup_started_before_the_mark_comes_to_need() {
     )
     .unwrap();
     assert!(s.problems.is_empty(), "{:?}", s.problems);
-    assert_eq!(fs::read(t.join("src/f")).unwrap(), data);
+    // Paths keep their absolute place below the target.
+    let restored = t.join(src.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("f")).unwrap(), data);
     let c = lifeboat_repo::check::check(
         repo,
         lifeboat_repo::check::CheckOptions {
@@ -350,12 +352,13 @@ fn a_backup_holds_few_directories_in_memory_and_packs_trees_apart_from_data() {
     .unwrap();
     for a in [0, 7, 19] {
         for b in [0, 13, 19] {
-            let d = format!("src/d{a:02}/e{b:02}");
+            let d = src.join(format!("d{a:02}/e{b:02}"));
+            let d = d.strip_prefix("/").unwrap();
             assert_eq!(
-                fs::read(out.join(&d).join("x")).unwrap(),
+                fs::read(out.join(d).join("x")).unwrap(),
                 format!("{a} {b} x").as_bytes()
             );
-            assert_eq!(fs::read(out.join(&d).join("y")).unwrap().len(), 5000);
+            assert_eq!(fs::read(out.join(d).join("y")).unwrap().len(), 5000);
         }
     }
 }
@@ -515,6 +518,13 @@ fn a_restore_in_many_batches_equals_one_in_a_single_batch() {
     )
     .unwrap()
     .snapshot;
+    // Restored from `orig` down, so paths below read `src/…`.
+    let orig = dir.path().join("orig");
+    let mut snap = snap;
+    snap.tree = lifeboat_repo::restorer::find_node(&repo, &snap, "s", orig.to_str().unwrap())
+        .unwrap()
+        .subtree
+        .unwrap();
 
     let run = |name: &str, batch: usize, opts: &RestoreOptions| {
         let out = dir.path().join(name);

@@ -100,6 +100,14 @@ pub enum StoreError {
         /// Where the store is (path or URL).
         location: String,
     },
+    /// A repository address whose kind of store does not exist (yet).
+    #[error("repository {location:?}: {scheme:?} repositories are not supported yet; use a local directory path")]
+    UnsupportedLocation {
+        /// The address given.
+        location: String,
+        /// Its scheme.
+        scheme: String,
+    },
     /// `put` of a name that already exists.
     #[error("{kind} object {name:?} already exists in {location}")]
     AlreadyExists {
@@ -161,6 +169,11 @@ impl StoreError {
     /// Whether this error means "the object is not there".
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
+    }
+
+    /// Whether the user gave something unusable (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, StoreError::UnsupportedLocation { .. })
     }
 }
 
@@ -269,7 +282,25 @@ pub fn validate_name(name: &str) -> Result<()> {
 
 /// Opens the store a repository location names. Today a plain path (or
 /// `local:PATH`) is a local directory.
+///
+/// A location of the form `scheme:rest` names a backend; only `local:` (or
+/// a plain path) exists so far. Anything else (`s3:…`, `sftp:host:/repo`)
+/// is refused rather than taken for a local folder of that name (write
+/// `./name:x` for a local path with a colon).
 pub fn open(location: &str) -> Result<Box<dyn WriteStore>> {
+    if let Some((scheme, _)) = location.split_once(':') {
+        let is_scheme = !scheme.is_empty()
+            && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if is_scheme && scheme != "local" {
+            return Err(StoreError::UnsupportedLocation {
+                location: location.to_string(),
+                scheme: scheme.to_string(),
+            });
+        }
+    }
     let path = location.strip_prefix("local:").unwrap_or(location);
     Ok(Box::new(LocalStore::new(PathBuf::from(path))))
 }

@@ -10,7 +10,11 @@ use crate::{exit, secrets};
 pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<u8> {
     let repo = ctx.open()?;
     let new_pw = |file: Option<&std::path::Path>| {
-        secrets::read("LIFEBOAT_NEW_PASSWORD", file, "new password", true)
+        let given = secrets::Given {
+            file,
+            command: None,
+        };
+        secrets::read("LIFEBOAT_NEW_PASSWORD", given, "new password", true)
     };
     match cmd {
         KeyCommand::List => {

@@ -42,7 +42,10 @@ impl Ctx {
     pub fn password(&self, confirm: bool) -> Result<Secret> {
         secrets::read(
             "LIFEBOAT_PASSWORD",
-            self.global.password_file.as_deref(),
+            secrets::Given {
+                file: self.global.password_file.as_deref(),
+                command: self.global.password_command.as_deref(),
+            },
             "repository password",
             confirm,
         )

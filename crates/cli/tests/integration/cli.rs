@@ -655,3 +655,103 @@ fn a_damaged_snapshot_makes_latest_an_error_not_an_older_snapshot() {
         assert_eq!(code(&env.run(args)), 1, "{args:?}");
     }
 }
+
+/// Issue 8.3, 8.5, 8.9: addresses that are not a local path, empty and
+/// shadowed passwords, and usage errors under `--json`.
+#[test]
+fn bad_addresses_passwords_and_usage_are_refused_clearly() {
+    let env = Env::empty();
+    for loc in ["sftp:host:/repo", "s3:https://s3.example/bucket"] {
+        let out = env
+            .cmd()
+            .env("LIFEBOAT_REPOSITORY", loc)
+            .current_dir(env.dir.path())
+            .args(["init"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{loc}: {}", text(&out));
+        assert!(stderr(&out).contains("not supported"), "{}", text(&out));
+        assert_eq!(
+            fs::read_dir(env.dir.path()).unwrap().count(),
+            0,
+            "{loc}: no folder made"
+        );
+    }
+    // Empty passwords, from every source.
+    let empty = env.path("empty-pw");
+    fs::write(&empty, "\n").unwrap();
+    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>)> = vec![
+        (vec![("LIFEBOAT_PASSWORD", "")], vec!["init"]),
+        (
+            vec![],
+            vec!["init", "--password-file", empty.to_str().unwrap()],
+        ),
+        (vec![], vec!["init", "--password-command", "printf ''"]),
+    ];
+    for (vars, args) in cases {
+        let mut c = env.cmd();
+        c.env_remove("LIFEBOAT_PASSWORD");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.args(&args).output().unwrap();
+        assert_eq!(code(&out), 2, "{args:?}: {}", text(&out));
+        assert!(stderr(&out).contains("empty"), "{}", text(&out));
+        assert!(!env.repo.exists(), "{args:?}: nothing created");
+    }
+    // An explicit file beats the environment; only its line ending is trimmed.
+    let pwfile = env.path("pw");
+    fs::write(&pwfile, "from the file \n").unwrap();
+    env.ok(&["init", "--password-file", pwfile.to_str().unwrap()]);
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_PASSWORD", "from the file")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        1,
+        "the trailing space is part of it: {}",
+        text(&out)
+    );
+    env.cmd()
+        .env("LIFEBOAT_PASSWORD", "from the file ")
+        .args(["snapshots"])
+        .assert()
+        .code(0);
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_PASSWORD", "env loses")
+        .args(["--password-file", pwfile.to_str().unwrap(), "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = env
+        .cmd()
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env("LIFEBOAT_PASSWORD_COMMAND", "printf 'from the file '")
+        .args(["snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = env
+        .cmd()
+        .args(["--password-command", "exit 7", "snapshots"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    // Usage errors are one JSON document too.
+    for args in [
+        &["--json", "snapshots", "--no-such"][..],
+        &["--json", "restore"],
+        &["--json", "init", "--compression", "x"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(code(&out), 2, "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&out)));
+        assert_eq!(v["exit_code"], 2);
+        assert!(!v["error"].as_str().unwrap().is_empty());
+    }
+}
