@@ -126,6 +126,11 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .without_time()
+        // Colour only on a terminal, and never with NO_COLOR set (no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let json = cli.global.json;
     match cmd::run(cli) {

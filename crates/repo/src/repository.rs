@@ -92,7 +92,9 @@ pub struct Repository {
 }
 
 fn who() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    // SAFETY: getuid cannot fail.
+    let user =
+        std::env::var("USER").unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
     format!("{user}@{}", hostname())
 }
 
@@ -172,12 +174,24 @@ impl Repository {
         };
         let mut keys = store.list(Kind::Key)?;
         keys.sort_by(|a, b| a.name.cmp(&b.name));
+        // Key objects are named by the hash of their bytes: one that does
+        // not match is damaged, and must not pass for a wrong password.
+        let mut damaged = vec![];
         for k in keys {
             let bytes = store.get(Kind::Key, &k.name)?;
+            if Id::hash_of(&bytes).to_hex() != k.name {
+                tracing::warn!(
+                    "key {} in {location} is damaged: its content does not match its name",
+                    k.name
+                );
+                damaged.push(k.name);
+                continue;
+            }
             let kf: KeyFile = match serde_json::from_slice(&bytes) {
                 Ok(kf) => kf,
                 Err(e) => {
                     tracing::warn!("key {} in {location} is unreadable: {e}", k.name);
+                    damaged.push(k.name);
                     continue;
                 }
             };
@@ -209,7 +223,15 @@ impl Repository {
                 });
             }
         }
-        Err(RepoError::WrongPassword { location })
+        match damaged.into_iter().next() {
+            Some(name) => Err(RepoError::Damaged {
+                kind: Kind::Key,
+                id: name,
+                location,
+                reason: "its content does not match its name, and no intact key opens with this password (if it was this password's key, use another password or restore the key object from a copy)".into(),
+            }),
+            None => Err(RepoError::WrongPassword { location }),
+        }
     }
 
     /// The store.

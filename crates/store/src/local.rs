@@ -7,6 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -81,9 +82,12 @@ impl LocalStore {
         };
         create_dir_durable(&dir).map_err(|e| io_err("create directory", &dir, e))?;
         let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        // Private whatever the umask: a repository's objects are for its
+        // owner alone (they are encrypted, but sizes and counts leak).
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&tmp)
             .map_err(|e| io_err("create", &tmp, e))?;
         Ok(LocalStaged {
@@ -200,7 +204,8 @@ fn create_dir_durable(dir: &Path) -> io::Result<()> {
     if let Some(parent) = dir.parent() {
         create_dir_durable(parent)?;
     }
-    match fs::create_dir(dir) {
+    // Directories 0700: private, as the objects in them.
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),

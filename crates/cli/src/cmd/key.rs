@@ -20,39 +20,45 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<u8> {
         KeyCommand::List => {
             let keys = repo.keys()?;
             ctx.out.print(&keys, || {
-                let mut s = format!("{:<3}{:<10} {:<26} {}\n", "", "ID", "CREATED", "BY");
-                for k in &keys {
-                    s += &format!(
-                        "{:<3}{:<10} {:<26} {}\n",
-                        if k.current { "*" } else { "" },
-                        &k.id[..8],
-                        k.created,
-                        k.created_by
-                    );
-                }
-                s
+                let rows: Vec<[String; 4]> = keys
+                    .iter()
+                    .map(|k| {
+                        [
+                            if k.current { "*" } else { "" }.to_string(),
+                            short(&k.id).to_string(),
+                            k.created.clone(),
+                            k.created_by.clone(),
+                        ]
+                    })
+                    .collect();
+                crate::ui::table(["", "ID", "CREATED", "BY"], &rows, &[])
             })?;
         }
         KeyCommand::Add(a) => {
             let pw = new_pw(a.new_password_file.as_deref())?;
             let id = repo.add_key(pw.bytes(), kdf_params())?;
             ctx.out.outcome(&json!({ "added": id }), &[], || {
-                format!("added key {}\n", &id[..8])
+                format!("added key {}\n", short(&id))
             })?;
         }
         KeyCommand::Remove { id } => {
             let removed = repo.remove_key(&id)?;
             ctx.out.outcome(&json!({ "removed": removed }), &[], || {
-                format!("removed key {}\n", &removed[..8])
+                format!("removed key {}\n", short(&removed))
             })?;
         }
         KeyCommand::Passwd(a) => {
             let pw = new_pw(a.new_password_file.as_deref())?;
             let id = repo.change_password(pw.bytes(), kdf_params())?;
             ctx.out.outcome(&json!({ "new_key": id }), &[], || {
-                format!("password changed; the key is now {}\n", &id[..8])
+                format!("password changed; the key is now {}\n", short(&id))
             })?;
         }
     }
     Ok(exit::SUCCESS)
+}
+
+/// The first 8 characters of a key id (a stray object's name may be shorter).
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }

@@ -755,3 +755,99 @@ fn bad_addresses_passwords_and_usage_are_refused_clearly() {
         assert!(!v["error"].as_str().unwrap().is_empty());
     }
 }
+
+/// Issue 8.6: a repository is private, whatever the umask.
+#[test]
+fn a_repository_is_created_private() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    env.backup(&[&src]);
+    env.ok(&[
+        "forget",
+        "--keep-last",
+        "1",
+        "--prune",
+        "--delete-delay",
+        "0",
+    ]);
+    let mut seen = 0;
+    let mut stack = vec![env.repo.clone()];
+    while let Some(p) = stack.pop() {
+        let m = fs::metadata(&p).unwrap();
+        let mode = m.permissions().mode() & 0o777;
+        if m.is_dir() {
+            assert_eq!(mode, 0o700, "{}", p.display());
+            stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        seen += 1;
+    }
+    assert!(
+        seen > 8,
+        "config, key, pack, index, snapshot and their folders"
+    );
+}
+
+/// Issue 8.20 and 8.10: a damaged key object is named as damaged, not as
+/// a wrong password; a stray object in keys/ does not panic `key list`.
+#[test]
+fn a_damaged_key_is_not_a_wrong_password_and_a_stray_key_does_not_panic() {
+    let env = Env::new();
+    let key = env.objects("keys")[0].clone();
+    let stray = env.repo.join("keys/abc");
+    fs::write(&stray, b"garbage").unwrap();
+    let keys = env.json(&["key", "list"], 0);
+    let ids: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"abc"), "{keys}");
+    let out = env.run(&["key", "list"]);
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    let by = lines[0].find("CREATED").unwrap();
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.len() <= by || l[..by].ends_with("  ")),
+        "aligned: {lines:?}"
+    );
+    fs::remove_file(&stray).unwrap();
+    let mut bytes = fs::read(&key).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    fs::write(&key, bytes).unwrap();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let name = key.file_name().unwrap().to_str().unwrap();
+    assert!(
+        stderr(&out).contains("damaged") && stderr(&out).contains(name),
+        "{}",
+        text(&out)
+    );
+    assert!(!stderr(&out).contains("wrong password"), "{}", text(&out));
+}
+
+/// Issue 8.14: no colour codes in logs and warnings that go to a pipe.
+#[test]
+fn no_colour_codes_go_into_pipes() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    env.backup(&[&src]);
+    let t = env.path("t");
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_LOG", "debug")
+        .args(["restore", "latest", "--target", t.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(!out.stderr.is_empty(), "debug logs were written");
+    assert!(!out.stderr.contains(&0x1b), "{}", text(&out));
+}
