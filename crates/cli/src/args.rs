@@ -131,15 +131,25 @@ pub struct InitArgs {
 /// `backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Files and directories to back up.
+    /// Files and directories to back up (with --stdin-from-command: the
+    /// command and its arguments, after `--`).
     #[arg(value_name = "PATH", required_unless_present = "stdin")]
     pub paths: Vec<PathBuf>,
     /// Read the data from standard input instead of paths.
     #[arg(long, conflicts_with = "paths")]
     pub stdin: bool,
-    /// File name for the stdin data in the snapshot.
-    #[arg(long, default_value = "stdin", requires = "stdin")]
+    /// Run the command given after `--` and back up its standard output
+    /// (`backup --stdin-from-command --stdin-name app.dump -- pg_dump -Fc app`).
+    /// When it exits non-zero or is killed, no snapshot is written.
+    #[arg(long, conflicts_with = "stdin")]
+    pub stdin_from_command: bool,
+    /// File name for the stream in the snapshot.
+    #[arg(long, default_value = "stdin")]
     pub stdin_name: String,
+    /// Save a stream even when it is empty (refused by default: an empty
+    /// dump is nearly always a producer that failed).
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Exclude paths matching a glob (`*.tmp`; with a `/` it matches the full path). Repeatable.
     #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,

@@ -75,6 +75,10 @@ pub struct BackupOptions {
     /// from one backup to the next (measured: 12 489 of 12 493 trees
     /// stored again by a backup after a small change, instead of 1 680).
     pub with_atime: bool,
+    /// Save a stream that turns out empty. Off by default: an empty dump
+    /// is nearly always a failed producer (`pg_dump nosuchdb | …`), and a
+    /// snapshot of it would pass for a backup.
+    pub allow_empty: bool,
 }
 
 /// Something that could not be backed up.
@@ -795,7 +799,10 @@ pub fn backup(
                 None,
                 progress,
             )
-            .map(|(content, n)| {
+            .and_then(|(content, n)| {
+                if n == 0 && !opts.allow_empty {
+                    return Err(RepoError::EmptyStream { name: name.clone() });
+                }
                 let now = jiff::Timestamp::now().as_nanosecond() as i64;
                 walker.counts.new += 1;
                 walker.counts.bytes_total += n;
@@ -822,6 +829,7 @@ pub fn backup(
                         xattrs: vec![],
                     },
                 );
+                Ok(())
             })
         } else {
             let root_parent = walker.load_parent_tree(parent_root);

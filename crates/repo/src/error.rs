@@ -54,6 +54,12 @@ pub enum RepoError {
     /// the newest).
     #[error("cannot tell which snapshot is the latest: {0}; name a snapshot by id")]
     LatestUnknown(Box<RepoError>),
+    /// A stream backup read nothing (and empty streams were not allowed).
+    #[error("the stream {name:?} is empty: nothing was saved (a producer that failed writes nothing; allow-empty saves it anyway)")]
+    EmptyStream {
+        /// The stream's name in the snapshot.
+        name: String,
+    },
     /// A blob that no index names.
     #[error("blob {0} is not in the index")]
     BlobNotIndexed(Id),

@@ -54,11 +54,17 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         no_parent: a.force,
         source_meta: None,
         with_atime: a.with_atime,
+        allow_empty: a.allow_empty,
     };
     let source = if a.stdin {
         BackupSource::Stream {
             name: a.stdin_name.clone(),
             reader: Box::new(std::io::stdin()),
+        }
+    } else if a.stdin_from_command {
+        BackupSource::Stream {
+            name: a.stdin_name.clone(),
+            reader: Box::new(CommandOutput::spawn(&a.paths)?),
         }
     } else {
         BackupSource::Paths(a.paths.clone())
@@ -118,4 +124,64 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     } else {
         exit::PARTIAL
     })
+}
+
+/// The standard output of a command a backup runs itself. Its end is
+/// reported only once the command has exited successfully: an exit status
+/// other than 0, or a signal, is a read error, so the backup fails and
+/// writes no snapshot. Its stderr goes to ours.
+struct CommandOutput {
+    program: String,
+    child: std::process::Child,
+    stdout: std::process::ChildStdout,
+}
+
+impl CommandOutput {
+    fn spawn(argv: &[std::path::PathBuf]) -> Result<CommandOutput> {
+        let (program, args) = argv.split_first().ok_or_else(|| {
+            crate::UsageError("--stdin-from-command needs the command after `--`".into())
+        })?;
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| crate::UsageError(format!("cannot run {}: {e}", program.display())))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no output pipe from {}", program.display()))?;
+        Ok(CommandOutput {
+            // Only the program's name: its arguments may hold secrets.
+            program: program.display().to_string(),
+            child,
+            stdout,
+        })
+    }
+}
+
+impl Drop for CommandOutput {
+    /// A backup that stops early (a full disk, Ctrl-C) leaves no producer behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl std::io::Read for CommandOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let status = self.child.wait()?;
+            if !status.success() {
+                return Err(std::io::Error::other(format!(
+                    "{} failed ({status}); no snapshot was written",
+                    self.program
+                )));
+            }
+        }
+        Ok(n)
+    }
 }

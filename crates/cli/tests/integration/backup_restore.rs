@@ -543,3 +543,65 @@ fn paths_keep_their_absolute_place_and_every_command_speaks_them() {
     assert_eq!(fs::read(t3.join("x")).unwrap(), b"data of var");
     assert_eq!(fs::read_dir(&t3).unwrap().count(), 2);
 }
+
+/// Issue 8.4: an empty stream and a failed or killed producer write no
+/// snapshot; a producer that succeeds is backed up whole.
+#[test]
+fn empty_streams_and_failed_producers_write_no_snapshot() {
+    let env = Env::new();
+    let stdin_backup = |extra: &[&str], data: &str| {
+        let mut a = vec!["backup", "--stdin", "--stdin-name", "db.sql"];
+        a.extend_from_slice(extra);
+        env.cmd()
+            .args(&a)
+            .write_stdin(data.to_string())
+            .output()
+            .unwrap()
+    };
+    let out = stdin_backup(&[], "");
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(stderr(&out).contains("empty"), "{}", text(&out));
+    assert!(env.objects("snapshots").is_empty());
+    assert_eq!(code(&stdin_backup(&["--allow-empty"], "")), 0);
+    assert_eq!(env.objects("snapshots").len(), 1);
+
+    for (script, what) in [
+        ("printf partial; echo oops >&2; exit 3", "exit status: 3"),
+        ("printf partial; kill -9 $$", "signal: 9"),
+    ] {
+        let out = env.run(&[
+            "backup",
+            "--stdin-from-command",
+            "--stdin-name",
+            "x.dump",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert_eq!(code(&out), 1, "{script}: {}", text(&out));
+        assert!(
+            stderr(&out).contains("sh failed") && stderr(&out).contains(what),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(env.objects("snapshots").len(), 1, "{script}: no snapshot");
+    }
+    let v = env.json(
+        &[
+            "backup",
+            "--stdin-from-command",
+            "--stdin-name",
+            "x.dump",
+            "--",
+            "sh",
+            "-c",
+            "printf 'whole dump'",
+        ],
+        0,
+    );
+    assert_eq!(v["bytes_read"], 10);
+    assert_eq!(env.ok(&["dump", "latest", "/x.dump"]).stdout, b"whole dump");
+    let out = env.run(&["backup", "--stdin-from-command", "--", "/no/such/program"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+}
