@@ -150,7 +150,7 @@ pub struct BackupArgs {
     /// dump is nearly always a producer that failed).
     #[arg(long)]
     pub allow_empty: bool,
-    /// Exclude paths matching a glob (`*.tmp`; with a `/` it matches the full path). Repeatable.
+    /// Exclude paths matching a pattern (gitignore-style: `*.tmp` at any depth, `/srv/cache` anchored, `*` within one component, `**` across, `logs/` directories only). Repeatable.
     #[arg(short = 'e', long = "exclude", value_name = "GLOB")]
     pub excludes: Vec<String>,
     /// Read exclude globs from a file, one per line (`#` comments).

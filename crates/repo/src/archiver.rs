@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::pattern::Patterns;
 use crossbeam_channel::{bounded, unbounded};
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
 use crate::blob::{self, BlobKind};
@@ -60,8 +60,7 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// Tags to record.
     pub tags: Vec<String>,
-    /// Glob patterns to exclude. A pattern with a `/` matches the absolute
-    /// path; one without matches the file name at any depth.
+    /// Patterns to exclude ([`crate::pattern`]: gitignore-style).
     pub excludes: Vec<String>,
     /// Parent snapshot for change detection. `None`: the latest snapshot
     /// with the same host and paths.
@@ -103,43 +102,6 @@ pub struct BackupOutcome {
     /// path and those waiting for files in the readers' queue, however
     /// many directories the backup has.
     pub peak_open_dirs: usize,
-}
-
-/// Compiled exclude patterns.
-#[derive(Debug, Clone)]
-pub struct Excludes {
-    by_path: GlobSet,
-    by_name: GlobSet,
-}
-
-impl Excludes {
-    /// Compiles patterns; a bad pattern is a usage error naming it.
-    pub fn new(patterns: &[String]) -> Result<Excludes> {
-        let mut by_path = GlobSetBuilder::new();
-        let mut by_name = GlobSetBuilder::new();
-        for p in patterns {
-            let g = Glob::new(p)
-                .map_err(|e| RepoError::Usage(format!("bad exclude pattern {p:?}: {e}")))?;
-            if p.contains('/') {
-                by_path.add(g);
-            } else {
-                by_name.add(g);
-            }
-        }
-        let build = |b: GlobSetBuilder| {
-            b.build()
-                .map_err(|e| RepoError::Usage(format!("exclude patterns: {e}")))
-        };
-        Ok(Excludes {
-            by_path: build(by_path)?,
-            by_name: build(by_name)?,
-        })
-    }
-
-    /// Whether `path` (absolute) is excluded.
-    pub fn matches(&self, path: &Path) -> bool {
-        self.by_path.is_match(path) || path.file_name().is_some_and(|n| self.by_name.is_match(n))
-    }
 }
 
 /// Reads an exclude file: one pattern per line, `#` comments, blank lines ignored.
@@ -233,7 +195,7 @@ fn open_noatime(path: &Path) -> std::io::Result<File> {
 
 struct Walker<'r> {
     repo: &'r IndexedRepository,
-    excludes: Excludes,
+    excludes: Patterns,
     /// Directories whose tree is not saved yet, by key.
     open: HashMap<usize, OpenDir>,
     peak_open: usize,
@@ -560,16 +522,18 @@ impl Walker<'_> {
         for name in entries {
             self.collect_read_files()?;
             let path = dir.join(&name);
-            if self.excludes.matches(&path) {
-                continue;
-            }
             let meta = match fs::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(e) => {
-                    self.warn(&path, format!("cannot stat: {e}"));
+                    if !self.excludes.matches(&path, false) {
+                        self.warn(&path, format!("cannot stat: {e}"));
+                    }
                     continue;
                 }
             };
+            if self.excludes.matches(&path, meta.is_dir()) {
+                continue;
+            }
             let fname = FileName::from(name.as_os_str());
             let pnode = parent.and_then(|t| t.find(&fname.0));
             self.add(key, &path, fname, &meta, pnode)?;
@@ -655,7 +619,7 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let start = Instant::now();
     let time = jiff::Timestamp::now();
-    let excludes = Excludes::new(&opts.excludes)?;
+    let excludes = Patterns::new(&opts.excludes, "exclude")?;
     // Packs a killed backup left behind become reusable.
     let (recovered, _) = repo.index_unindexed_packs()?;
     if recovered > 0 {
@@ -999,16 +963,6 @@ fn normalize(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn excludes_match_names_anywhere_and_paths_exactly() {
-        let e = Excludes::new(&["*.tmp".into(), "/data/cache/**".into()]).unwrap();
-        assert!(e.matches(Path::new("/a/b/x.tmp")));
-        assert!(e.matches(Path::new("/data/cache/x/y")));
-        assert!(!e.matches(Path::new("/data/keep/x")));
-        assert!(!e.matches(Path::new("/a/tmp")));
-        assert!(Excludes::new(&["[".into()]).is_err());
-    }
 
     #[test]
     fn normalize_is_lexical() {

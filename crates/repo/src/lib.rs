@@ -27,6 +27,7 @@ pub mod index;
 mod metadata;
 pub mod pack;
 pub mod packer;
+pub mod pattern;
 pub mod progress;
 pub mod prune;
 pub mod read_ahead;

@@ -30,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -39,6 +38,7 @@ use crate::error::{RepoError, Result};
 use crate::file_sink::{AlignedBuf, FileSink};
 use crate::id::Id;
 use crate::metadata::{self, At};
+use crate::pattern::Patterns;
 use crate::progress::Progress;
 use crate::repository::IndexedRepository;
 use crate::snapshot::Snapshot;
@@ -47,9 +47,9 @@ use crate::tree::{Node, NodeKind};
 /// Options of a restore.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
-    /// Glob patterns on paths inside the snapshot (`dir/sub`, `**/*.conf`);
-    /// an entry is restored when it or one of its parents matches. Empty:
-    /// everything.
+    /// Patterns ([`crate::pattern`]) on absolute paths in the snapshot
+    /// (`/var/lib/app/uploads`, `*.conf`); an entry is restored when it or
+    /// one of its parents matches. Empty: everything.
     pub includes: Vec<String>,
     /// Replace existing files in the target.
     pub overwrite: bool,
@@ -84,21 +84,11 @@ struct Entry {
     node: Node,
 }
 
-fn includes_set(patterns: &[String]) -> Result<Option<GlobSet>> {
+fn includes_set(patterns: &[String]) -> Result<Option<Patterns>> {
     if patterns.is_empty() {
         return Ok(None);
     }
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        let p = p.trim_start_matches('/');
-        b.add(
-            Glob::new(p)
-                .map_err(|e| RepoError::Usage(format!("bad include pattern {p:?}: {e}")))?,
-        );
-    }
-    b.build()
-        .map(Some)
-        .map_err(|e| RepoError::Usage(format!("include patterns: {e}")))
+    Patterns::new(patterns, "include").map(Some)
 }
 
 /// Plans a restore a batch at a time: the snapshot's entries in pre-order,
@@ -107,7 +97,7 @@ fn includes_set(patterns: &[String]) -> Result<Option<GlobSet>> {
 /// memory holds the directories on the current path, not the snapshot.
 struct Planner<'r> {
     repo: &'r IndexedRepository,
-    inc: Option<&'r GlobSet>,
+    inc: Option<&'r Patterns>,
     stack: Vec<Level>,
 }
 
@@ -126,7 +116,7 @@ impl<'r> Planner<'r> {
     fn new(
         repo: &'r IndexedRepository,
         root: &Id,
-        inc: Option<&'r GlobSet>,
+        inc: Option<&'r Patterns>,
         problems: &mut Vec<RestoreProblem>,
     ) -> Planner<'r> {
         let mut p = Planner {
@@ -191,7 +181,10 @@ impl<'r> Planner<'r> {
                 continue;
             }
             let rel = level.rel.join(node.name.as_os_str());
-            let selected = level.included || self.inc.is_none_or(|g| g.is_match(&rel));
+            let selected = level.included
+                || self.inc.is_none_or(|g| {
+                    g.matches(&Path::new("/").join(&rel), node.kind == NodeKind::Dir)
+                });
             if node.kind == NodeKind::Dir {
                 let subtree = node.subtree;
                 let entry = Entry {

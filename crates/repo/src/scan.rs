@@ -10,7 +10,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::archiver::Excludes;
+use crate::pattern::Patterns;
 use crate::progress::Progress;
 
 /// Report the total in steps of this many bytes (and at the end).
@@ -30,7 +30,7 @@ pub struct ScanTotals {
 /// counted, once `stop` is set.
 pub fn scan(
     paths: &[PathBuf],
-    excludes: &Excludes,
+    excludes: &Patterns,
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> ScanTotals {
@@ -59,11 +59,12 @@ pub fn scan(
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
             let path = e.path();
-            if excludes.matches(&path) {
+            // `DirEntry::metadata` does not follow symlinks.
+            let meta = e.metadata();
+            if excludes.matches(&path, meta.as_ref().is_ok_and(|m| m.is_dir())) {
                 continue;
             }
-            // `DirEntry::metadata` does not follow symlinks.
-            match e.metadata() {
+            match meta {
                 Ok(m) if m.is_dir() => dirs.push(path),
                 Ok(m) if m.is_file() => count(m.len(), &mut totals),
                 _ => {}
@@ -102,7 +103,7 @@ mod tests {
         let single = dir.path().join("single");
         fs::write(&single, vec![5; 10]).unwrap();
 
-        let excludes = Excludes::new(&["*.tmp".into(), "cache".into()]).unwrap();
+        let excludes = Patterns::new(&["*.tmp".into(), "cache".into()], "exclude").unwrap();
         let progress = Totals::default();
         let found = scan(
             &[root, single],
@@ -127,7 +128,7 @@ mod tests {
         fs::write(dir.path().join("d/f"), b"x").unwrap();
         let found = scan(
             &[dir.path().to_path_buf()],
-            &Excludes::new(&[]).unwrap(),
+            &Patterns::new(&[], "exclude").unwrap(),
             &Totals::default(),
             &AtomicBool::new(true),
         );

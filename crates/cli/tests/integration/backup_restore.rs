@@ -605,3 +605,81 @@ fn empty_streams_and_failed_producers_write_no_snapshot() {
     let out = env.run(&["backup", "--stdin-from-command", "--", "/no/such/program"]);
     assert_eq!(code(&out), 2, "{}", text(&out));
 }
+
+/// Issue 8.8: `*` stays within one component, bare names match at any
+/// depth, a trailing `/` means directories, for excludes and includes alike.
+#[test]
+fn patterns_are_gitignore_style_for_excludes_and_includes() {
+    let env = Env::new();
+    let src = env.path("data");
+    fs::create_dir_all(src.join("deep/er/cache")).unwrap();
+    fs::create_dir_all(src.join("doc/sub")).unwrap();
+    for f in [
+        "a.jpg",
+        "deep/er/b.jpg",
+        "deep/cache",
+        "deep/er/cache/x",
+        "doc/a.gz",
+        "doc/sub/b.gz",
+    ] {
+        fs::write(src.join(f), f).unwrap();
+    }
+    let top_jpg = format!("{}/*.jpg", src.display());
+    env.ok(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude",
+        &top_jpg,
+        "--exclude",
+        "cache/",
+    ]);
+    let ls = env.json(&["ls", "latest", src.to_str().unwrap()], 0);
+    let s = src.display().to_string();
+    let got: Vec<String> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["path"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches(&s)
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "",
+            "/deep",
+            "/deep/cache",
+            "/deep/er",
+            "/deep/er/b.jpg",
+            "/doc",
+            "/doc/a.gz",
+            "/doc/sub",
+            "/doc/sub/b.gz"
+        ],
+        "only the top-level jpg and the cache directory (not the cache file) are excluded"
+    );
+    let t = env.path("t");
+    let inc = format!("{}/doc/*.gz", src.strip_prefix("/").unwrap().display());
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--include",
+        &inc,
+        "--include",
+        "b.jpg",
+    ]);
+    let r = under(&t, &src);
+    assert!(r.join("doc/a.gz").exists());
+    assert!(!r.join("doc/sub").exists(), "* does not cross /");
+    assert!(
+        r.join("deep/er/b.jpg").exists(),
+        "a bare name matches at any depth"
+    );
+    assert!(!r.join("deep/cache").exists());
+}
