@@ -6,6 +6,7 @@ mod args;
 mod cmd;
 mod demo;
 mod exit;
+mod interrupt;
 mod secrets;
 mod ui;
 
@@ -133,6 +134,7 @@ fn main() -> ExitCode {
         )
         .init();
     let json = cli.global.json;
+    interrupt::install(json);
     match cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

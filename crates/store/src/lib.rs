@@ -249,6 +249,12 @@ pub trait WriteStore: ReadStore {
     fn remove_stale_temporaries(&self, _older_than: std::time::Duration) -> Result<usize> {
         Ok(0)
     }
+
+    /// Removes the partial objects this process is writing (an interrupted
+    /// command cleaning up after itself), never another process's.
+    fn remove_own_temporaries(&self) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// An object being written; see [`WriteStore::stage`].

@@ -81,7 +81,13 @@ impl LocalStore {
             _ => self.root.join(kind.dir()),
         };
         create_dir_durable(&dir).map_err(|e| io_err("create directory", &dir, e))?;
-        let tmp = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
+        // The process id in the name lets an interrupted process remove
+        // exactly its own temporaries, never those of another one running.
+        let tmp = dir.join(format!(
+            "{}{:016x}",
+            own_tmp_prefix(),
+            rand::random::<u64>()
+        ));
         // Private whatever the umask: a repository's objects are for its
         // owner alone (they are encrypted, but sizes and counts leak).
         let file = OpenOptions::new()
@@ -99,7 +105,8 @@ impl LocalStore {
         })
     }
 
-    fn remove_temporaries(&self, older_than: Duration) -> Result<usize> {
+    fn remove_temporaries(&self, older_than: Duration, only_own: bool) -> Result<usize> {
+        let own = own_tmp_prefix();
         let mut removed = 0;
         let now = SystemTime::now();
         let mut dirs = vec![self.root.clone()];
@@ -119,7 +126,9 @@ impl LocalStore {
         for dir in dirs {
             let Ok(rd) = fs::read_dir(&dir) else { continue };
             for e in rd.flatten() {
-                if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if !name.starts_with(".tmp-") || (only_own && !name.starts_with(&own)) {
                     continue;
                 }
                 let old = e
@@ -193,6 +202,11 @@ impl Drop for LocalStaged {
 /// Makes a directory entry durable.
 fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// How this process's temporary files begin: `.tmp-<pid>-`.
+fn own_tmp_prefix() -> String {
+    format!(".tmp-{}-", std::process::id())
 }
 
 /// Creates `dir` (and parents) and makes the new entries durable.
@@ -384,7 +398,11 @@ impl WriteStore for LocalStore {
     }
 
     fn remove_stale_temporaries(&self, older_than: Duration) -> Result<usize> {
-        self.remove_temporaries(older_than)
+        self.remove_temporaries(older_than, false)
+    }
+
+    fn remove_own_temporaries(&self) -> Result<usize> {
+        self.remove_temporaries(Duration::ZERO, true)
     }
 }
 

@@ -29,6 +29,9 @@ struct BackupJson<'a> {
 }
 
 pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
+    crate::interrupt::set_note(
+        "interrupted; nothing was saved, the next backup reuses what was uploaded",
+    );
     let mut repo = ctx.open_indexed()?;
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {

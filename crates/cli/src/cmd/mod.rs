@@ -35,7 +35,9 @@ impl Ctx {
         let loc = self.global.repo.as_deref().ok_or_else(|| {
             UsageError("no repository given: use --repo PATH or set LIFEBOAT_REPOSITORY".into())
         })?;
-        Ok(Arc::from(lifeboat_store::open(loc)?))
+        let store: Arc<dyn WriteStore> = Arc::from(lifeboat_store::open(loc)?);
+        crate::interrupt::watch_store(&store);
+        Ok(store)
     }
 
     /// The repository password.

@@ -9,6 +9,9 @@ use crate::cmd::Ctx;
 use crate::{exit, ui};
 
 pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
+    crate::interrupt::set_note(
+        "interrupted; the restore is incomplete: run it again with --overwrite into the same target, or into an empty one",
+    );
     let repo = ctx.open_indexed()?;
     // `SNAPSHOT:/dir`: the directory's content straight into the target.
     let (spec, inside) = match a.snapshot.split_once(':') {

@@ -292,3 +292,66 @@ fn a_full_disk_fails_cleanly_and_the_repository_stays_consistent() {
     env.ok(&["restore", &id, "--target", t.to_str().unwrap()]);
     assert_same(&manifest(&src), &manifest(&under(&t, &src)));
 }
+
+/// Issue 8.13: Ctrl-C says what it means, removes this run's temporaries
+/// (and only this run's), exits 130; the next backup works.
+#[test]
+fn an_interrupted_backup_says_so_cleans_up_and_exits_130() {
+    use std::io::Write as _;
+    let env = Env::new();
+    // Another process's temporary file stays.
+    let foreign = env.repo.join("data/.tmp-1-00000000000000aa");
+    fs::write(&foreign, b"someone else's").unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .env("LIFEBOAT_REPOSITORY", &env.repo)
+        .env("LIFEBOAT_PASSWORD", PASSWORD)
+        .args(["backup", "--stdin", "--stdin-name", "big"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Data for more than a pack, and the pipe stays open: the backup is mid-pack.
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(&random_bytes(40 << 20, 5)).unwrap();
+    input.flush().unwrap();
+    let own = format!(".tmp-{}-", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let own_tmp = || {
+        env.objects("data")
+            .into_iter()
+            .chain(
+                fs::read_dir(env.repo.join("data"))
+                    .unwrap()
+                    .map(|e| e.unwrap().path()),
+            )
+            .any(|p| p.file_name().unwrap().to_string_lossy().starts_with(&own))
+    };
+    while !own_tmp() {
+        assert!(std::time::Instant::now() < deadline, "no pack was started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    drop(input);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("interrupted; nothing was saved"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!own_tmp(), "its temporaries are gone");
+    assert!(
+        foreign.exists(),
+        "another process's temporary is left alone"
+    );
+    assert!(env.objects("snapshots").is_empty());
+    fs::remove_file(&foreign).unwrap();
+    let c = env.json(&["check", "--read-data"], 0);
+    assert!(c["errors"].as_array().unwrap().is_empty(), "{c}");
+}

@@ -1,0 +1,53 @@
+//! Ctrl-C, SIGTERM and SIGHUP: say what the interruption means, remove this
+//! process's partial objects from the repository, exit 130.
+//!
+//! A handler thread (signal-hook's iterator: the async-signal-safe part is
+//! the crate's) waits for the signal; the command's threads are simply
+//! stopped by the exit. That is safe because of the repository's write
+//! order: whatever was published is whole, and the snapshot comes last.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use lifeboat_store::WriteStore;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::exit;
+
+static STORE: OnceLock<Arc<dyn WriteStore>> = OnceLock::new();
+static NOTE: Mutex<&'static str> = Mutex::new("interrupted");
+
+/// Starts the handler thread. `json`: the interruption is also one JSON
+/// document on stdout, as every outcome is.
+pub fn install(json: bool) {
+    let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return; // no handler: the default (die) is still safe
+    };
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            if let Some(store) = STORE.get() {
+                let _ = store.remove_own_temporaries();
+            }
+            let note = *NOTE.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!("lifeboat: {note}");
+            if json {
+                let doc = serde_json::json!({ "error": note, "exit_code": exit::INTERRUPTED });
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{doc}");
+                }
+            }
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    });
+}
+
+/// The repository whose temporaries an interruption removes.
+pub fn watch_store(store: &Arc<dyn WriteStore>) {
+    let _ = STORE.set(Arc::clone(store));
+}
+
+/// What an interruption of the running command means for the user.
+pub fn set_note(note: &'static str) {
+    *NOTE.lock().unwrap_or_else(|e| e.into_inner()) = note;
+}
