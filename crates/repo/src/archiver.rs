@@ -175,6 +175,7 @@ fn node_from_meta(name: FileName, kind: NodeKind, m: &Metadata, with_atime: bool
         subtree: None,
         link_target: None,
         xattrs: vec![],
+        rdev: 0,
     }
 }
 
@@ -445,7 +446,23 @@ impl Walker<'_> {
             // Listed: the tree is saved now, or when its last file is read.
             self.release(sub)?;
         } else {
-            self.warn(path, "skipped: special file (device, fifo or socket)");
+            use std::os::unix::fs::FileTypeExt;
+            let kind = if ft.is_fifo() {
+                NodeKind::Fifo
+            } else if ft.is_socket() {
+                NodeKind::Socket
+            } else if ft.is_char_device() {
+                NodeKind::CharDevice
+            } else if ft.is_block_device() {
+                NodeKind::BlockDevice
+            } else {
+                self.warn(path, "skipped: unknown kind of file");
+                return Ok(());
+            };
+            // Recorded as an entry (restore recreates it); never read.
+            let mut node = self.node(path, name, kind, meta, parent);
+            node.rdev = meta.rdev();
+            self.push(dir, node);
         }
         Ok(())
     }
@@ -791,6 +808,7 @@ pub fn backup(
                         subtree: None,
                         link_target: None,
                         xattrs: vec![],
+                        rdev: 0,
                     },
                 );
                 Ok(())

@@ -222,7 +222,11 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
                             }
                         }
                     }
-                    NodeKind::Symlink => {}
+                    NodeKind::Symlink
+                    | NodeKind::Fifo
+                    | NodeKind::Socket
+                    | NodeKind::CharDevice
+                    | NodeKind::BlockDevice => {}
                 }
             }
         }

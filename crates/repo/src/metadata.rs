@@ -148,6 +148,7 @@ mod tests {
             subtree: None,
             link_target: None,
             xattrs: vec![],
+            rdev: 0,
         }
     }
 

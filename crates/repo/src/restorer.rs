@@ -73,6 +73,8 @@ pub struct RestoreSummary {
     pub dirs: u64,
     /// Symlinks restored.
     pub symlinks: u64,
+    /// FIFOs, sockets and devices restored.
+    pub specials: u64,
     /// Bytes of file content.
     pub bytes: u64,
     /// Files that could not be restored whole.
@@ -276,6 +278,8 @@ struct Carried {
     /// Symlinks, created at the very end: no symlink from the snapshot
     /// exists while anything is created below it.
     symlinks: Vec<Entry>,
+    /// FIFOs, sockets and devices, made with the symlinks at the end.
+    specials: Vec<Entry>,
     /// The first file of each hard-link group: its path and whether it was
     /// restored (`None` until its batch's content is written).
     first_of_link: HashMap<(u64, u64), (PathBuf, Option<bool>)>,
@@ -492,6 +496,7 @@ fn restore_batch(
         match e.node.kind {
             NodeKind::Dir if dir_made[i] => carried.dirs.push(e),
             NodeKind::Symlink if !carried.under_failed(&e.rel) => carried.symlinks.push(e),
+            k if k.is_special() && !carried.under_failed(&e.rel) => carried.specials.push(e),
             _ => {}
         }
     }
@@ -626,6 +631,19 @@ fn finish_links_and_dirs(dest: &Destination<'_>, carried: Carried, summary: &mut
             }),
         }
     }
+    for e in carried.specials {
+        let p = target.join(&e.rel);
+        match remove_existing(&p, fresh, opts.overwrite).and_then(|()| make_special(&p, &e.node)) {
+            Ok(()) => {
+                summary.specials += 1;
+                made.push(e);
+            }
+            Err(err) => summary.problems.push(RestoreProblem {
+                path: e.rel,
+                message: err.to_string(),
+            }),
+        }
+    }
     let link_results = par_map(&made, |e| {
         metadata::apply(At::Path(&target.join(&e.rel)), &e.node)
     });
@@ -644,6 +662,34 @@ fn finish_links_and_dirs(dest: &Destination<'_>, carried: Carried, summary: &mut
             });
         }
     }
+}
+
+/// Makes a FIFO, socket or device node at `p` (never following a link:
+/// `mknod` fails on anything already there). Devices need root.
+fn make_special(p: &Path, node: &Node) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let kind = match node.kind {
+        NodeKind::Fifo => libc::S_IFIFO,
+        NodeKind::Socket => libc::S_IFSOCK,
+        NodeKind::CharDevice => libc::S_IFCHR,
+        NodeKind::BlockDevice => libc::S_IFBLK,
+        _ => return Err(std::io::Error::other("not a special file")),
+    };
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("path holds a NUL byte"))?;
+    // Permissions come with the metadata afterwards; create it private.
+    // SAFETY: c is a valid NUL-terminated path for the duration of the call.
+    let rc = unsafe { libc::mknod(c.as_ptr(), kind | 0o600, node.rdev as libc::dev_t) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::PermissionDenied && node.kind != NodeKind::Fifo {
+            return Err(std::io::Error::other(format!(
+                "a device can only be recreated by root ({e})"
+            )));
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// A file being restored.

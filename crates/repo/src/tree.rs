@@ -122,6 +122,25 @@ pub enum NodeKind {
     Dir,
     /// A symbolic link (target in `link_target`).
     Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A Unix socket (restored as the node; no process listens on it).
+    Socket,
+    /// A character device (number in `rdev`; restored only as root).
+    CharDevice,
+    /// A block device (number in `rdev`; restored only as root).
+    BlockDevice,
+}
+
+impl NodeKind {
+    /// Whether this is a FIFO, socket or device: an entry with no content
+    /// that a restore recreates with `mknod`.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            NodeKind::Fifo | NodeKind::Socket | NodeKind::CharDevice | NodeKind::BlockDevice
+        )
+    }
 }
 
 /// One directory entry with its metadata.
@@ -172,6 +191,13 @@ pub struct Node {
     /// Extended attributes, sorted by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xattrs: Vec<Xattr>,
+    /// A device's number (`st_rdev`); absent (0) for other kinds.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub rdev: u64,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -256,6 +282,7 @@ mod tests {
                     value: b"text value".to_vec(),
                 },
             ],
+            rdev: 0x0103,
         }
     }
 

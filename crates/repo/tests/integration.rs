@@ -50,6 +50,7 @@ fn node(name: &[u8], kind: NodeKind) -> Node {
         subtree: None,
         link_target: None,
         xattrs: vec![],
+        rdev: 0,
     }
 }
 

@@ -208,6 +208,10 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
                     NodeKind::Dir => 'd',
                     NodeKind::Symlink => 'l',
                     NodeKind::File => '-',
+                    NodeKind::Fifo => 'p',
+                    NodeKind::Socket => 's',
+                    NodeKind::CharDevice => 'c',
+                    NodeKind::BlockDevice => 'b',
                 };
                 let link = e
                     .link_target

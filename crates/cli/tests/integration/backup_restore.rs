@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::common::*;
@@ -107,25 +107,44 @@ fn round_trip_preserves_every_kind_of_metadata() {
         .status()
         .unwrap()
         .success());
+    let device = src.join("dir/null-device");
+    if is_root() {
+        assert!(std::process::Command::new("mknod")
+            .arg(&device)
+            .args(["c", "1", "3"])
+            .status()
+            .unwrap()
+            .success());
+    }
     let before = manifest(&src);
 
-    let out = env.json(&["backup", src.to_str().unwrap()], 3);
-    assert_eq!(
-        out["warnings"].as_array().unwrap().len(),
-        1,
-        "the fifo is skipped with a warning: {out}"
-    );
-    assert!(out["warnings"][0]["path"]
-        .as_str()
-        .unwrap()
-        .ends_with("a-fifo"));
+    // Issue 8.7: special files are entries, not warnings (exit 0).
+    let out = env.json(&["backup", src.to_str().unwrap()], 0);
+    assert_eq!(out["warnings"].as_array().unwrap().len(), 0, "{out}");
     let snap = out["snapshot_id"].as_str().unwrap();
 
     let target = env.path("restored");
-    env.ok(&["restore", &snap[..8], "--target", target.to_str().unwrap()]);
-    let mut expected = before.clone();
-    expected.remove(Path::new("dir/a-fifo"));
-    assert_same(&expected, &manifest(&under(&target, &src)));
+    let r = env.json(
+        &["restore", &snap[..8], "--target", target.to_str().unwrap()],
+        0,
+    );
+    assert_eq!(
+        r["summary"]["specials"],
+        if is_root() { 2 } else { 1 },
+        "{r}"
+    );
+    assert_same(&before, &manifest(&under(&target, &src)));
+    assert!(
+        fs::symlink_metadata(under(&target, &src).join("dir/a-fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    if is_root() {
+        let d = fs::symlink_metadata(under(&target, &src).join("dir/null-device")).unwrap();
+        assert!(d.file_type().is_char_device());
+        assert_eq!(d.rdev(), fs::symlink_metadata(&device).unwrap().rdev());
+    }
 
     // The hard links are links again, and the sparse file keeps its holes.
     let a = fs::metadata(under(&target, &src).join("dir/hard-a")).unwrap();
