@@ -112,6 +112,10 @@ pub enum Command {
     /// Manage the passwords (keys) that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Recover from damage that `check` found: rebuild the index from the
+    /// packs, or rewrite snapshots that reference lost data.
+    #[command(subcommand)]
+    Repair(RepairCommand),
     /// Run the whole story on generated data in ./lifeboat-demo: back up,
     /// change, back up, restore, prove identical, check every byte.
     Demo(DemoArgs),
@@ -321,8 +325,8 @@ pub struct PruneOpts {
     #[arg(long, value_name = "DURATION", default_value = "24h")]
     pub delete_delay: String,
     /// Repack packs with more than this percentage of unused bytes.
-    #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
-    pub max_unused: f64,
+    #[arg(long, value_name = "PERCENT", default_value = "10%")]
+    pub max_unused: String,
 }
 
 /// `prune`.
@@ -349,6 +353,38 @@ pub enum KeyCommand {
     },
     /// Change the password of the key in use.
     Passwd(NewPasswordArgs),
+}
+
+/// `repair …`.
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index from the pack headers (after a damaged or lost
+    /// index object). Entries of intact index objects are reused for packs
+    /// whose size matches; the old index objects are then replaced.
+    Index {
+        /// Read every pack's header, trusting no index object.
+        #[arg(long)]
+        read_all_packs: bool,
+        /// Show what would be done; change nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Rewrite snapshots that reference lost data: files with a missing
+    /// blob are left out and directories whose tree is lost become empty.
+    /// Each new snapshot is tagged `repaired` and lists what it lost; the
+    /// original is kept unless --forget is given. Run `repair index` first
+    /// when the index is damaged.
+    Snapshots {
+        /// Snapshots to repair (id prefixes; default: every snapshot).
+        #[arg(value_name = "SNAPSHOT")]
+        snapshots: Vec<String>,
+        /// Delete each original once its repaired snapshot is written.
+        #[arg(long)]
+        forget: bool,
+        /// Show what would be done; change nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
 }
 
 /// Where a new password comes from.

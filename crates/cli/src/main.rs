@@ -67,6 +67,24 @@ fn one_line(err: &anyhow::Error) -> String {
     msg
 }
 
+/// What the user can do about an error, in this command line's words: the
+/// library's errors say what happened, the CLI says which command helps.
+fn advice(err: &anyhow::Error) -> Option<&'static str> {
+    let repo = err.chain().find_map(|c| c.downcast_ref::<RepoError>())?;
+    Some(match repo {
+        RepoError::NotARepository { .. } => "run `lifeboat init` first, or check --repo",
+        RepoError::LatestUnknown(_) => "name a snapshot by id, and run `lifeboat check`",
+        RepoError::EmptyStream { .. } => {
+            "a producer that failed writes nothing; --allow-empty saves an empty stream"
+        }
+        RepoError::WouldOverwrite { .. } => "pass --overwrite to replace them",
+        RepoError::Refused(_) | RepoError::Damaged { .. } | RepoError::BlobNotIndexed(_) => {
+            "run `lifeboat check` to see all damage; `lifeboat repair index` and `lifeboat repair snapshots` recover what can be recovered"
+        }
+        _ => return None,
+    })
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
@@ -141,7 +159,10 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = exit_code_for(&e);
             // One line that names what and where.
-            let msg = one_line(&e);
+            let mut msg = one_line(&e);
+            if let Some(hint) = advice(&e) {
+                msg = format!("{msg} ({hint})");
+            }
             eprintln!("lifeboat: error: {msg}");
             if json {
                 let doc = serde_json::json!({ "error": msg, "exit_code": code });

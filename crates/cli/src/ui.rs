@@ -84,6 +84,22 @@ impl Output {
     }
 }
 
+/// `n` and the noun, singular for one: `count(1, "pack")` is `1 pack`,
+/// `count(2, "entry")` is `2 entries`.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else if let Some(stem) = noun
+        .strip_suffix('y')
+        .filter(|s| !s.ends_with(['a', 'e', 'o', 'u']))
+    {
+        format!("{n} {stem}ies")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `problems`, closed by the line `closing(count)` when there are any.
 pub fn listed(mut problems: Vec<String>, closing: impl FnOnce(usize) -> String) -> Vec<String> {
     if !problems.is_empty() {
@@ -198,4 +214,17 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]], right: &[u
         line(&mut t, r.iter().map(String::as_str).collect());
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(count(1u64, "pack"), "1 pack");
+        assert_eq!(count(0u64, "pack"), "0 packs");
+        assert_eq!(count(2u64, "entry"), "2 entries");
+        assert_eq!(count(3u64, "key"), "3 keys");
+    }
 }

@@ -106,7 +106,13 @@ pub struct BackupOutcome {
 
 /// Reads an exclude file: one pattern per line, `#` comments, blank lines ignored.
 pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
-    let text = fs::read_to_string(path).map_err(|e| RepoError::io("read exclude file", path, e))?;
+    let text = fs::read_to_string(path).map_err(|e| {
+        RepoError::Usage(format!(
+            "exclude file {}: {}",
+            path.display(),
+            crate::error::io_words(&e)
+        ))
+    })?;
     Ok(text
         .lines()
         .map(str::trim)
@@ -638,9 +644,19 @@ pub fn backup(
     let time = jiff::Timestamp::now();
     let excludes = Patterns::new(&opts.excludes, "exclude")?;
     // Packs a killed backup left behind become reusable.
-    let (recovered, _) = repo.index_unindexed_packs()?;
-    if recovered > 0 {
-        tracing::info!("indexed {recovered} pack(s) left by an interrupted run");
+    // Blobs of packs that are gone are stored again, never referenced.
+    let seen = repo.reconcile_with_store()?;
+    if seen.recovered > 0 {
+        tracing::info!(
+            "indexed {} pack(s) left by an interrupted run",
+            seen.recovered
+        );
+    }
+    if seen.missing > 0 {
+        tracing::warn!(
+            "{} indexed pack(s) are missing from the repository: their data is stored again if the source still has it",
+            seen.missing
+        );
     }
     let host = opts.host.clone().unwrap_or_else(hostname);
 
@@ -892,6 +908,8 @@ pub fn backup(
         summary: Some(summary),
         source: opts.source_meta.clone(),
         xattrs: true,
+        original: None,
+        lost: vec![],
     };
     drop(saver);
     repo.add_written_packs(&packs);
@@ -917,7 +935,13 @@ fn backup_paths(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
     for path in given {
         let a = std::path::absolute(path).map_err(|e| RepoError::io("resolve", path, e))?;
         let a = normalize(&a);
-        fs::symlink_metadata(&a).map_err(|e| RepoError::io("stat", &a, e))?;
+        fs::symlink_metadata(&a).map_err(|e| {
+            RepoError::Usage(format!(
+                "backup path {}: {}",
+                a.display(),
+                crate::error::io_words(&e)
+            ))
+        })?;
         let a = match (a.parent(), a.file_name()) {
             (Some(dir), Some(name)) => fs::canonicalize(dir)
                 .map_err(|e| RepoError::io("resolve", dir, e))?

@@ -162,6 +162,31 @@ pub fn check(repo: Repository, opts: CheckOptions, progress: &dyn Progress) -> R
                 .push(format!("blob {} lies past the end of pack {}", id, p.id));
         }
     }
+    let marked: Vec<_> = index
+        .packs()
+        .iter()
+        .filter(|p| p.obsolete_since.is_some() && listed.contains_key(&p.id))
+        .collect();
+    if let Some(oldest) = marked.iter().filter_map(|p| p.obsolete_since).min() {
+        let bytes: u64 = marked.iter().map(|p| p.size).sum();
+        let since = jiff::Timestamp::from_second(oldest)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        r.warnings.push(format!(
+            "{} pack(s) ({bytes} bytes) are marked for deletion, the oldest since {since}: a prune deletes them once the delete delay has passed, if no snapshot needs them by then",
+            marked.len()
+        ));
+    }
+    // Partial objects of writers killed long ago (the age prune uses).
+    let stale = repo
+        .store()
+        .temporaries(std::time::Duration::from_secs(3600))?;
+    if stale.count > 0 {
+        r.warnings.push(format!(
+            "{} partial object(s) ({} bytes) left by interrupted writes over an hour ago: a prune removes them",
+            stale.count, stale.bytes
+        ));
+    }
     let unindexed = listed.keys().filter(|id| !index.knows_pack(id)).count();
     if unindexed > 0 {
         r.warnings.push(format!(

@@ -27,7 +27,7 @@ pub enum RepoError {
         location: String,
     },
     /// There is no repository here.
-    #[error("no lifeboat repository at {location} (run `lifeboat init` first)")]
+    #[error("no lifeboat repository at {location}")]
     NotARepository {
         /// Repository location.
         location: String,
@@ -52,14 +52,18 @@ pub enum RepoError {
     },
     /// `latest` asked for while a snapshot object is damaged (it could be
     /// the newest).
-    #[error("cannot tell which snapshot is the latest: {0}; name a snapshot by id")]
+    #[error("cannot tell which snapshot is the latest: {0}")]
     LatestUnknown(Box<RepoError>),
     /// A stream backup read nothing (and empty streams were not allowed).
-    #[error("the stream {name:?} is empty: nothing was saved (a producer that failed writes nothing; allow-empty saves it anyway)")]
+    #[error("the stream {name:?} is empty: nothing was saved")]
     EmptyStream {
         /// The stream's name in the snapshot.
         name: String,
     },
+    /// An operation that would be unsafe on a damaged repository (prune
+    /// while a snapshot is unreadable): damage, not usage.
+    #[error("{0}")]
+    Refused(String),
     /// A blob that no index names.
     #[error("blob {0} is not in the index")]
     BlobNotIndexed(Id),
@@ -92,7 +96,9 @@ pub enum RepoError {
     #[error("{0}")]
     Usage(String),
     /// The restore target already holds files the restore would replace.
-    #[error("restore target {target} already contains {count} of the files to restore (first: {first}); pass --overwrite to replace them")]
+    #[error(
+        "restore target {target} already contains {count} of the files to restore (first: {first})"
+    )]
     WouldOverwrite {
         /// The target directory.
         target: PathBuf,
@@ -140,6 +146,25 @@ impl RepoError {
             op,
             path: path.into(),
             source,
+        }
+    }
+}
+
+/// An OS error in words, without the `(os error N)` tail: for messages
+/// about the user's own paths.
+pub fn io_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => "does not exist".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::NotADirectory => "a component of the path is not a directory".into(),
+        K::IsADirectory => "is a directory".into(),
+        _ => {
+            let t = e.to_string();
+            match t.find(" (os error") {
+                Some(i) => t[..i].to_string(),
+                None => t,
+            }
         }
     }
 }

@@ -214,6 +214,8 @@ mod tests {
                 summary: None,
                 source: None,
                 xattrs: false,
+                original: None,
+                lost: vec![],
             },
         )
     }

@@ -97,6 +97,10 @@ pub struct BlobLocation {
     pub raw_length: u32,
 }
 
+/// Packs per index object when an index is written whole (prune, repair),
+/// so that no single object grows without bound.
+pub const PACKS_PER_INDEX_OBJECT: usize = 1000;
+
 /// A pack known to the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackInfo {
@@ -106,6 +110,18 @@ pub struct PackInfo {
     pub size: u64,
     /// Deletion mark, if any.
     pub obsolete_since: Option<i64>,
+    /// The store did not list it when this process looked (a lost pack):
+    /// known only in memory, never written. Its blobs are not live, so a
+    /// backup stores them again instead of referencing what is gone.
+    pub missing: bool,
+}
+
+impl PackInfo {
+    /// Whether backups may deduplicate against this pack's blobs: present
+    /// and not marked for deletion.
+    pub fn is_live(&self) -> bool {
+        self.obsolete_since.is_none() && !self.missing
+    }
 }
 
 /// The merged, in-memory index.
@@ -115,9 +131,31 @@ pub struct Index {
     pack_pos: HashMap<Id, u32>,
     blobs: HashMap<Id, BlobLocation>,
     tombstones: HashSet<Id>,
+    /// The packs the store listed before the index objects were read, if
+    /// known: a pack an index object names but the listing lacks is lost
+    /// ([`PackInfo::missing`]), because packs are written before the index
+    /// objects that name them.
+    present: Option<HashSet<Id>>,
 }
 
 impl Index {
+    /// An empty index that will know which packs are missing: `present`
+    /// is the store's pack listing, taken after the index objects to be
+    /// merged were listed.
+    pub fn with_present_packs(present: HashSet<Id>) -> Index {
+        Index {
+            present: Some(present),
+            ..Index::default()
+        }
+    }
+
+    /// Ends the merging of the listed index objects: packs added from now
+    /// on (written by this process, or found later) are not weighed against
+    /// the old listing.
+    pub fn listing_done(&mut self) {
+        self.present = None;
+    }
+
     /// Merges one index object.
     pub fn add_file(&mut self, file: &IndexFile) {
         for p in &file.packs {
@@ -147,12 +185,13 @@ impl Index {
                     id: p.id,
                     size: p.size,
                     obsolete_since: p.obsolete_since,
+                    missing: self.present.as_ref().is_some_and(|s| !s.contains(&p.id)),
                 });
                 self.pack_pos.insert(p.id, pos);
                 pos
             }
         };
-        let live = self.packs[pos as usize].obsolete_since.is_none();
+        let live = self.packs[pos as usize].is_live();
         for b in &p.blobs {
             let loc = BlobLocation {
                 pack: pos,
@@ -162,7 +201,7 @@ impl Index {
                 raw_length: b.4,
             };
             match self.blobs.get(&b.0) {
-                Some(old) if !live || self.packs[old.pack as usize].obsolete_since.is_none() => {}
+                Some(old) if !live || self.packs[old.pack as usize].is_live() => {}
                 _ => {
                     self.blobs.insert(b.0, loc);
                 }
@@ -180,7 +219,7 @@ impl Index {
     pub fn has_live(&self, id: &Id) -> bool {
         self.blobs
             .get(id)
-            .is_some_and(|l| self.packs[l.pack as usize].obsolete_since.is_none())
+            .is_some_and(|l| self.packs[l.pack as usize].is_live())
     }
 
     /// The pack at a position.
@@ -277,6 +316,31 @@ mod tests {
             idx.pack(idx.get(&Id([9; 32])).unwrap().pack).id,
             Id([2; 32])
         );
+    }
+
+    #[test]
+    fn a_missing_pack_is_not_live_and_a_present_copy_wins_in_any_order() {
+        for order in [[0, 1], [1, 0]] {
+            let files = [pack(1, None, &[9]), pack(2, None, &[9])];
+            let mut idx = Index::with_present_packs([Id([2; 32])].into());
+            for i in order {
+                idx.add_pack(&files[i]);
+            }
+            assert!(idx.packs().iter().any(|p| p.missing && p.id == Id([1; 32])));
+            assert!(idx.has_live(&Id([9; 32])));
+            assert_eq!(
+                idx.pack(idx.get(&Id([9; 32])).unwrap().pack).id,
+                Id([2; 32])
+            );
+        }
+        let mut idx = Index::with_present_packs(HashSet::new());
+        idx.add_pack(&pack(1, None, &[9]));
+        assert!(!idx.has_live(&Id([9; 32])), "only copy is lost");
+        assert!(idx.get(&Id([9; 32])).is_some(), "still named, for errors");
+        // What this process writes after loading is present.
+        idx.listing_done();
+        idx.add_pack(&pack(3, None, &[8]));
+        assert!(idx.has_live(&Id([8; 32])));
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod pattern;
 pub mod progress;
 pub mod prune;
 pub mod read_ahead;
+pub mod repair;
 pub mod repository;
 pub mod restorer;
 pub mod scan;

@@ -78,6 +78,13 @@ pub struct PruneReport {
     pub packs_recovered: usize,
     /// Index objects replaced by the compacted index.
     pub index_objects_replaced: usize,
+    /// Packs marked (now or by an earlier prune) and not deleted yet.
+    pub packs_pending: usize,
+    /// Their bytes.
+    pub bytes_pending: u64,
+    /// When the last of them may be deleted: a prune after this time
+    /// deletes every pending pack that is still unneeded (Unix seconds).
+    pub pending_until: Option<i64>,
 }
 
 enum Fate {
@@ -86,8 +93,6 @@ enum Fate {
     Repack,
     Delete,
 }
-
-const PACKS_PER_INDEX_OBJECT: usize = 1000;
 
 /// Prunes the repository.
 pub fn prune(
@@ -99,22 +104,27 @@ pub fn prune(
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    if let Some(name) = repo.damaged_index.first() {
+        return Err(RepoError::Refused(format!(
+            "prune refuses to run while an index object is damaged (index {name})"
+        )));
+    }
     if !opts.dry_run {
         // Packs no index names must be weighed like the rest, not forgotten.
-        report.packs_recovered = repo.index_unindexed_packs()?.0;
+        report.packs_recovered = repo.reconcile_with_store()?.recovered;
     }
     progress.phase("find used data");
     let (snaps, bad) = repo.snapshots()?;
     if let Some(e) = bad.into_iter().next() {
-        return Err(RepoError::Usage(format!(
-            "prune refuses to run while a snapshot is unreadable ({e}); run `lifeboat check`"
+        return Err(RepoError::Refused(format!(
+            "prune refuses to run while a snapshot is unreadable ({e})"
         )));
     }
     let roots: Vec<Id> = snaps.iter().map(|(_, s)| s.tree).collect();
     let (used, errors) = repo.reachable_blobs(&roots);
     if let Some(e) = errors.into_iter().next() {
-        return Err(RepoError::Usage(format!(
-            "prune refuses to run while a tree is unreadable ({e}); run `lifeboat check`"
+        return Err(RepoError::Refused(format!(
+            "prune refuses to run while a tree is unreadable ({e})"
         )));
     }
 
@@ -169,6 +179,11 @@ pub fn prune(
         } else {
             Fate::Keep
         };
+        if let Fate::Mark(since) = fate {
+            report.packs_pending += 1;
+            report.bytes_pending += p.size;
+            report.pending_until = report.pending_until.max(Some(since + delay));
+        }
         if let Fate::Delete = fate {
             if listed.contains(&p.id) {
                 report.packs_deleted += 1;
@@ -251,12 +266,14 @@ pub fn prune(
     // interrupted its deletion), and finish the deletion now.
     for t in repo.index().tombstones() {
         if listed.contains(t) && repo.index().pack_pos(t).is_none() {
+            // Finishing an earlier prune's deletion is a deletion too.
+            report.packs_deleted += 1;
             to_delete.push(*t);
             packs.push(IndexPack::tombstone(*t, 0));
         }
     }
     let old_index = std::mem::take(&mut repo.index_files);
-    for chunk in packs.chunks(PACKS_PER_INDEX_OBJECT) {
+    for chunk in packs.chunks(crate::index::PACKS_PER_INDEX_OBJECT) {
         repo.save_json(
             Kind::Index,
             &crate::index::IndexFile {

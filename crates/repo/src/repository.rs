@@ -441,14 +441,48 @@ impl Repository {
         Ok(new_id)
     }
 
+    /// Reads the header of a pack from the store.
+    pub fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
+        let damaged = |reason: String| RepoError::Damaged {
+            kind: Kind::Pack,
+            id: name.to_string(),
+            location: self.location(),
+            reason,
+        };
+        if size < 4 {
+            return Err(damaged("pack is truncated".into()));
+        }
+        let trailer = self.store().get_range(Kind::Pack, name, size - 4, 4)?;
+        let hlen = pack::header_len([trailer[0], trailer[1], trailer[2], trailer[3]], size)
+            .map_err(|e| damaged(e.to_string()))?;
+        let start = size - 4 - u64::from(hlen);
+        let sealed = self
+            .store()
+            .get_range(Kind::Pack, name, start, u64::from(hlen))?;
+        pack::parse_header(self.key(), &sealed, start).map_err(|e| damaged(e.to_string()))
+    }
+
     /// Loads every index object and returns the indexed repository.
+    ///
+    /// Index objects are listed before the packs, so a pack they name that
+    /// the store does not list is lost, not merely new: its blobs are not
+    /// live (a backup stores them again) and a copy elsewhere wins.
     pub fn load_index(self) -> Result<IndexedRepository> {
-        let mut index = Index::default();
+        let objects = self.store.list(Kind::Index)?;
+        let packs = self.store.list(Kind::Pack)?;
+        let mut index =
+            Index::with_present_packs(packs.iter().filter_map(|o| o.name.parse().ok()).collect());
         let mut files = vec![];
-        for o in self.store.list(Kind::Index)? {
+        let mut damaged = vec![];
+        for o in objects {
             let f: IndexFile = match self.load_json(Kind::Index, &o.name) {
                 Ok(f) => f,
                 Err(RepoError::Store(e)) if e.is_not_found() => continue, // replaced by a prune meanwhile
+                Err(e @ RepoError::Damaged { .. }) => {
+                    tracing::warn!("{e}; reading pack headers instead");
+                    damaged.push(o.name);
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             if f.version > INDEX_VERSION {
@@ -460,10 +494,28 @@ impl Repository {
             index.add_file(&f);
             files.push(o.name);
         }
+        index.listing_done();
+        // A damaged index object blocks nothing: what it described is read
+        // from the headers of the packs no intact object names (in memory;
+        // `repair::repair_index` writes it down).
+        if !damaged.is_empty() {
+            for o in &packs {
+                let Ok(id) = o.name.parse::<Id>() else {
+                    continue;
+                };
+                if index.knows_pack(&id) {
+                    continue;
+                }
+                if let Ok(entries) = self.read_pack_header(&o.name, o.size) {
+                    index.add_pack(&IndexPack::live(id, o.size, &entries));
+                }
+            }
+        }
         Ok(IndexedRepository {
             repo: self,
             index,
             index_files: files,
+            damaged_index: damaged,
         })
     }
 }
@@ -475,12 +527,26 @@ fn save_key_file(store: &dyn WriteStore, kf: &KeyFile) -> Result<String> {
     Ok(name)
 }
 
+/// What [`IndexedRepository::reconcile_with_store`] found.
+#[derive(Debug)]
+pub struct Reconciled {
+    /// Unindexed packs now indexed.
+    pub recovered: usize,
+    /// Indexed packs the store no longer has.
+    pub missing: usize,
+    /// Unindexed packs whose header could not be read.
+    pub damaged: Vec<RepoError>,
+}
+
 /// A repository with its index loaded.
 #[derive(Debug)]
 pub struct IndexedRepository {
     repo: Repository,
     pub(crate) index: Index,
     pub(crate) index_files: Vec<String>,
+    /// Index objects that could not be read (their packs were indexed from
+    /// headers, in memory only).
+    pub(crate) damaged_index: Vec<String>,
 }
 
 impl Deref for IndexedRepository {
@@ -494,6 +560,11 @@ impl IndexedRepository {
     /// The merged index.
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// Index objects that were damaged when the index was loaded.
+    pub fn damaged_index_objects(&self) -> &[String] {
+        &self.damaged_index
     }
 
     /// Reads, decrypts and verifies one blob.
@@ -548,35 +619,16 @@ impl IndexedRepository {
         }
     }
 
-    /// Reads the header of a pack from the store.
-    pub fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
-        let damaged = |reason: String| RepoError::Damaged {
-            kind: Kind::Pack,
-            id: name.to_string(),
-            location: self.location(),
-            reason,
-        };
-        if size < 4 {
-            return Err(damaged("pack is truncated".into()));
-        }
-        let trailer = self.store().get_range(Kind::Pack, name, size - 4, 4)?;
-        let hlen = pack::header_len([trailer[0], trailer[1], trailer[2], trailer[3]], size)
-            .map_err(|e| damaged(e.to_string()))?;
-        let start = size - 4 - u64::from(hlen);
-        let sealed = self
-            .store()
-            .get_range(Kind::Pack, name, start, u64::from(hlen))?;
-        pack::parse_header(self.key(), &sealed, start).map_err(|e| damaged(e.to_string()))
-    }
-
-    /// Indexes packs that exist in the store but no index mentions (left by
-    /// an interrupted backup, or written by a backup still running), so their
-    /// blobs are reused instead of uploaded again. Returns how many packs
-    /// were recovered and the damaged ones skipped.
-    pub fn index_unindexed_packs(&mut self) -> Result<(usize, Vec<RepoError>)> {
+    /// Indexes packs no index mentions (left by an interrupted backup, or
+    /// written by a backup still running), so their blobs are reused instead
+    /// of uploaded again, and counts the indexed packs the store lacks
+    /// (their blobs are stored again by a backup, see [`Repository::load_index`]).
+    /// Damaged unindexed packs are skipped and returned.
+    pub fn reconcile_with_store(&mut self) -> Result<Reconciled> {
+        let listed = self.store().list(Kind::Pack)?;
         let mut found = vec![];
         let mut bad = vec![];
-        for o in self.store().list(Kind::Pack)? {
+        for o in listed {
             let Ok(id) = o.name.parse::<Id>() else {
                 continue;
             };
@@ -589,9 +641,13 @@ impl IndexedRepository {
                 Err(e) => bad.push(e),
             }
         }
-        let n = found.len();
+        let recovered = found.len();
         self.save_index(found)?;
-        Ok((n, bad))
+        Ok(Reconciled {
+            recovered,
+            missing: self.index.packs().iter().filter(|p| p.missing).count(),
+            damaged: bad,
+        })
     }
 
     /// Every blob reachable from the given trees (trees and data), walking
@@ -632,6 +688,7 @@ impl IndexedRepository {
             repo,
             index,
             index_files,
+            damaged_index: vec![],
         }
     }
 

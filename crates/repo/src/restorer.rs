@@ -303,6 +303,12 @@ pub fn restore_in_batches(
     batch: usize,
 ) -> Result<RestoreSummary> {
     let batch = batch.max(1);
+    if fs::symlink_metadata(target).is_ok_and(|m| !m.is_dir()) {
+        return Err(RepoError::Usage(format!(
+            "restore target {} exists and is not a directory",
+            target.display()
+        )));
+    }
     let inc = includes_set(&opts.includes)?;
     let mut summary = RestoreSummary::default();
     let mut planner = Planner::new(repo, &snapshot.tree, inc.as_ref(), &mut summary.problems);

@@ -72,6 +72,13 @@ pub struct Snapshot {
     /// unchanged entry's attributes from its parent only when this is true.
     #[serde(default)]
     pub xattrs: bool,
+    /// The snapshot this one was repaired from (`repair snapshots`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
+    /// What `repair snapshots` left out because its data was lost: absolute
+    /// paths, directories (emptied) ending in `/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost: Vec<String>,
 }
 
 impl Snapshot {

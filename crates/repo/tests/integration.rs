@@ -101,6 +101,8 @@ fn snapshot_of(tree: Id) -> Snapshot {
         summary: None,
         source: None,
         xattrs: false,
+        original: None,
+        lost: vec![],
     }
 }
 

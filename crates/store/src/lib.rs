@@ -108,6 +108,12 @@ pub enum StoreError {
         /// Its scheme.
         scheme: String,
     },
+    /// A local repository path that is something other than a directory.
+    #[error("repository {location} is not a directory")]
+    NotADirectory {
+        /// The path given.
+        location: String,
+    },
     /// `put` of a name that already exists.
     #[error("{kind} object {name:?} already exists in {location}")]
     AlreadyExists {
@@ -173,7 +179,10 @@ impl StoreError {
 
     /// Whether the user gave something unusable (exit code 2).
     pub fn is_usage(&self) -> bool {
-        matches!(self, StoreError::UnsupportedLocation { .. })
+        matches!(
+            self,
+            StoreError::UnsupportedLocation { .. } | StoreError::NotADirectory { .. }
+        )
     }
 }
 
@@ -243,6 +252,13 @@ pub trait WriteStore: ReadStore {
     /// A read-only view of this store.
     fn as_read(&self) -> &dyn ReadStore;
 
+    /// Counts the partial objects writers left behind that are older than
+    /// `older_than` (what [`WriteStore::remove_stale_temporaries`] would
+    /// remove), so a check can report them.
+    fn temporaries(&self, _older_than: std::time::Duration) -> Result<Temporaries> {
+        Ok(Temporaries::default())
+    }
+
     /// Removes partial objects that writers killed mid-write left behind,
     /// when older than `older_than`. Backends whose writes cannot leave
     /// partial objects (one PUT on S3) have nothing to do.
@@ -255,6 +271,15 @@ pub trait WriteStore: ReadStore {
     fn remove_own_temporaries(&self) -> Result<usize> {
         Ok(0)
     }
+}
+
+/// Partial objects left by writers; see [`WriteStore::temporaries`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Temporaries {
+    /// How many.
+    pub count: usize,
+    /// Their bytes.
+    pub bytes: u64,
 }
 
 /// An object being written; see [`WriteStore::stage`].
@@ -308,5 +333,10 @@ pub fn open(location: &str) -> Result<Box<dyn WriteStore>> {
         }
     }
     let path = location.strip_prefix("local:").unwrap_or(location);
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_dir()) {
+        return Err(StoreError::NotADirectory {
+            location: path.to_string(),
+        });
+    }
     Ok(Box::new(LocalStore::new(PathBuf::from(path))))
 }

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::{
-    validate_name, Kind, ObjectInfo, ReadStore, Result, StagedObject, StoreError, WriteStore,
+    validate_name, Kind, ObjectInfo, ReadStore, Result, StagedObject, StoreError, Temporaries,
+    WriteStore,
 };
 
 /// A store in a local directory.
@@ -105,9 +106,10 @@ impl LocalStore {
         })
     }
 
-    fn remove_temporaries(&self, older_than: Duration, only_own: bool) -> Result<usize> {
+    /// Calls `f` with the path, size and age of every temporary file
+    /// (`.tmp-*`, this process's own only when `only_own`).
+    fn each_temporary(&self, only_own: bool, mut f: impl FnMut(&Path, u64, Duration)) {
         let own = own_tmp_prefix();
-        let mut removed = 0;
         let now = SystemTime::now();
         let mut dirs = vec![self.root.clone()];
         for kind in Kind::ALL {
@@ -131,16 +133,23 @@ impl LocalStore {
                 if !name.starts_with(".tmp-") || (only_own && !name.starts_with(&own)) {
                     continue;
                 }
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .map(|t| now.duration_since(t).unwrap_or_default() >= older_than)
-                    .unwrap_or(false);
-                if old && fs::remove_file(e.path()).is_ok() {
-                    removed += 1;
-                }
+                let Ok(meta) = e.metadata() else { continue };
+                let age = meta
+                    .modified()
+                    .map(|t| now.duration_since(t).unwrap_or_default())
+                    .unwrap_or_default();
+                f(&e.path(), meta.len(), age);
             }
         }
+    }
+
+    fn remove_temporaries(&self, older_than: Duration, only_own: bool) -> Result<usize> {
+        let mut removed = 0;
+        self.each_temporary(only_own, |path, _, age| {
+            if age >= older_than && fs::remove_file(path).is_ok() {
+                removed += 1;
+            }
+        });
         Ok(removed)
     }
 }
@@ -397,6 +406,17 @@ impl WriteStore for LocalStore {
         self
     }
 
+    fn temporaries(&self, older_than: Duration) -> Result<Temporaries> {
+        let mut t = Temporaries::default();
+        self.each_temporary(false, |_, size, age| {
+            if age >= older_than {
+                t.count += 1;
+                t.bytes += size;
+            }
+        });
+        Ok(t)
+    }
+
     fn remove_stale_temporaries(&self, older_than: Duration) -> Result<usize> {
         self.remove_temporaries(older_than, false)
     }
@@ -431,6 +451,13 @@ mod tests {
         store.create().expect("create");
         fs::write(dir.path().join("index/.tmp-abc"), b"half").expect("write");
         assert!(store.list(Kind::Index).expect("list").is_empty());
+        let seen = store.temporaries(Duration::ZERO).expect("count");
+        assert_eq!((seen.count, seen.bytes), (1, 4));
+        assert_eq!(
+            store.temporaries(Duration::from_secs(3600)).expect("count"),
+            Temporaries::default(),
+            "a fresh one may belong to a running writer"
+        );
         assert_eq!(
             store
                 .remove_stale_temporaries(Duration::ZERO)

@@ -100,7 +100,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             .map(|w| format!("warning: {}: {}", w.path.display(), w.message))
             .collect(),
         |n| {
-            format!("{n} entries could not be backed up whole (listed above); the snapshot was saved without what is missing")
+            format!("{} could not be backed up whole (listed above); the snapshot was saved without what is missing", ui::count(n as u64, "entry"))
         },
     );
     ctx.out.outcome(&doc, &problems, || {

@@ -28,15 +28,15 @@ pub fn run(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
     }
     ctx.out.outcome(&report, &problems, || {
         let mut t = format!(
-            "checked {} snapshots, {} trees, {} packs ({} blobs){}\n",
-            report.snapshots,
-            report.trees,
-            report.packs,
-            report.blobs,
+            "checked {}, {}, {} ({}){}\n",
+            ui::count(report.snapshots as u64, "snapshot"),
+            ui::count(report.trees as u64, "tree"),
+            ui::count(report.packs as u64, "pack"),
+            ui::count(report.blobs as u64, "blob"),
             if read_data.is_some() {
                 format!(
-                    ", read {} packs ({})",
-                    report.packs_read,
+                    ", read {} ({})",
+                    ui::count(report.packs_read as u64, "pack"),
                     ui::bytes(report.bytes_read)
                 )
             } else {

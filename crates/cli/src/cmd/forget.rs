@@ -102,12 +102,22 @@ fn run_prune(
     o: &PruneOpts,
     dry_run: bool,
 ) -> Result<PruneReport> {
-    if !(0.0..=100.0).contains(&o.max_unused) {
-        return Err(UsageError("--max-unused must be between 0 and 100".into()).into());
-    }
+    // `5%` or `5`, as `check --read-data-subset` takes `5%`.
+    let max_unused = o
+        .max_unused
+        .trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+        .filter(|v| (0.0..=100.0).contains(v))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--max-unused {:?}: give a percentage between 0 and 100 (`5%` or `5`)",
+                o.max_unused
+            ))
+        })?;
     let opts = PruneOptions {
         delete_delay: parse_duration(&o.delete_delay)?,
-        max_unused_percent: o.max_unused,
+        max_unused_percent: max_unused,
         dry_run,
     };
     let bar = ctx.out.bar("prune");
@@ -117,18 +127,30 @@ fn run_prune(
 
 fn prune_text(r: &PruneReport) -> String {
     let verb = if r.dry_run { "would be " } else { "" };
-    format!(
-        "prune{}: {} packs; {} {verb}deleted ({}), {} {verb}marked for deletion ({}), {} {verb}repacked ({} blobs), {} unmarked; {} unused blobs\n",
+    let pending = match r.pending_until {
+        Some(t) if r.packs_pending > 0 => format!(
+            "{} ({}) marked for deletion: a prune after {} deletes {} if still unneeded\n",
+            ui::count(r.packs_pending as u64, "pack"),
+            ui::bytes(r.bytes_pending),
+            jiff::Timestamp::from_second(t)
+                .map(ui::local_time)
+                .unwrap_or_default(),
+            if r.packs_pending == 1 { "it" } else { "them" },
+        ),
+        _ => String::new(),
+    };
+    pending + &format!(
+        "prune{}: {}; {} {verb}deleted ({}), {} {verb}marked for deletion ({}), {} {verb}repacked ({}), {} unmarked; {}\n",
         if r.dry_run { " (dry run)" } else { "" },
-        r.packs_before,
+        ui::count(r.packs_before as u64, "pack"),
         r.packs_deleted,
         ui::bytes(r.bytes_deleted),
         r.packs_marked,
         ui::bytes(r.bytes_marked),
         r.packs_repacked,
-        r.blobs_repacked,
+        ui::count(r.blobs_repacked as u64, "blob"),
         r.packs_unmarked,
-        r.blobs_unused,
+        ui::count(r.blobs_unused as u64, "unused blob"),
     )
 }
 

@@ -7,6 +7,7 @@ mod check;
 mod forget;
 mod init;
 mod key;
+mod repair;
 mod restore;
 
 use std::sync::Arc;
@@ -140,6 +141,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Forget(a) => forget::forget(&ctx, a),
         Command::Prune(a) => forget::prune(&ctx, a),
         Command::Key(k) => key::run(&ctx, k),
+        Command::Repair(r) => repair::run(&ctx, r),
         Command::Demo(a) => crate::demo::run(&ctx, a),
     }
 }

@@ -42,7 +42,8 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         summary
             .problems
             .iter()
-            .map(|p| format!("error: {}: {}", p.path.display(), p.message))
+            // Under the target, so the target itself is never an empty name.
+            .map(|p| format!("error: {}: {}", a.target.join(&p.path).display(), p.message))
             .collect(),
         |n| format!("{n} path(s) could not be restored whole (listed above)"),
     );

@@ -682,7 +682,8 @@ fn bad_addresses_passwords_and_usage_are_refused_clearly() {
     // Empty passwords, from every source.
     let empty = env.path("empty-pw");
     fs::write(&empty, "\n").unwrap();
-    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (vec![("LIFEBOAT_PASSWORD", "")], vec!["init"]),
         (
             vec![],
@@ -852,4 +853,126 @@ fn no_colour_codes_go_into_pipes() {
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert!(!out.stderr.is_empty(), "debug logs were written");
     assert!(!out.stderr.contains(&0x1b), "{}", text(&out));
+}
+
+/// Issue 8.10: no object a repository can hold makes a command panic.
+/// Garbage, empty, truncated and misnamed objects are planted in every
+/// folder, one kind at a time, and every read command runs over them: each
+/// ends with an exit code of its own (0, 1 or 2) and never a panic.
+#[test]
+fn planted_garbage_empty_truncated_and_misnamed_objects_never_panic() {
+    let folders = ["keys", "snapshots", "index", "data"];
+    let plantings = ["garbage", "empty", "truncated", "misnamed"];
+    for folder in folders {
+        for planting in plantings {
+            let env = Env::new();
+            let src = env.path("src");
+            fs::create_dir_all(src.join("d")).unwrap();
+            fs::write(src.join("d/f"), random_bytes(100_000, 3)).unwrap();
+            env.backup(&[&src]);
+            let real = env.objects(folder)[0].clone();
+            let bytes = fs::read(&real).unwrap();
+            let fresh = "ab".repeat(32);
+            let dir = if folder == "data" {
+                env.repo.join("data/ab")
+            } else {
+                env.repo.join(folder)
+            };
+            fs::create_dir_all(&dir).unwrap();
+            match planting {
+                "garbage" => fs::write(dir.join("not-an-id"), b"\x00garbage\xff").unwrap(),
+                "empty" => fs::write(dir.join(&fresh), b"").unwrap(),
+                "truncated" => fs::write(dir.join(&fresh), &bytes[..bytes.len() / 2]).unwrap(),
+                _ => fs::write(dir.join(&fresh), &bytes).unwrap(),
+            }
+            let t = env.path("t");
+            let file = src.join("d/f");
+            let commands: [&[&str]; 10] = [
+                &["snapshots"],
+                &["ls", "latest", "--long"],
+                &["diff", "latest", "latest"],
+                &["dump", "latest", file.to_str().unwrap()],
+                &["restore", "latest", "--target", t.to_str().unwrap()],
+                &["check"],
+                &["check", "--read-data"],
+                &["key", "list"],
+                &["prune", "--dry-run"],
+                &["forget", "--keep-last", "5", "--dry-run"],
+            ];
+            for args in commands {
+                for json in [false, true] {
+                    let mut a: Vec<&str> = args.to_vec();
+                    if json {
+                        a.insert(0, "--json");
+                    }
+                    let out = env.run(&a);
+                    let c = out.status.code();
+                    assert!(
+                        matches!(c, Some(0..=2)),
+                        "{folder}/{planting}: lifeboat {a:?} ended with {c:?}:\n{}",
+                        text(&out)
+                    );
+                    assert!(
+                        !stderr(&out).contains("panicked"),
+                        "{folder}/{planting}: {a:?}:\n{}",
+                        text(&out)
+                    );
+                    if json {
+                        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_else(
+                            |e| panic!("{folder}/{planting}: {a:?}: not one JSON document ({e})"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Issue 8.15: the user's own mistakes are configuration (exit 2) and are
+/// said in words, not as raw OS errors; one of a thing is not "1 things".
+#[test]
+fn mistakes_with_paths_are_usage_errors_in_words() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    env.backup(&[&src]);
+    let file = env.path("a-file");
+    fs::write(&file, b"x").unwrap();
+    let missing = env.path("missing");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["backup", missing.to_str().unwrap()], "does not exist"),
+        (
+            vec![
+                "backup",
+                src.to_str().unwrap(),
+                "--exclude-file",
+                missing.to_str().unwrap(),
+            ],
+            "does not exist",
+        ),
+        (
+            vec!["restore", "latest", "--target", file.to_str().unwrap()],
+            "is not a directory",
+        ),
+        (
+            vec!["-r", file.to_str().unwrap(), "snapshots"],
+            "is not a directory",
+        ),
+        (
+            vec!["-r", file.to_str().unwrap(), "init"],
+            "is not a directory",
+        ),
+    ];
+    for (args, words) in cases {
+        let out = env.run(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", text(&out));
+        let err = stderr(&out);
+        assert!(err.contains(words), "{args:?}: {err}");
+        assert!(!err.contains("os error"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"x", "the file is untouched");
+    let c = String::from_utf8(env.ok(&["check"]).stdout).unwrap();
+    assert!(c.starts_with("checked 1 snapshot, "), "{c}");
 }

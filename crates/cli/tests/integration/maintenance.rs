@@ -139,3 +139,45 @@ fn forget_by_id_and_check_subsets() {
     let c = env.json(&["check", "--read-data-subset", "100%"], 0);
     assert_eq!(c["packs_read"], c["packs"]);
 }
+
+/// Issue 8.12 and 8.15: what prune marked stays visible (in prune and in
+/// check) until it is deleted; `--max-unused` takes `5%`.
+#[test]
+fn pending_deletions_are_visible_in_prune_and_check() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big"), random_bytes(3 << 20, 1)).unwrap();
+    env.backup(&[&src]);
+    fs::write(src.join("big"), random_bytes(3 << 20, 2)).unwrap();
+    env.backup(&[&src]);
+    let f = env.json(
+        &[
+            "forget",
+            "--keep-last",
+            "1",
+            "--prune",
+            "--max-unused",
+            "5%",
+        ],
+        0,
+    );
+    assert!(f["prune"]["packs_pending"].as_u64().unwrap() >= 1, "{f}");
+    // A later prune still says what is pending and when it goes.
+    let p = env.json(&["prune"], 0);
+    assert_eq!(p["packs_marked"], 0, "nothing newly marked: {p}");
+    assert_eq!(p["packs_pending"], f["prune"]["packs_pending"], "{p}");
+    assert!(p["bytes_pending"].as_u64().unwrap() >= 3 << 20, "{p}");
+    assert!(p["pending_until"].as_i64().unwrap() > 0, "{p}");
+    let text = String::from_utf8(env.ok(&["prune"]).stdout).unwrap();
+    assert!(
+        text.contains("marked for deletion: a prune after"),
+        "{text}"
+    );
+    let c = env.json(&["check"], 0);
+    assert!(
+        c["warnings"].to_string().contains("marked for deletion"),
+        "{c}"
+    );
+    assert_eq!(code(&env.run(&["prune", "--max-unused", "120%"])), 2);
+}
