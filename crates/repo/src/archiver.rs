@@ -67,6 +67,9 @@ pub struct BackupOptions {
     pub parent: Option<Id>,
     /// Read every file, ignoring any parent.
     pub no_parent: bool,
+    /// Read every file, even those the parent vouches for (the parent still
+    /// tells new, changed and unmodified files apart in the counts).
+    pub read_all: bool,
     /// Source-specific metadata to store in the snapshot.
     pub source_meta: Option<serde_json::Value>,
     /// Record access times. Off by default: reading a directory updates
@@ -139,13 +142,24 @@ struct FileJob {
     dir: usize,
     pos: usize,
     path: PathBuf,
+    was: Was,
 }
 
 /// What a reader made of a [`FileJob`].
 struct FileDone {
     dir: usize,
     pos: usize,
+    was: Was,
     result: std::result::Result<(Vec<Id>, u64), Warning>,
+}
+
+/// A file compared with the parent snapshot, counted once it is read (an
+/// unreadable file is a warning, not a new or changed file).
+#[derive(Clone, Copy)]
+enum Was {
+    New,
+    Changed,
+    Unmodified,
 }
 
 #[derive(Default)]
@@ -219,6 +233,8 @@ struct Walker<'r> {
     with_atime: bool,
     /// The parent snapshot's nodes record extended attributes.
     parent_xattrs: bool,
+    /// [`BackupOptions::read_all`].
+    read_all: bool,
 }
 
 impl Walker<'_> {
@@ -353,6 +369,13 @@ impl Walker<'_> {
     }
 
     fn file_read(&mut self, done: FileDone) -> Result<()> {
+        if done.result.is_ok() {
+            *match done.was {
+                Was::New => &mut self.counts.new,
+                Was::Changed => &mut self.counts.changed,
+                Was::Unmodified => &mut self.counts.unmodified,
+            } += 1;
+        }
         let entry = &mut self.dir(done.dir).entries[done.pos];
         match done.result {
             Ok((content, n)) => {
@@ -398,9 +421,11 @@ impl Walker<'_> {
                     && p.mtime_ns == node.mtime_ns
                     && p.ctime_ns == node.ctime_ns
                     && p.inode == node.inode
-                    && p.content.iter().all(|id| self.repo.index().has_live(id))
             });
-            match unchanged {
+            let reusable = unchanged.filter(|p| {
+                !self.read_all && p.content.iter().all(|id| self.repo.index().has_live(id))
+            });
+            match reusable {
                 Some(p) => {
                     node.content = p.content.clone();
                     self.counts.unmodified += 1;
@@ -408,11 +433,11 @@ impl Walker<'_> {
                     self.push(dir, node);
                 }
                 None => {
-                    if parent.is_some() {
-                        self.counts.changed += 1;
-                    } else {
-                        self.counts.new += 1;
-                    }
+                    let was = match (parent, unchanged) {
+                        (_, Some(_)) => Was::Unmodified,
+                        (Some(_), None) => Was::Changed,
+                        (None, None) => Was::New,
+                    };
                     let pos = self.push_awaited(dir, node);
                     self.jobs
                         .as_ref()
@@ -421,6 +446,7 @@ impl Walker<'_> {
                                 dir,
                                 pos,
                                 path: path.to_path_buf(),
+                                was,
                             })
                             .ok()
                         })
@@ -752,6 +778,7 @@ pub fn backup(
                         let _ = tx.send(FileDone {
                             dir: job.dir,
                             pos: job.pos,
+                            was: job.was,
                             result,
                         });
                     }
@@ -781,6 +808,7 @@ pub fn backup(
             saver: &saver,
             progress,
             with_atime: opts.with_atime,
+            read_all: opts.read_all,
             parent_xattrs,
         };
         let root = walker.open_dir(None);

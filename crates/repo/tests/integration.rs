@@ -220,6 +220,7 @@ fn prune_keeps_a_pack_that_a_backup_started_before_the_mark_comes_to_need() {
         BackupSource::Paths(vec![src.clone()]),
         &BackupOptions {
             no_parent: true,
+            read_all: false,
             ..Default::default()
         },
         &NoProgress,

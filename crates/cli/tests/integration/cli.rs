@@ -470,6 +470,8 @@ fn unreadable_files_are_listed_and_exit_3() {
         .collect();
     assert!(warned.iter().any(|p| p.ends_with("/locked")), "{v}");
     assert!(warned.iter().any(|p| p.ends_with("/locked-dir")), "{v}");
+    // Issue 8.15: an unreadable file is a warning, not a new file.
+    assert_eq!(v["files_new"], 1, "only `ok` was read: {v}");
     let ls = env.json(&["ls", v["short_id"].as_str().unwrap()], 0);
     let paths: Vec<&str> = ls
         .as_array()
@@ -481,6 +483,29 @@ fn unreadable_files_are_listed_and_exit_3() {
     assert!(paths.contains(&ok.to_str().unwrap()), "{paths:?}");
     let locked = src.join("locked");
     assert!(!paths.contains(&locked.to_str().unwrap()), "{paths:?}");
+}
+
+/// Issue 8.15: `--force` reads every file but still tells new, changed and
+/// unmodified files apart.
+#[test]
+fn force_reads_everything_and_counts_it_truthfully() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..5 {
+        fs::write(src.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    env.backup(&[&src]);
+    fs::write(src.join("f0"), b"changed, longer").unwrap();
+    fs::write(src.join("new"), b"new").unwrap();
+    let v = env.json(&["backup", src.to_str().unwrap(), "--force"], 0);
+    let s = &v;
+    assert_eq!(
+        (&s["files_new"], &s["files_changed"], &s["files_unmodified"]),
+        (&1.into(), &1.into(), &4.into()),
+        "{v}"
+    );
+    assert_eq!(s["bytes_read"], s["bytes_total"], "every byte read: {v}");
 }
 
 #[test]
