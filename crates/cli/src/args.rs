@@ -89,6 +89,15 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// List the files in a snapshot.
     Ls(LsArgs),
+    /// Find entries matching patterns across snapshots (every snapshot the
+    /// filters admit, newest first).
+    ///
+    /// Patterns are the gitignore-style ones of --exclude: `*.sql` matches a
+    /// name at any depth, `/var/lib/app/**/*.db` is anchored.
+    Find(FindArgs),
+    /// Sizes: what snapshots restore to, the raw data they reference
+    /// (each blob once), and what deduplication and compression save.
+    Stats(StatsArgs),
     /// Show what changed between two snapshots.
     Diff(DiffArgs),
     /// Restore a snapshot (or selected paths) into a directory.
@@ -109,6 +118,21 @@ pub enum Command {
     /// mark is older than --delete-delay (default 24h), so backups running at
     /// the same time are never harmed.
     Prune(PruneArgs),
+    /// Add, remove or replace the tags of snapshots (all that the filters
+    /// admit, or those named). Each changed snapshot is written anew (its
+    /// `original` names the old one) and the old one is removed.
+    Tag(TagArgs),
+    /// Print a repository object, decrypted, for debugging: `config`,
+    /// `key ID`, `snapshot ID`, `index ID`, `tree ID`, `pack ID` (its
+    /// header) as JSON, or `blob ID` as raw bytes. IDs may be prefixes.
+    Cat {
+        /// What kind of object.
+        #[arg(value_enum)]
+        kind: CatKind,
+        /// Its id or a unique prefix (`latest` for a snapshot).
+        #[arg(value_name = "ID")]
+        id: Option<String>,
+    },
     /// Manage the passwords (keys) that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -116,6 +140,22 @@ pub enum Command {
     /// packs, or rewrite snapshots that reference lost data.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// Print lifeboat's version and the repository format versions it reads.
+    Version,
+    /// Print a shell completion script (`lifeboat completions bash >
+    /// /etc/bash_completion.d/lifeboat`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages generated from these definitions: `lifeboat.1` and
+    /// one `lifeboat-COMMAND.1` per command, into DIR.
+    Man {
+        /// Where to write them (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Run the whole story on generated data in ./lifeboat-demo: back up,
     /// change, back up, restore, prove identical, check every byte.
     Demo(DemoArgs),
@@ -220,6 +260,30 @@ pub struct LsArgs {
     /// Long format: type, mode, size, mtime.
     #[arg(short, long)]
     pub long: bool,
+}
+
+/// `find`.
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Patterns to look for (any of them).
+    #[arg(value_name = "PATTERN", required = true)]
+    pub patterns: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Look only in these snapshots (ids, prefixes or `latest`). Repeatable.
+    #[arg(short, long = "snapshot", value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+}
+
+/// `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Snapshots to measure (ids, prefixes or `latest`; default: every
+    /// snapshot the filters admit, together).
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `diff`.
@@ -337,6 +401,45 @@ pub struct PruneArgs {
     /// Show what would be done; change nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+}
+
+/// What `cat` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum CatKind {
+    /// The repository configuration.
+    Config,
+    /// A key object (the wrapped master key and its KDF parameters).
+    Key,
+    /// A snapshot.
+    Snapshot,
+    /// An index object.
+    Index,
+    /// A tree blob (a directory listing).
+    Tree,
+    /// A data blob's plaintext, raw, to stdout.
+    Blob,
+    /// A pack's header: the blobs it holds.
+    Pack,
+}
+
+/// `tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Snapshots to change (ids, prefixes or `latest`; default: every
+    /// snapshot the filters admit).
+    #[arg(value_name = "SNAPSHOT")]
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Add a tag (`--add a,b` adds two). Repeatable.
+    #[arg(long, value_name = "TAG")]
+    pub add: Vec<String>,
+    /// Remove a tag. Repeatable.
+    #[arg(long, value_name = "TAG")]
+    pub remove: Vec<String>,
+    /// Replace every tag with these (`--set ''` removes all). Repeatable.
+    #[arg(long, value_name = "TAG")]
+    pub set: Vec<String>,
 }
 
 /// `key …`.

@@ -95,6 +95,8 @@ pub fn count(n: impl Into<u64>, noun: &str) -> String {
         .filter(|s| !s.ends_with(['a', 'e', 'o', 'u']))
     {
         format!("{n} {stem}ies")
+    } else if noun.ends_with(['s', 'x']) || noun.ends_with("ch") || noun.ends_with("sh") {
+        format!("{n} {noun}es")
     } else {
         format!("{n} {noun}s")
     }
@@ -226,5 +228,6 @@ mod tests {
         assert_eq!(count(0u64, "pack"), "0 packs");
         assert_eq!(count(2u64, "entry"), "2 entries");
         assert_eq!(count(3u64, "key"), "3 keys");
+        assert_eq!(count(2u64, "match"), "2 matches");
     }
 }

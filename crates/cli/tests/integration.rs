@@ -11,5 +11,6 @@ mod integration {
     mod cli;
     pub mod common;
     mod faults;
+    mod first_hour;
     mod maintenance;
 }

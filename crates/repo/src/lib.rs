@@ -36,6 +36,8 @@ pub mod repository;
 pub mod restorer;
 pub mod scan;
 pub mod snapshot;
+pub mod stats;
+pub mod tag;
 pub mod tree;
 mod xattr;
 

@@ -20,7 +20,7 @@ const ENTRY_LEN: usize = 1 + 4 + 4 + 32;
 pub const MAX_HEADER_LEN: u32 = 16 << 20;
 
 /// One blob inside a pack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PackEntry {
     /// Blob kind.
     pub kind: BlobKind,

@@ -72,7 +72,8 @@ pub struct Snapshot {
     /// unchanged entry's attributes from its parent only when this is true.
     #[serde(default)]
     pub xattrs: bool,
-    /// The snapshot this one was repaired from (`repair snapshots`).
+    /// The snapshot this one was rewritten from (by `tag` or `repair
+    /// snapshots`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<Id>,
     /// What `repair snapshots` left out because its data was lost: absolute

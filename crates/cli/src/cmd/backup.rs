@@ -44,14 +44,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     let opts = BackupOptions {
         host: a.host.clone(),
         // `--tag a,b` adds two tags, as `--tag a --tag b`.
-        tags: a
-            .tags
-            .iter()
-            .flat_map(|t| t.split(','))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .collect(),
+        tags: crate::cmd::split_list(&a.tags),
         excludes,
         parent,
         no_parent: false,

@@ -273,3 +273,88 @@ pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
     out.flush()?;
     Ok(exit::SUCCESS)
 }
+
+/// The snapshots a command names, or else every one the filter admits
+/// (oldest first). A damaged snapshot object is an error when none is named.
+fn chosen_snapshots(
+    repo: &lifeboat_repo::Repository,
+    named: &[String],
+    filter: &lifeboat_repo::SnapshotFilter,
+) -> Result<Vec<(Id, Snapshot)>> {
+    if named.is_empty() {
+        let (all, bad) = repo.snapshots()?;
+        if let Some(e) = bad.into_iter().next() {
+            return Err(e.into());
+        }
+        return Ok(all.into_iter().filter(|(_, s)| filter.matches(s)).collect());
+    }
+    named
+        .iter()
+        .map(|n| Ok(repo.find_snapshot(n, filter)?))
+        .collect()
+}
+
+pub fn find(ctx: &Ctx, a: crate::args::FindArgs) -> Result<u8> {
+    let patterns = lifeboat_repo::pattern::Patterns::new(&a.patterns, "find")?;
+    let repo = ctx.open_indexed()?;
+    let mut snaps = chosen_snapshots(&repo, &a.snapshots, &a.filter.filter())?;
+    snaps.reverse();
+    let found = lifeboat_repo::stats::find(&repo, &snaps, &patterns)?;
+    ctx.out.print(&found, || {
+        let mut t = String::new();
+        let mut last = None;
+        for f in &found {
+            if last != Some(f.snapshot) {
+                let when = snaps
+                    .iter()
+                    .find(|(id, _)| *id == f.snapshot)
+                    .map(|(_, s)| ui::local_time(s.time))
+                    .unwrap_or_default();
+                t += &format!("snapshot {} of {when}:\n", f.snapshot.short());
+                last = Some(f.snapshot);
+            }
+            let mtime = jiff::Timestamp::from_nanosecond(i128::from(f.mtime_ns))
+                .map(ui::local_time)
+                .unwrap_or_default();
+            t += &format!("  {:>12} {mtime} {}\n", f.size, f.path.display());
+        }
+        t + &format!(
+            "{} in {}\n",
+            ui::count(found.len() as u64, "match"),
+            ui::count(snaps.len() as u64, "snapshot")
+        )
+    })?;
+    Ok(exit::SUCCESS)
+}
+
+pub fn stats(ctx: &Ctx, a: crate::args::StatsArgs) -> Result<u8> {
+    let repo = ctx.open_indexed()?;
+    let snaps = chosen_snapshots(&repo, &a.snapshots, &a.filter.filter())?;
+    let st = lifeboat_repo::stats::stats(&repo, &snaps)?;
+    let stored_total: u64 = repo.index().packs().iter().map(|p| p.size).sum();
+    let doc = json!({ "snapshots": st, "repository": {
+        "packs": repo.index().packs().len(),
+        "blobs": repo.index().blob_count(),
+        "pack_bytes": stored_total,
+    }});
+    ctx.out.print(&doc, || {
+        format!(
+            "{}: {} files, restore size {}\n\
+             raw data: {} in {}, {} of it file content (deduplication {:.2}x)\n\
+             stored:   {} (compression {:.2}x)\n\
+             repository: {} in {}\n",
+            ui::count(st.snapshots as u64, "snapshot"),
+            st.files,
+            ui::bytes(st.restore_bytes),
+            ui::bytes(st.raw_bytes),
+            ui::count(st.blobs, "blob"),
+            ui::bytes(st.data_bytes),
+            st.dedup_ratio,
+            ui::bytes(st.stored_bytes),
+            st.compression_ratio,
+            ui::bytes(stored_total),
+            ui::count(repo.index().packs().len() as u64, "pack"),
+        )
+    })?;
+    Ok(exit::SUCCESS)
+}

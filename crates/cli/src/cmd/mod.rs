@@ -3,12 +3,15 @@
 
 mod backup;
 mod browse;
+mod cat;
 mod check;
 mod forget;
 mod init;
 mod key;
+mod meta;
 mod repair;
 mod restore;
+mod tag;
 
 use std::sync::Arc;
 
@@ -67,6 +70,18 @@ impl Ctx {
     }
 }
 
+/// Comma-separated values given once or more (`--tag a,b --tag c`): every
+/// non-empty item, in order.
+pub fn split_list(given: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 impl crate::args::FilterArgs {
     /// The library's filter (`--tag a,b` is one set needing both).
     pub fn filter(&self) -> SnapshotFilter {
@@ -75,13 +90,7 @@ impl crate::args::FilterArgs {
             tags: self
                 .tags
                 .iter()
-                .map(|t| {
-                    t.split(',')
-                        .map(str::trim)
-                        .filter(|x| !x.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
+                .map(|t| split_list(std::slice::from_ref(t)))
                 .collect(),
             paths: self.paths.clone(),
         }
@@ -135,13 +144,20 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Snapshots(a) => browse::snapshots(&ctx, a),
         Command::Ls(a) => browse::ls(&ctx, a),
         Command::Diff(a) => browse::diff(&ctx, a),
+        Command::Find(a) => browse::find(&ctx, a),
+        Command::Stats(a) => browse::stats(&ctx, a),
         Command::Dump(a) => browse::dump(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Forget(a) => forget::forget(&ctx, a),
         Command::Prune(a) => forget::prune(&ctx, a),
         Command::Key(k) => key::run(&ctx, k),
+        Command::Tag(a) => tag::run(&ctx, a),
+        Command::Cat { kind, id } => cat::run(&ctx, kind, id.as_deref()),
         Command::Repair(r) => repair::run(&ctx, r),
         Command::Demo(a) => crate::demo::run(&ctx, a),
+        Command::Version => meta::version(&ctx),
+        Command::Completions { shell } => meta::completions(shell),
+        Command::Man { dir } => meta::man(&ctx, &dir),
     }
 }
