@@ -177,7 +177,7 @@ pub struct InitArgs {
 pub struct BackupArgs {
     /// Files and directories to back up (with --stdin-from-command: the
     /// command and its arguments, after `--`).
-    #[arg(value_name = "PATH", required_unless_present = "stdin")]
+    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "files_from"])]
     pub paths: Vec<PathBuf>,
     /// Read the data from standard input instead of paths.
     #[arg(long, conflicts_with = "paths")]
@@ -200,6 +200,34 @@ pub struct BackupArgs {
     /// Read exclude globs from a file, one per line (`#` comments).
     #[arg(long = "exclude-file", value_name = "FILE")]
     pub exclude_files: Vec<PathBuf>,
+    /// Like --exclude, ignoring case (`--iexclude '*.jpg'` also leaves out
+    /// `IMG.JPG`). Repeatable.
+    #[arg(long = "iexclude", value_name = "GLOB")]
+    pub iexcludes: Vec<String>,
+    /// Leave out directories that hold a file of this name (`.nobackup`).
+    /// Repeatable.
+    #[arg(long = "exclude-if-present", value_name = "FILENAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Leave out cache directories tagged with a CACHEDIR.TAG file
+    /// (bford.info/cachedir: browsers, build tools, package managers).
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out files larger than this (`500M`, `2G`, `4096`; K, M, G, T
+    /// are powers of 1024).
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<String>,
+    /// Stay on the file systems the given paths are on: mount points below
+    /// them (other disks, /proc, network shares) are left out.
+    #[arg(short = 'x', long)]
+    pub one_file_system: bool,
+    /// Back up the paths listed in this file too, one per line (`#`
+    /// comments and blank lines ignored). Repeatable.
+    #[arg(long = "files-from", value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+    /// Do everything but write: read and chunk the data, and say how much
+    /// would be added and stored. The repository is not changed.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
     /// Add tags to the snapshot (`--tag a,b` adds two). Repeatable.
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::pattern::Patterns;
+use crate::excludes::{ExcludeOptions, Excludes};
 use crossbeam_channel::{bounded, unbounded};
 use serde::Serialize;
 
@@ -60,8 +60,8 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// Tags to record.
     pub tags: Vec<String>,
-    /// Patterns to exclude ([`crate::pattern`]: gitignore-style).
-    pub excludes: Vec<String>,
+    /// What to leave out.
+    pub excludes: ExcludeOptions,
     /// Parent snapshot for change detection. `None`: the latest snapshot
     /// with the same host and paths.
     pub parent: Option<Id>,
@@ -107,11 +107,12 @@ pub struct BackupOutcome {
     pub peak_open_dirs: usize,
 }
 
-/// Reads an exclude file: one pattern per line, `#` comments, blank lines ignored.
-pub fn read_exclude_file(path: &Path) -> Result<Vec<String>> {
+/// Reads a list file (`--exclude-file`, `--files-from`): one item per
+/// line, `#` comments, blank lines ignored. `what` names it in errors.
+pub fn read_list_file(path: &Path, what: &str) -> Result<Vec<String>> {
     let text = fs::read_to_string(path).map_err(|e| {
         RepoError::Usage(format!(
-            "exclude file {}: {}",
+            "{what} {}: {}",
             path.display(),
             crate::error::io_words(&e)
         ))
@@ -216,7 +217,7 @@ fn open_noatime(path: &Path) -> std::io::Result<File> {
 
 struct Walker<'r> {
     repo: &'r IndexedRepository,
-    excludes: Patterns,
+    excludes: Excludes,
     /// Directories whose tree is not saved yet, by key.
     open: HashMap<usize, OpenDir>,
     peak_open: usize,
@@ -574,13 +575,13 @@ impl Walker<'_> {
             let meta = match fs::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(e) => {
-                    if !self.excludes.matches(&path, false) {
+                    if !self.excludes.excludes_name(&path) {
                         self.warn(&path, format!("cannot stat: {e}"));
                     }
                     continue;
                 }
             };
-            if self.excludes.matches(&path, meta.is_dir()) {
+            if self.excludes.excludes(&path, &meta) {
                 continue;
             }
             let fname = FileName::from(name.as_os_str());
@@ -668,8 +669,6 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let start = Instant::now();
     let time = jiff::Timestamp::now();
-    let excludes = Patterns::new(&opts.excludes, "exclude")?;
-    // Packs a killed backup left behind become reusable.
     // Blobs of packs that are gone are stored again, never referenced.
     let seen = repo.reconcile_with_store()?;
     if seen.recovered > 0 {
@@ -705,6 +704,7 @@ pub fn backup(
             (vec![], Some((name, reader)))
         }
     };
+    let excludes = Excludes::new(&opts.excludes, &paths)?;
     let snapshot_paths: Vec<String> = match &stream {
         Some((name, _)) => vec![format!("/{name}")],
         None => paths.iter().map(|p| p.display().to_string()).collect(),

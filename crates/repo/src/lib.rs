@@ -19,6 +19,7 @@ pub mod chunker;
 pub mod crypto;
 pub mod diff;
 pub mod error;
+pub mod excludes;
 pub mod faults;
 pub mod file_sink;
 pub mod forget;

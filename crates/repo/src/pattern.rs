@@ -35,6 +35,15 @@ impl Patterns {
     /// Compiles `patterns`; `what` names the option in errors
     /// (`exclude`, `include`). A bad pattern is a usage error naming it.
     pub fn new(patterns: &[String], what: &str) -> Result<Patterns> {
+        Patterns::build(patterns, what, false)
+    }
+
+    /// Like [`Patterns::new`], ignoring case (`--iexclude`).
+    pub fn new_case_insensitive(patterns: &[String], what: &str) -> Result<Patterns> {
+        Patterns::build(patterns, what, true)
+    }
+
+    fn build(patterns: &[String], what: &str, case_insensitive: bool) -> Result<Patterns> {
         let mut by_path = [GlobSetBuilder::new(), GlobSetBuilder::new()];
         let mut by_name = [GlobSetBuilder::new(), GlobSetBuilder::new()];
         for p in patterns {
@@ -52,6 +61,7 @@ impl Patterns {
                 GlobBuilder::new(g)
                     .literal_separator(true)
                     .backslash_escape(true)
+                    .case_insensitive(case_insensitive)
                     .build()
                     .map_err(|e| bad(&e))
             };

@@ -692,6 +692,15 @@ impl IndexedRepository {
         }
     }
 
+    /// The same repository over a store that writes nowhere
+    /// ([`lifeboat_store::DryRunStore`]): an operation run on it does all
+    /// its work and reports what it would have written, changing nothing.
+    pub fn dry_run(mut self) -> IndexedRepository {
+        let inner = self.repo.store.clone();
+        self.repo.store = Arc::new(lifeboat_store::DryRunStore::new(inner));
+        self
+    }
+
     /// Gives back the unlocked repository.
     pub fn into_repository(self) -> Repository {
         self.repo

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::pattern::Patterns;
+use crate::excludes::Excludes;
 use crate::progress::Progress;
 
 /// Report the total in steps of this many bytes (and at the end).
@@ -30,7 +30,7 @@ pub struct ScanTotals {
 /// counted, once `stop` is set.
 pub fn scan(
     paths: &[PathBuf],
-    excludes: &Patterns,
+    excludes: &Excludes,
     progress: &dyn Progress,
     stop: &AtomicBool,
 ) -> ScanTotals {
@@ -61,7 +61,11 @@ pub fn scan(
             let path = e.path();
             // `DirEntry::metadata` does not follow symlinks.
             let meta = e.metadata();
-            if excludes.matches(&path, meta.as_ref().is_ok_and(|m| m.is_dir())) {
+            let left_out = match &meta {
+                Ok(m) => excludes.excludes(&path, m),
+                Err(_) => excludes.excludes_name(&path),
+            };
+            if left_out {
                 continue;
             }
             match meta {
@@ -103,7 +107,14 @@ mod tests {
         let single = dir.path().join("single");
         fs::write(&single, vec![5; 10]).unwrap();
 
-        let excludes = Patterns::new(&["*.tmp".into(), "cache".into()], "exclude").unwrap();
+        let excludes = Excludes::new(
+            &crate::excludes::ExcludeOptions {
+                patterns: vec!["*.tmp".into(), "cache".into()],
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
         let progress = Totals::default();
         let found = scan(
             &[root, single],
@@ -128,7 +139,7 @@ mod tests {
         fs::write(dir.path().join("d/f"), b"x").unwrap();
         let found = scan(
             &[dir.path().to_path_buf()],
-            &Patterns::new(&[], "exclude").unwrap(),
+            &Excludes::none(),
             &Totals::default(),
             &AtomicBool::new(true),
         );

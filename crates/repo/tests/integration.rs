@@ -391,7 +391,10 @@ fn a_watched_backup_is_sized_ahead_so_progress_has_a_total() {
         &mut repo,
         BackupSource::Paths(vec![src.clone()]),
         &BackupOptions {
-            excludes: vec!["*.tmp".into()],
+            excludes: lifeboat_repo::excludes::ExcludeOptions {
+                patterns: vec!["*.tmp".into()],
+                ..Default::default()
+            },
             ..Default::default()
         },
         &watched,

@@ -17,8 +17,10 @@
 //! Every backend must pass [`conformance::run_all`].
 
 pub mod conformance;
+mod dry_run;
 mod local;
 
+pub use dry_run::DryRunStore;
 pub use local::LocalStore;
 
 use std::fmt;

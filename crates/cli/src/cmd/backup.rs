@@ -1,16 +1,22 @@
 //! `lifeboat backup`.
 
 use anyhow::Result;
+use std::path::PathBuf;
+
 use lifeboat_repo::archiver::{self, BackupOptions, BackupSource, Warning};
+use lifeboat_repo::excludes::ExcludeOptions;
 use serde::Serialize;
 
 use crate::args::BackupArgs;
-use crate::cmd::Ctx;
+use crate::cmd::{parse_size, Ctx};
 use crate::{exit, ui};
 
 /// The backup summary, as `--json` prints it.
 #[derive(Serialize)]
 struct BackupJson<'a> {
+    /// Nothing was written (`--dry-run`): the id is the one the snapshot
+    /// would have had.
+    dry_run: bool,
     snapshot_id: String,
     short_id: String,
     parent: Option<String>,
@@ -33,9 +39,32 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         "interrupted; nothing was saved, the next backup reuses what was uploaded",
     );
     let mut repo = ctx.open_indexed()?;
-    let mut excludes = a.excludes.clone();
+    if a.dry_run {
+        repo = repo.dry_run();
+    }
+    let mut patterns = a.excludes.clone();
     for f in &a.exclude_files {
-        excludes.extend(archiver::read_exclude_file(f)?);
+        patterns.extend(archiver::read_list_file(f, "exclude file")?);
+    }
+    let excludes = ExcludeOptions {
+        patterns,
+        ipatterns: a.iexcludes.clone(),
+        if_present: a.exclude_if_present.clone(),
+        caches: a.exclude_caches,
+        larger_than: a
+            .exclude_larger_than
+            .as_deref()
+            .map(parse_size)
+            .transpose()?,
+        one_file_system: a.one_file_system,
+    };
+    let mut paths = a.paths.clone();
+    for f in &a.files_from {
+        paths.extend(
+            archiver::read_list_file(f, "files-from file")?
+                .into_iter()
+                .map(PathBuf::from),
+        );
     }
     let parent = match &a.parent {
         Some(p) => Some(repo.find_snapshot(p, &Default::default())?.0),
@@ -64,13 +93,14 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             reader: Box::new(CommandOutput::spawn(&a.paths)?),
         }
     } else {
-        BackupSource::Paths(a.paths.clone())
+        BackupSource::Paths(paths)
     };
     let bar = ctx.out.bar("backup");
     let outcome = archiver::backup(&mut repo, source, &opts, &bar)?;
     drop(bar);
     let s = outcome.snapshot.summary.clone().unwrap_or_default();
     let doc = BackupJson {
+        dry_run: a.dry_run,
         snapshot_id: outcome.id.to_hex(),
         short_id: outcome.id.short(),
         parent: outcome.snapshot.parent.map(|p| p.to_hex()),
@@ -101,7 +131,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         let mut t = String::new();
         let rate = s.bytes_read as f64 / s.duration_seconds.max(1e-3);
         t += &format!(
-            "Files:     {} new, {} changed, {} unmodified\nDirs:      {}\nAdded:     {} ({} stored)\nProcessed: {} in {:.1}s, read {} ({}/s)\nsnapshot {} saved\n",
+            "Files:     {} new, {} changed, {} unmodified\nDirs:      {}\nAdded:     {} ({} stored)\nProcessed: {} in {:.1}s, read {} ({}/s)\n{}\n",
             s.files_new,
             s.files_changed,
             s.files_unmodified,
@@ -112,7 +142,11 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             s.duration_seconds,
             ui::bytes(s.bytes_read),
             ui::bytes(rate as u64),
-            outcome.id.short()
+            if a.dry_run {
+                "dry run: nothing was written; a backup now would add what is shown".to_string()
+            } else {
+                format!("snapshot {} saved", outcome.id.short())
+            }
         );
         t
     })?;

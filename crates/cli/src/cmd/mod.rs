@@ -129,6 +129,30 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_secs(secs))
 }
 
+/// Parses sizes like `4096`, `500K`, `500M`, `2G`, `1T` (powers of 1024;
+/// a trailing `B` or `iB` is allowed).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let bad = || {
+        UsageError(format!(
+            "invalid size {s:?}: use forms like 4096, 500K, 500M, 2G"
+        ))
+    };
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, shift) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| bad())?;
+    Ok(n.checked_mul(1u64 << shift).ok_or_else(bad)?)
+}
+
 /// Runs the command; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
     let ctx = Ctx {
@@ -159,5 +183,30 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Version => meta::version(&ctx),
         Command::Completions { shell } => meta::completions(shell),
         Command::Man { dir } => meta::man(&ctx, &dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("500K").unwrap(), 500 << 10);
+        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1MiB").unwrap(), 1 << 20);
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn every_written_size_parses_back(n in 0u64..1 << 20, unit in 0usize..5) {
+            let (suffix, shift) = [("", 0), ("K", 10), ("M", 20), ("G", 30), ("T", 40)][unit];
+            prop_assert_eq!(parse_size(&format!("{n}{suffix}")).unwrap(), n << shift);
+        }
     }
 }

@@ -702,3 +702,91 @@ fn patterns_are_gitignore_style_for_excludes_and_includes() {
     );
     assert!(!r.join("deep/cache").exists());
 }
+
+/// Issue 8, first hour: what a restic user leaves out of a backup, and a
+/// dry run that says how much would be stored and writes nothing.
+#[test]
+fn backup_leaves_out_caches_marked_dirs_large_files_and_other_file_systems() {
+    let env = Env::new();
+    let src = env.path("src");
+    for d in ["cache", "marked", "keep", "mnt"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    fs::write(
+        src.join("cache/CACHEDIR.TAG"),
+        b"Signature: 8a477f597d28d172789f06886806bc55\n",
+    )
+    .unwrap();
+    fs::write(src.join("cache/blob"), b"cached").unwrap();
+    fs::write(src.join("marked/.nobackup"), b"").unwrap();
+    fs::write(src.join("marked/secret"), b"s").unwrap();
+    fs::write(src.join("keep/small"), b"small").unwrap();
+    fs::write(src.join("keep/huge"), vec![7u8; 3 << 20]).unwrap();
+    fs::write(src.join("keep/IMG.JPG"), b"jpeg").unwrap();
+    let extra = env.path("extra.txt");
+    fs::write(&extra, b"from the list").unwrap();
+    let list = env.path("list");
+    fs::write(&list, format!("# the list\n{}\n\n", extra.display())).unwrap();
+    // Another file system below the backup path (CI runs as root).
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "lifeboat-test"])
+        .arg(src.join("mnt"))
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a tmpfs (the suite runs as root)");
+    fs::write(src.join("mnt/elsewhere"), b"other fs").unwrap();
+    let backup = |extra_args: &[&str]| {
+        let mut a = vec!["backup", src.to_str().unwrap()];
+        a.extend_from_slice(extra_args);
+        env.json(&a, 0)
+    };
+    let all = [
+        "--exclude-caches",
+        "--exclude-if-present",
+        ".nobackup",
+        "--exclude-larger-than",
+        "1M",
+        "--iexclude",
+        "*.jpg",
+        "--one-file-system",
+        "--files-from",
+        list.to_str().unwrap(),
+    ];
+    // A dry run first: it counts, and the repository does not change.
+    let objects_before: Vec<_> = ["data", "index", "snapshots"]
+        .iter()
+        .flat_map(|k| env.objects(k))
+        .collect();
+    let mut dry_args = all.to_vec();
+    dry_args.push("--dry-run");
+    let dry = backup(&dry_args);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["files_new"], 2, "small and extra.txt: {dry}");
+    assert!(dry["bytes_added"].as_u64().unwrap() > 0, "{dry}");
+    let objects_after: Vec<_> = ["data", "index", "snapshots"]
+        .iter()
+        .flat_map(|k| env.objects(k))
+        .collect();
+    assert_eq!(objects_before, objects_after, "a dry run writes nothing");
+    let v = backup(&all);
+    let ls = env.json(&["ls", v["short_id"].as_str().unwrap()], 0);
+    let paths: Vec<String> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect();
+    let has = |p: &std::path::Path| paths.contains(&p.display().to_string());
+    std::process::Command::new("umount")
+        .arg(src.join("mnt"))
+        .status()
+        .unwrap();
+    assert!(has(&src.join("keep/small")), "{paths:?}");
+    assert!(has(&extra), "--files-from: {paths:?}");
+    for gone in ["cache", "marked", "keep/huge", "keep/IMG.JPG", "mnt"] {
+        assert!(!has(&src.join(gone)), "{gone} left out: {paths:?}");
+    }
+    // Without the options everything is there.
+    let plain = env.json(&["backup", src.to_str().unwrap()], 0);
+    assert!(plain["files_new"].as_u64().unwrap() >= 4, "{plain}");
+}
