@@ -340,9 +340,20 @@ pub struct RestoreArgs {
     /// Restore only paths matching a pattern (`/var/lib/app/uploads`, `*.conf`), with everything below them. Repeatable.
     #[arg(short, long = "include", value_name = "GLOB")]
     pub includes: Vec<String>,
+    /// Leave out paths matching a pattern, with everything below them
+    /// (wins over --include). Repeatable.
+    #[arg(short, long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
     /// Replace files that already exist in the target.
     #[arg(long)]
     pub overwrite: bool,
+    /// Say what would be restored and what is in the way; write nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// After restoring, read every file back and compare it with the
+    /// snapshot; a difference is an error naming the file.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// `dump`.

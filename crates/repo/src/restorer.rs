@@ -51,8 +51,17 @@ pub struct RestoreOptions {
     /// (`/var/lib/app/uploads`, `*.conf`); an entry is restored when it or
     /// one of its parents matches. Empty: everything.
     pub includes: Vec<String>,
+    /// Patterns of entries to leave out (with everything below them);
+    /// they win over `includes`.
+    pub excludes: Vec<String>,
     /// Replace existing files in the target.
     pub overwrite: bool,
+    /// Plan only: count what would be restored and what is in the way;
+    /// write nothing, not even the target directory.
+    pub dry_run: bool,
+    /// After writing, read every restored file back and compare its
+    /// content with the snapshot (chunk by chunk, by content id).
+    pub verify: bool,
 }
 
 /// One thing that went wrong in a restore.
@@ -79,6 +88,13 @@ pub struct RestoreSummary {
     pub bytes: u64,
     /// Files that could not be restored whole.
     pub problems: Vec<RestoreProblem>,
+    /// Whether this was a dry run (nothing written).
+    pub dry_run: bool,
+    /// Entries already in the target that the restore replaces (with
+    /// overwrite) or would refuse to replace.
+    pub conflicts: usize,
+    /// Files read back and found identical to the snapshot (verify).
+    pub verified: u64,
 }
 
 struct Entry {
@@ -86,11 +102,27 @@ struct Entry {
     node: Node,
 }
 
-fn includes_set(patterns: &[String]) -> Result<Option<Patterns>> {
-    if patterns.is_empty() {
-        return Ok(None);
+/// Which entries a restore takes: those the includes select (all, when
+/// there are none) that no exclude matches.
+struct Selection {
+    inc: Option<Patterns>,
+    exc: Option<Patterns>,
+}
+
+impl Selection {
+    fn new(opts: &RestoreOptions) -> Result<Selection> {
+        let set = |p: &[String], what| -> Result<Option<Patterns>> {
+            if p.is_empty() {
+                Ok(None)
+            } else {
+                Patterns::new(p, what).map(Some)
+            }
+        };
+        Ok(Selection {
+            inc: set(&opts.includes, "include")?,
+            exc: set(&opts.excludes, "exclude")?,
+        })
     }
-    Patterns::new(patterns, "include").map(Some)
 }
 
 /// Plans a restore a batch at a time: the snapshot's entries in pre-order,
@@ -99,7 +131,7 @@ fn includes_set(patterns: &[String]) -> Result<Option<Patterns>> {
 /// memory holds the directories on the current path, not the snapshot.
 struct Planner<'r> {
     repo: &'r IndexedRepository,
-    inc: Option<&'r Patterns>,
+    sel: &'r Selection,
     stack: Vec<Level>,
 }
 
@@ -118,12 +150,12 @@ impl<'r> Planner<'r> {
     fn new(
         repo: &'r IndexedRepository,
         root: &Id,
-        inc: Option<&'r Patterns>,
+        sel: &'r Selection,
         problems: &mut Vec<RestoreProblem>,
     ) -> Planner<'r> {
         let mut p = Planner {
             repo,
-            inc,
+            sel,
             stack: vec![],
         };
         p.enter(PathBuf::new(), root, false, None, problems);
@@ -183,10 +215,22 @@ impl<'r> Planner<'r> {
                 continue;
             }
             let rel = level.rel.join(node.name.as_os_str());
+            let abs = Path::new("/").join(&rel);
+            let is_dir = node.kind == NodeKind::Dir;
+            if self
+                .sel
+                .exc
+                .as_ref()
+                .is_some_and(|x| x.matches(&abs, is_dir))
+            {
+                continue;
+            }
             let selected = level.included
-                || self.inc.is_none_or(|g| {
-                    g.matches(&Path::new("/").join(&rel), node.kind == NodeKind::Dir)
-                });
+                || self
+                    .sel
+                    .inc
+                    .as_ref()
+                    .is_none_or(|g| g.matches(&abs, is_dir));
             if node.kind == NodeKind::Dir {
                 let subtree = node.subtree;
                 let entry = Entry {
@@ -309,11 +353,14 @@ pub fn restore_in_batches(
             target.display()
         )));
     }
-    let inc = includes_set(&opts.includes)?;
-    let mut summary = RestoreSummary::default();
-    let mut planner = Planner::new(repo, &snapshot.tree, inc.as_ref(), &mut summary.problems);
+    let sel = Selection::new(opts)?;
+    let mut summary = RestoreSummary {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    let mut planner = Planner::new(repo, &snapshot.tree, &sel, &mut summary.problems);
     let mut entries = planner.next_batch(batch, &mut summary.problems);
-    if inc.is_some() && entries.is_empty() {
+    if sel.inc.is_some() && entries.is_empty() {
         return Err(RepoError::Usage(format!(
             "no path in the snapshot matches {:?}",
             opts.includes
@@ -331,10 +378,19 @@ pub fn restore_in_batches(
     if planner.is_done() {
         survey.add(&entries, target, fresh);
     } else {
-        let mut pass = Planner::new(repo, &snapshot.tree, inc.as_ref(), &mut vec![]);
+        let mut pass = Planner::new(repo, &snapshot.tree, &sel, &mut vec![]);
         while !pass.is_done() {
             survey.add(&pass.next_batch(batch, &mut vec![]), target, fresh);
         }
+    }
+    summary.conflicts = survey.conflict_count;
+    if opts.dry_run {
+        summary.files = survey.files;
+        summary.dirs = survey.dirs;
+        summary.symlinks = survey.symlinks;
+        summary.specials = survey.specials;
+        summary.bytes = survey.bytes;
+        return Ok(summary);
     }
     fs::create_dir_all(target).map_err(|e| RepoError::io("create restore target", target, e))?;
     // Refuse before writing anything if files would be replaced.
@@ -367,15 +423,128 @@ pub fn restore_in_batches(
     tracing::debug!(elapsed = ?started.elapsed(), "restore: metadata set");
     sync_filesystem(target)?;
     tracing::debug!(elapsed = ?started.elapsed(), "restore: synced");
+    if opts.verify {
+        let damaged: std::collections::HashSet<PathBuf> =
+            summary.problems.iter().map(|p| p.path.clone()).collect();
+        let (verified, problems) = verify_selection(repo, snapshot, target, &sel, batch, &damaged);
+        summary.verified = verified;
+        summary.problems.extend(problems);
+        summary.problems.sort_by(|a, b| a.path.cmp(&b.path));
+        summary.problems.dedup();
+        tracing::debug!(elapsed = ?started.elapsed(), "restore: verified");
+    }
     summary.problems.sort_by(|a, b| a.path.cmp(&b.path));
     summary.problems.dedup();
     Ok(summary)
+}
+
+/// Reads back every file that a restore of `snapshot` with `opts` (its
+/// includes and excludes) wrote into `target`, and compares each with the
+/// snapshot: the same chunks, by content id, and the same size. Returns how
+/// many matched and a problem for each that did not.
+pub fn verify(
+    repo: &IndexedRepository,
+    snapshot: &Snapshot,
+    target: &Path,
+    opts: &RestoreOptions,
+) -> Result<(u64, Vec<RestoreProblem>)> {
+    let sel = Selection::new(opts)?;
+    Ok(verify_selection(
+        repo,
+        snapshot,
+        target,
+        &sel,
+        BATCH_ENTRIES,
+        &Default::default(),
+    ))
+}
+
+fn verify_selection(
+    repo: &IndexedRepository,
+    snapshot: &Snapshot,
+    target: &Path,
+    sel: &Selection,
+    batch: usize,
+    skip: &std::collections::HashSet<PathBuf>,
+) -> (u64, Vec<RestoreProblem>) {
+    let mut verified = 0;
+    let mut problems = vec![];
+    let mut pass = Planner::new(repo, &snapshot.tree, sel, &mut problems);
+    while !pass.is_done() {
+        let entries = pass.next_batch(batch, &mut problems);
+        let (n, p) = verify_batch(repo, target, &entries, skip);
+        verified += n;
+        problems.extend(p);
+    }
+    (verified, problems)
+}
+
+/// Reads the restored files of `entries` back on every core (those in
+/// `skip`, already reported damaged, are not).
+fn verify_batch(
+    repo: &IndexedRepository,
+    target: &Path,
+    entries: &[Entry],
+    skip: &std::collections::HashSet<PathBuf>,
+) -> (u64, Vec<RestoreProblem>) {
+    let chunker = crate::chunker::Chunker::new(repo.config().chunker, repo.key().chunker_seed());
+    let files: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.node.kind == NodeKind::File && !skip.contains(&e.rel))
+        .collect();
+    let next = AtomicU64::new(0);
+    let verified = AtomicU64::new(0);
+    let problems = Mutex::new(vec![]);
+    std::thread::scope(|s| {
+        for _ in 0..crate::cores() {
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(e) = files.get(i) else { break };
+                    let path = target.join(&e.rel);
+                    let mut ids = vec![];
+                    let read = File::open(&path).and_then(|f| {
+                        chunker.for_each_chunk::<_, std::io::Error>(f, &mut buf, |c| {
+                            ids.push(repo.key().blob_id(c));
+                            Ok(())
+                        })
+                    });
+                    let message = match read {
+                        Err(err) => Some(format!("verify: cannot read it back: {err}")),
+                        Ok(n) if n != e.node.size => Some(format!(
+                            "verify: {n} bytes on disk, {} in the snapshot",
+                            e.node.size
+                        )),
+                        Ok(_) if ids != e.node.content => {
+                            Some("verify: content differs from the snapshot".into())
+                        }
+                        Ok(_) => None,
+                    };
+                    match message {
+                        Some(message) => problems.lock().push(RestoreProblem {
+                            path: e.rel.clone(),
+                            message,
+                        }),
+                        None => {
+                            verified.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (verified.into_inner(), problems.into_inner())
 }
 
 /// The size of a restore and what is in its way.
 #[derive(Default)]
 struct Survey {
     bytes: u64,
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    specials: u64,
     /// The first path in the way (the one reported), and how many are.
     first_conflict: Option<String>,
     conflict_count: usize,
@@ -384,8 +553,14 @@ struct Survey {
 impl Survey {
     fn add(&mut self, entries: &[Entry], target: &Path, fresh: bool) {
         for e in entries {
-            if e.node.kind == NodeKind::File {
-                self.bytes += e.node.size;
+            match e.node.kind {
+                NodeKind::File => {
+                    self.files += 1;
+                    self.bytes += e.node.size;
+                }
+                NodeKind::Dir => self.dirs += 1,
+                NodeKind::Symlink => self.symlinks += 1,
+                _ => self.specials += 1,
             }
             if fresh {
                 continue;

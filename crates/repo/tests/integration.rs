@@ -595,3 +595,40 @@ fn a_restore_in_many_batches_equals_one_in_a_single_batch() {
     assert!(s.problems.is_empty(), "{:?}", s.problems);
     assert_eq!(manifest(&busy), whole.0);
 }
+
+/// `restore --verify` reads what was written back: a file changed on disk
+/// after the restore is named, an intact one is counted.
+#[test]
+fn verify_names_a_restored_file_that_differs_from_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("good"), vec![1u8; 300_000]).unwrap();
+    fs::write(src.join("bad"), vec![2u8; 300_000]).unwrap();
+    let mut repo = new_repo(dir.path()).load_index().unwrap();
+    let snap = backup(
+        &mut repo,
+        BackupSource::Paths(vec![src.clone()]),
+        &BackupOptions::default(),
+        &NoProgress,
+    )
+    .unwrap()
+    .snapshot;
+    let target = dir.path().join("t");
+    let opts = RestoreOptions {
+        verify: true,
+        ..Default::default()
+    };
+    let s = restore(&repo, &snap, &target, &opts, &NoProgress).unwrap();
+    assert_eq!(s.verified, 2, "{s:?}");
+    let bad = target.join(src.strip_prefix("/").unwrap()).join("bad");
+    let mut bytes = fs::read(&bad).unwrap();
+    bytes[1000] ^= 1;
+    fs::write(&bad, bytes).unwrap();
+    let (verified, problems) =
+        lifeboat_repo::restorer::verify(&repo, &snap, &target, &RestoreOptions::default()).unwrap();
+    assert_eq!(verified, 1);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].path.ends_with("bad"), "{problems:?}");
+    assert!(problems[0].message.contains("differs"), "{problems:?}");
+}

@@ -30,7 +30,10 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     }
     let opts = RestoreOptions {
         includes: a.includes.clone(),
+        excludes: a.excludes.clone(),
         overwrite: a.overwrite,
+        dry_run: a.dry_run,
+        verify: a.verify,
     };
     let bar = ctx.out.bar("restore");
     let start = std::time::Instant::now();
@@ -48,15 +51,43 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         |n| format!("{n} path(s) could not be restored whole (listed above)"),
     );
     ctx.out.outcome(&doc, &problems, || {
+        let what = format!(
+            "{}, {}, {}, {}",
+            ui::count(summary.files, "file"),
+            ui::count(summary.dirs, "dir"),
+            ui::count(summary.symlinks, "symlink"),
+            ui::bytes(summary.bytes),
+        );
+        if summary.dry_run {
+            let in_way = match (summary.conflicts, a.overwrite) {
+                (0, _) => "nothing in the target is in the way".to_string(),
+                (n, true) => format!(
+                    "{} would be replaced",
+                    ui::count(n as u64, "existing entry")
+                ),
+                (n, false) => format!(
+                    "{} in the way: the restore would refuse without --overwrite",
+                    ui::count(n as u64, "existing entry")
+                ),
+            };
+            return format!(
+                "dry run: restoring snapshot {} to {} would write {what}; {in_way}\n",
+                id.short(),
+                a.target.display(),
+            );
+        }
+        let verified = if a.verify {
+            format!(
+                "; {} read back and identical",
+                ui::count(summary.verified, "file")
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} in {:.1}s\n",
+            "restored snapshot {} to {}: {what} in {secs:.1}s{verified}\n",
             id.short(),
             a.target.display(),
-            summary.files,
-            summary.dirs,
-            summary.symlinks,
-            ui::bytes(summary.bytes),
-            secs
         )
     })?;
     Ok(if summary.problems.is_empty() {

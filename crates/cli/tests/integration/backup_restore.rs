@@ -790,3 +790,52 @@ fn backup_leaves_out_caches_marked_dirs_large_files_and_other_file_systems() {
     let plain = env.json(&["backup", src.to_str().unwrap()], 0);
     assert!(plain["files_new"].as_u64().unwrap() >= 4, "{plain}");
 }
+
+/// Issue 8, first hour: restore --exclude, --dry-run and --verify.
+#[test]
+fn restore_excludes_dry_runs_and_verifies() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("logs")).unwrap();
+    fs::create_dir_all(src.join("data")).unwrap();
+    fs::write(src.join("logs/a.log"), b"log").unwrap();
+    fs::write(src.join("data/db"), random_bytes(2 << 20, 5)).unwrap();
+    fs::write(src.join("data/db.tmp"), b"tmp").unwrap();
+    env.backup(&[&src]);
+    let out = env.path("out");
+    let t = out.to_str().unwrap();
+    let dry = env.json(
+        &[
+            "restore",
+            "latest",
+            "--target",
+            t,
+            "--dry-run",
+            "-e",
+            "logs",
+            "-e",
+            "*.tmp",
+        ],
+        0,
+    );
+    let s = &dry["summary"];
+    assert_eq!(s["dry_run"], true);
+    assert_eq!(s["files"], 1, "{dry}");
+    assert_eq!(s["bytes"], 2 << 20, "{dry}");
+    assert!(!out.exists(), "a dry run creates nothing");
+    let real = env.json(
+        &[
+            "restore", "latest", "--target", t, "-e", "logs", "-e", "*.tmp", "--verify",
+        ],
+        0,
+    );
+    assert_eq!(real["summary"]["files"], s["files"]);
+    assert_eq!(real["summary"]["verified"], 1, "{real}");
+    let got = manifest(&under(&out, &src));
+    assert!(got.contains_key(std::path::Path::new("data/db")));
+    assert!(!got.contains_key(std::path::Path::new("logs")), "{got:?}");
+    assert!(!got.contains_key(std::path::Path::new("data/db.tmp")));
+    // Into the same target: a dry run names what is in the way.
+    let again = env.json(&["restore", "latest", "--target", t, "--dry-run"], 0);
+    assert_eq!(again["summary"]["conflicts"], 1, "data/db: {again}");
+}
