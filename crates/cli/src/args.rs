@@ -106,7 +106,12 @@ pub enum Command {
     /// unless --overwrite is given. Damaged data does not stop the restore:
     /// every affected file is listed and the exit code is 1.
     Restore(RestoreArgs),
-    /// Write one file (or a stdin backup) from a snapshot to stdout.
+    /// Write one file (or a stdin backup) from a snapshot to stdout; a
+    /// directory (or `/`, the whole snapshot) as a tar stream.
+    ///
+    /// Tar entries are named by their absolute path without the leading
+    /// `/`, so `dump latest /srv/app | tar -x -C /restore` gives the layout
+    /// a restore into /restore gives.
     Dump(DumpArgs),
     /// Verify the repository: structure, and with --read-data every byte.
     Check(CheckArgs),
@@ -361,9 +366,12 @@ pub struct RestoreArgs {
 pub struct DumpArgs {
     /// Snapshot id (prefix) or `latest`.
     pub snapshot: String,
-    /// Absolute path of the file inside the snapshot (for a stdin backup:
-    /// its --stdin-name, with or without a leading `/`).
+    /// Absolute path of the file or directory inside the snapshot (for a
+    /// stdin backup: its --stdin-name, with or without a leading `/`).
     pub path: String,
+    /// Write a file as a one-member tar too (a directory always is).
+    #[arg(long, value_name = "FORMAT", value_parser = ["tar"])]
+    pub archive: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

@@ -39,6 +39,7 @@ pub mod scan;
 pub mod snapshot;
 pub mod stats;
 pub mod tag;
+pub mod tar_dump;
 pub mod tree;
 mod xattr;
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use lifeboat_repo::diff::{self, DiffEntry};
 use lifeboat_repo::restorer;
+use lifeboat_repo::tar_dump;
 use lifeboat_repo::tree::{Node, NodeKind};
 use lifeboat_repo::{Id, Snapshot};
 use serde::Serialize;
@@ -266,10 +267,19 @@ pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
     }
     let repo = ctx.open_indexed()?;
     let (sid, snap) = repo.find_snapshot(&a.snapshot, &a.filter.filter())?;
-    let node = restorer::find_node(&repo, &snap, &sid.short(), &a.path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    restorer::dump(&repo, &node, &mut out)?;
+    if a.path.trim_matches('/').is_empty() {
+        tar_dump::dump_tar_tree(&repo, &snap.tree, &mut out)?;
+    } else {
+        let node = restorer::find_node(&repo, &snap, &sid.short(), &a.path)?;
+        if node.kind == NodeKind::Dir || a.archive.is_some() {
+            let path = Path::new("/").join(a.path.trim_start_matches('/'));
+            tar_dump::dump_tar(&repo, &path, &node, &mut out)?;
+        } else {
+            restorer::dump(&repo, &node, &mut out)?;
+        }
+    }
     out.flush()?;
     Ok(exit::SUCCESS)
 }

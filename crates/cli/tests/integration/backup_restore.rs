@@ -839,3 +839,70 @@ fn restore_excludes_dry_runs_and_verifies() {
     let again = env.json(&["restore", "latest", "--target", t, "--dry-run"], 0);
     assert_eq!(again["summary"]["conflicts"], 1, "data/db: {again}");
 }
+
+/// Issue 8, first hour: `dump` of a directory is a tar that GNU tar
+/// extracts into the layout a restore gives, metadata included.
+#[test]
+fn dump_of_a_directory_is_a_tar_that_extracts_to_the_source() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("sub/deeper")).unwrap();
+    fs::write(src.join("sub/a"), random_bytes(3 << 20, 9)).unwrap();
+    fs::write(src.join("sub/deeper/b"), b"b").unwrap();
+    fs::write(src.join("empty"), b"").unwrap();
+    fs::hard_link(src.join("sub/deeper/b"), src.join("b-link")).unwrap();
+    std::os::unix::fs::symlink("sub/a", src.join("to-a")).unwrap();
+    let long = "n".repeat(120);
+    fs::write(src.join("sub").join(&long), b"long name").unwrap();
+    fs::set_permissions(src.join("sub/a"), fs::Permissions::from_mode(0o640)).unwrap();
+    set_mtime(&src.join("sub/a"), 1_600_000_000_000_000_000);
+    env.backup(&[&src]);
+    for (what, root) in [
+        ("the directory", src.to_str().unwrap()),
+        ("the snapshot", "/"),
+    ] {
+        let tar = env.ok(&["dump", "latest", root]).stdout;
+        let out = env.path(&format!("x-{}", what.len()));
+        fs::create_dir_all(&out).unwrap();
+        let mut child = std::process::Command::new("tar")
+            .args(["-x", "-p", "-f", "-", "-C"])
+            .arg(&out)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&tar).unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "{what}: GNU tar accepts it"
+        );
+        let got = manifest(&under(&out, &src));
+        let want = manifest(&src);
+        // tar keeps whole seconds of mtime and no directory times of its
+        // own making; compare what tar can carry.
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{what}"
+        );
+        for (p, w) in &want {
+            let g = &got[p];
+            assert_eq!(
+                (g.kind, g.mode, &g.content, g.size),
+                (w.kind, w.mode, &w.content, w.size),
+                "{what}: {p:?}"
+            );
+            assert_eq!(
+                g.link_group.is_some(),
+                w.link_group.is_some(),
+                "{what}: hard link {p:?}"
+            );
+            if w.kind == 'f' {
+                assert_eq!(
+                    g.mtime_ns / 1_000_000_000,
+                    w.mtime_ns / 1_000_000_000,
+                    "{p:?}"
+                );
+            }
+        }
+    }
+}
