@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
         let again: Snapshot =
             serde_json::from_slice(&serde_json::to_vec(&s).expect("serializes")).expect("parses");
         assert_eq!(again, s);
-        let _ = s.group_key();
+        let _ = lifeboat_repo::snapshot::GroupBy::HOST_AND_PATHS.key(&s);
         let f = SnapshotFilter {
             hosts: vec![s.hostname.clone()],
             tags: vec![s.tags.clone()],

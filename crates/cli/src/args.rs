@@ -419,7 +419,13 @@ pub struct ForgetArgs {
     pub keep_tags: Vec<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
-    /// Show what would be removed; remove nothing.
+    /// Apply the keep rules to each group of snapshots sharing these
+    /// fields: any of `host`, `paths`, `tags`, comma-separated (empty: all
+    /// snapshots as one group).
+    #[arg(long, value_name = "FIELDS", default_value = "host,paths")]
+    pub group_by: String,
+    /// Show what would be removed and which rule keeps each snapshot;
+    /// remove nothing.
     #[arg(short = 'n', long)]
     pub dry_run: bool,
     /// Run prune afterwards.

@@ -719,9 +719,15 @@ pub fn backup(
         let (all, _) = repo.snapshots()?;
         let mut key_paths = snapshot_paths.clone();
         key_paths.sort();
+        let want = crate::snapshot::GroupKey {
+            host: Some(host.clone()),
+            paths: Some(key_paths),
+            tags: None,
+        };
+        let group = crate::snapshot::GroupBy::HOST_AND_PATHS;
         all.into_iter()
             .rev()
-            .find(|(_, s)| s.group_key() == (host.clone(), key_paths.clone()))
+            .find(|(_, s)| group.key(s) == want)
             .map(|(id, _)| id)
     };
     let (parent_root, parent_xattrs) = match parent {

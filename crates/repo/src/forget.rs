@@ -15,7 +15,8 @@ use serde::Serialize;
 
 use crate::error::{RepoError, Result};
 use crate::id::Id;
-use crate::snapshot::Snapshot;
+use crate::repository::Repository;
+use crate::snapshot::{GroupBy, GroupKey, Snapshot, SnapshotFilter};
 
 /// A keep policy.
 #[derive(Debug, Clone, Default)]
@@ -93,32 +94,33 @@ pub struct Kept {
 /// The decision for one group.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupDecision {
-    /// Host of the group.
-    pub host: String,
-    /// Paths of the group.
-    pub paths: Vec<String>,
+    /// What the group's snapshots share.
+    pub group_key: GroupKey,
     /// Kept snapshots, newest first.
     pub keep: Vec<Kept>,
     /// Snapshots to remove, newest first.
     pub remove: Vec<Id>,
 }
 
-/// Applies `policy` to `snapshots`, in time zone `tz`.
+/// Applies `policy` to `snapshots` grouped by `group_by`, in time zone
+/// `tz`. Pure: reads and deletes nothing ([`forget`] does).
 pub fn apply(
     snapshots: &[(Id, Snapshot)],
     policy: &KeepPolicy,
+    group_by: GroupBy,
     tz: &TimeZone,
 ) -> Result<Vec<GroupDecision>> {
     if policy.is_empty() {
-        return Err(RepoError::Usage("no keep rule given: refusing to forget every snapshot (use --keep-last, --keep-daily, …)".into()));
+        return Err(RepoError::Usage(
+            "no keep rule given: refusing to forget every snapshot".into(),
+        ));
     }
-    type GroupKey = (String, Vec<String>);
     let mut groups: BTreeMap<GroupKey, Vec<&(Id, Snapshot)>> = BTreeMap::new();
     for s in snapshots {
-        groups.entry(s.1.group_key()).or_default().push(s);
+        groups.entry(group_by.key(&s.1)).or_default().push(s);
     }
     let mut out = vec![];
-    for ((host, paths), mut snaps) in groups {
+    for (group_key, mut snaps) in groups {
         snaps.sort_by(|a, b| b.1.time.cmp(&a.1.time).then(b.0.cmp(&a.0)));
         let newest = snaps[0].1.time;
         let cutoff = match policy.within {
@@ -153,8 +155,7 @@ pub fn apply(
         let mut left: Vec<u32> = rules.iter().map(|r| r.1).collect();
         let mut last_bucket: Vec<Option<i64>> = vec![None; rules.len()];
         let mut decision = GroupDecision {
-            host,
-            paths,
+            group_key,
             keep: vec![],
             remove: vec![],
         };
@@ -192,6 +193,76 @@ pub fn apply(
         out.push(decision);
     }
     Ok(out)
+}
+
+/// What [`forget`] is to do.
+#[derive(Debug, Clone)]
+pub struct ForgetOptions {
+    /// The keep rules.
+    pub policy: KeepPolicy,
+    /// Only snapshots this admits are considered (the rest are kept).
+    pub filter: SnapshotFilter,
+    /// How snapshots are grouped before the rules apply to each group.
+    pub group_by: GroupBy,
+    /// Decide and report; delete nothing.
+    pub dry_run: bool,
+}
+
+/// What [`forget`] decided and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgetReport {
+    /// Nothing was deleted.
+    pub dry_run: bool,
+    /// Each group's decision (empty when snapshots were named).
+    pub groups: Vec<GroupDecision>,
+    /// The snapshots removed (or that would be, in a dry run).
+    pub removed: Vec<Id>,
+}
+
+/// Applies the keep rules of `opts` to the repository's snapshots and
+/// deletes those no rule keeps. Refused while a snapshot object is damaged:
+/// its time and tags are unknown, so the rules cannot be applied honestly.
+pub fn forget(repo: &Repository, opts: &ForgetOptions, tz: &TimeZone) -> Result<ForgetReport> {
+    let (all, bad) = repo.snapshots()?;
+    if let Some(e) = bad.into_iter().next() {
+        return Err(RepoError::Refused(format!(
+            "forget refuses to apply keep rules while a snapshot is unreadable ({e})"
+        )));
+    }
+    let all: Vec<_> = all
+        .into_iter()
+        .filter(|(_, s)| opts.filter.matches(s))
+        .collect();
+    let groups = apply(&all, &opts.policy, opts.group_by, tz)?;
+    let removed: Vec<Id> = groups
+        .iter()
+        .flat_map(|g| g.remove.iter().copied())
+        .collect();
+    remove(repo, &removed, opts.dry_run)?;
+    Ok(ForgetReport {
+        dry_run: opts.dry_run,
+        groups,
+        removed,
+    })
+}
+
+/// Deletes the named snapshots (unless `dry_run`).
+pub fn forget_snapshots(repo: &Repository, ids: &[Id], dry_run: bool) -> Result<ForgetReport> {
+    remove(repo, ids, dry_run)?;
+    Ok(ForgetReport {
+        dry_run,
+        groups: vec![],
+        removed: ids.to_vec(),
+    })
+}
+
+fn remove(repo: &Repository, ids: &[Id], dry_run: bool) -> Result<()> {
+    if !dry_run {
+        for id in ids {
+            repo.delete_snapshot(id)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -242,12 +313,18 @@ mod tests {
             daily: 2,
             ..Default::default()
         };
-        assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![3, 5]);
+        assert_eq!(
+            kept(&apply(&s, &p, GroupBy::HOST_AND_PATHS, &TimeZone::UTC).unwrap()),
+            vec![3, 5]
+        );
         let p = KeepPolicy {
             daily: 10,
             ..Default::default()
         };
-        assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![2, 3, 5]);
+        assert_eq!(
+            kept(&apply(&s, &p, GroupBy::HOST_AND_PATHS, &TimeZone::UTC).unwrap()),
+            vec![2, 3, 5]
+        );
     }
 
     #[test]
@@ -265,10 +342,13 @@ mod tests {
             tags: vec!["release".into()],
             ..Default::default()
         };
-        let d = apply(&s, &p, &TimeZone::UTC).unwrap();
+        let d = apply(&s, &p, GroupBy::HOST_AND_PATHS, &TimeZone::UTC).unwrap();
         // h: 4 (last, within), 3 (within: 01-05 >= 01-04), 1 (tag); other: 5 (last).
         assert_eq!(kept(&d), vec![1, 3, 4, 5]);
-        let h = d.iter().find(|g| g.host == "h").unwrap();
+        let h = d
+            .iter()
+            .find(|g| g.group_key.host.as_deref() == Some("h"))
+            .unwrap();
         assert_eq!(h.remove, vec![Id([2; 32])]);
         assert_eq!(h.keep[0].reasons, vec!["last", "within"]);
     }
@@ -285,22 +365,37 @@ mod tests {
             weekly: 10,
             ..Default::default()
         };
-        assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![2, 3, 4]);
+        assert_eq!(
+            kept(&apply(&s, &p, GroupBy::HOST_AND_PATHS, &TimeZone::UTC).unwrap()),
+            vec![2, 3, 4]
+        );
         let p = KeepPolicy {
             monthly: 10,
             ..Default::default()
         };
-        assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![1, 2, 4]);
+        assert_eq!(
+            kept(&apply(&s, &p, GroupBy::HOST_AND_PATHS, &TimeZone::UTC).unwrap()),
+            vec![1, 2, 4]
+        );
         let p = KeepPolicy {
             yearly: 10,
             ..Default::default()
         };
-        assert_eq!(kept(&apply(&s, &p, &TimeZone::UTC).unwrap()), vec![1, 4]);
+        assert_eq!(
+            kept(&apply(&s, &p, GroupBy::HOST_AND_PATHS, &TimeZone::UTC).unwrap()),
+            vec![1, 4]
+        );
     }
 
     #[test]
     fn empty_policy_is_refused() {
-        assert!(apply(&[], &KeepPolicy::default(), &TimeZone::UTC).is_err());
+        assert!(apply(
+            &[],
+            &KeepPolicy::default(),
+            GroupBy::HOST_AND_PATHS,
+            &TimeZone::UTC
+        )
+        .is_err());
     }
 
     #[test]

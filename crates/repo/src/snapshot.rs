@@ -87,14 +87,6 @@ impl Snapshot {
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
-
-    /// The key snapshots are grouped by for `forget` and parent selection:
-    /// host and sorted paths.
-    pub fn group_key(&self) -> (String, Vec<String>) {
-        let mut p = self.paths.clone();
-        p.sort();
-        (self.hostname.clone(), p)
-    }
 }
 
 /// Which snapshots a command considers, as restic's `--host`, `--tag` and
@@ -127,6 +119,99 @@ impl SnapshotFilter {
                 let p = if p.is_empty() { "/" } else { p };
                 s.paths.iter().any(|sp| sp == p)
             })
+    }
+}
+
+/// Which snapshot fields group snapshots (`--group-by host,paths,tags`):
+/// for listings, for `--latest N`, and for `forget`'s keep rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupBy {
+    /// By host name.
+    pub host: bool,
+    /// By the sorted backup paths.
+    pub paths: bool,
+    /// By the sorted tags.
+    pub tags: bool,
+}
+
+impl GroupBy {
+    /// Host and paths: how `forget` and parent selection group by default.
+    pub const HOST_AND_PATHS: GroupBy = GroupBy {
+        host: true,
+        paths: true,
+        tags: false,
+    };
+
+    /// Parses a comma-separated subset of `host`, `paths`, `tags` (empty:
+    /// no grouping).
+    pub fn parse(spec: &str) -> Result<GroupBy, String> {
+        let mut g = GroupBy::default();
+        for f in spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+            match f {
+                "host" => g.host = true,
+                "paths" => g.paths = true,
+                "tags" => g.tags = true,
+                bad => {
+                    return Err(format!(
+                        "unknown group field {bad:?}; use host, paths, tags (comma-separated)"
+                    ))
+                }
+            }
+        }
+        Ok(g)
+    }
+
+    /// Whether nothing groups (one group of everything).
+    pub fn is_none(&self) -> bool {
+        !(self.host || self.paths || self.tags)
+    }
+
+    /// The key of `s`'s group.
+    pub fn key(&self, s: &Snapshot) -> GroupKey {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v
+        };
+        GroupKey {
+            host: self.host.then(|| s.hostname.clone()),
+            paths: self.paths.then(|| sorted(&s.paths)),
+            tags: self.tags.then(|| sorted(&s.tags)),
+        }
+    }
+}
+
+/// The fields a group shares; absent are those not grouped by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
+pub struct GroupKey {
+    /// Host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Sorted paths.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    /// Sorted tags.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+impl std::fmt::Display for GroupKey {
+    /// `host h, paths /a /b, tags x,y`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = vec![];
+        if let Some(h) = &self.host {
+            parts.push(format!("host {h}"));
+        }
+        if let Some(p) = &self.paths {
+            parts.push(format!("paths {}", p.join(" ")));
+        }
+        if let Some(t) = &self.tags {
+            parts.push(format!("tags {}", t.join(",")));
+        }
+        if parts.is_empty() {
+            parts.push("all snapshots".into());
+        }
+        f.write_str(&parts.join(", "))
     }
 }
 

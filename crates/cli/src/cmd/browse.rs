@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use lifeboat_repo::diff::{self, DiffEntry};
 use lifeboat_repo::restorer;
+use lifeboat_repo::snapshot::{GroupBy, GroupKey};
 use lifeboat_repo::tar_dump;
 use lifeboat_repo::tree::{Node, NodeKind};
 use lifeboat_repo::{Id, Snapshot};
@@ -17,66 +18,9 @@ use crate::cmd::Ctx;
 use crate::{exit, ui};
 
 /// The key `snapshots --group-by` groups on: the chosen fields' values.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
-struct GroupKey {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    host: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    paths: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tags: Option<Vec<String>>,
-}
-
-impl GroupKey {
-    fn of(fields: &[&str], s: &Snapshot) -> GroupKey {
-        let sorted = |v: &[String]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v
-        };
-        GroupKey {
-            host: fields.contains(&"host").then(|| s.hostname.clone()),
-            paths: fields.contains(&"paths").then(|| sorted(&s.paths)),
-            tags: fields.contains(&"tags").then(|| sorted(&s.tags)),
-        }
-    }
-
-    fn describe(&self) -> String {
-        let mut parts = vec![];
-        if let Some(h) = &self.host {
-            parts.push(format!("host {h}"));
-        }
-        if let Some(p) = &self.paths {
-            parts.push(format!("paths {}", p.join(" ")));
-        }
-        if let Some(t) = &self.tags {
-            parts.push(format!("tags {}", t.join(",")));
-        }
-        parts.join(", ")
-    }
-}
-
-/// Parses `--group-by`: a comma-separated subset of host, paths, tags.
-fn group_fields(spec: &str) -> Result<Vec<&str>> {
-    let fields: Vec<&str> = spec
-        .split(',')
-        .map(str::trim)
-        .filter(|f| !f.is_empty())
-        .collect();
-    if let Some(bad) = fields
-        .iter()
-        .find(|f| !["host", "paths", "tags"].contains(f))
-    {
-        return Err(crate::UsageError(format!(
-            "--group-by: unknown field {bad:?}; use host, paths, tags (comma-separated)"
-        ))
-        .into());
-    }
-    Ok(fields)
-}
-
 pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
-    let fields = group_fields(&a.group_by)?;
+    let group_by =
+        GroupBy::parse(&a.group_by).map_err(|e| crate::UsageError(format!("--group-by: {e}")))?;
     let repo = ctx.open()?;
     let (all, bad) = repo.snapshots()?;
     for e in &bad {
@@ -85,10 +29,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
     let filter = a.filter.filter();
     let mut groups: std::collections::BTreeMap<GroupKey, Vec<(Id, Snapshot)>> = Default::default();
     for (id, s) in all.into_iter().filter(|(_, s)| filter.matches(s)) {
-        groups
-            .entry(GroupKey::of(&fields, &s))
-            .or_default()
-            .push((id, s));
+        groups.entry(group_by.key(&s)).or_default().push((id, s));
     }
     if let Some(n) = a.latest {
         for list in groups.values_mut() {
@@ -98,7 +39,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
     }
     let entry =
         |(id, s): &(Id, Snapshot)| json!({ "id": id, "short_id": id.short(), "snapshot": s });
-    let docs = if fields.is_empty() {
+    let docs = if group_by.is_none() {
         json!(groups.values().flatten().map(entry).collect::<Vec<_>>())
     } else {
         json!(groups
@@ -110,12 +51,8 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
         let mut t = String::new();
         let mut total = 0;
         for (key, list) in &groups {
-            if !fields.is_empty() {
-                t += &format!(
-                    "{}group {}:\n",
-                    if t.is_empty() { "" } else { "\n" },
-                    key.describe()
-                );
+            if !group_by.is_none() {
+                t += &format!("{}group {}:\n", if t.is_empty() { "" } else { "\n" }, key);
             }
             let rows: Vec<[String; 6]> = list
                 .iter()

@@ -1,8 +1,9 @@
 //! `lifeboat forget` and `lifeboat prune`.
 
 use anyhow::Result;
-use lifeboat_repo::forget::{self, KeepPolicy};
+use lifeboat_repo::forget::{self, ForgetOptions, KeepPolicy};
 use lifeboat_repo::prune::{self, PruneOptions, PruneReport};
+use lifeboat_repo::snapshot::GroupBy;
 use lifeboat_repo::Id;
 use serde_json::json;
 
@@ -12,21 +13,12 @@ use crate::{exit, ui, UsageError};
 
 pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     let repo = ctx.open()?;
-    let mut removed: Vec<Id> = vec![];
-    let doc;
-    let mut human = String::new();
-    if !a.snapshots.is_empty() {
+    let report = if !a.snapshots.is_empty() {
+        let mut ids = vec![];
         for s in &a.snapshots {
-            removed.push(repo.find_snapshot(s, &a.filter.filter())?.0);
+            ids.push(repo.find_snapshot(s, &a.filter.filter())?.0);
         }
-        doc = json!({ "dry_run": a.dry_run, "removed": removed });
-        for id in &removed {
-            human += &format!(
-                "{} snapshot {}\n",
-                if a.dry_run { "would remove" } else { "removed" },
-                id.short()
-            );
-        }
+        forget::forget_snapshots(&repo, &ids, a.dry_run)?
     } else {
         let policy = KeepPolicy {
             last: a.keep_last,
@@ -42,22 +34,41 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
                 .transpose()?,
             tags: a.keep_tags.clone(),
         };
-        let (all, bad) = repo.snapshots()?;
-        if let Some(e) = bad.first() {
-            // Damage, not usage: exit 1 like `check` and `snapshots`.
-            anyhow::bail!("a snapshot is unreadable ({e}); run `lifeboat check` before forgetting");
+        if policy.is_empty() {
+            return Err(UsageError(
+                "no keep rule given: refusing to forget every snapshot (use --keep-last, --keep-daily, --keep-within, … or name snapshots)".into(),
+            )
+            .into());
         }
-        let filter = a.filter.filter();
-        let all: Vec<_> = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
-        let groups = forget::apply(&all, &policy, &jiff::tz::TimeZone::system())?;
+        let group_by =
+            GroupBy::parse(&a.group_by).map_err(|e| UsageError(format!("--group-by: {e}")))?;
+        let opts = ForgetOptions {
+            policy,
+            filter: a.filter.filter(),
+            group_by,
+            dry_run: a.dry_run,
+        };
+        forget::forget(&repo, &opts, &jiff::tz::TimeZone::system())?
+    };
+    let mut human = String::new();
+    if report.groups.is_empty() {
+        for id in &report.removed {
+            human += &format!(
+                "{} snapshot {}\n",
+                if a.dry_run { "would remove" } else { "removed" },
+                id.short()
+            );
+        }
+    } else {
+        let (all, _) = repo.snapshots()?;
         let time = |id: &Id| {
             all.iter()
                 .find(|(i, _)| i == id)
                 .map(|(_, s)| ui::local_time(s.time))
                 .unwrap_or_default()
         };
-        for g in &groups {
-            human += &format!("host {} paths {}:\n", g.host, g.paths.join(" "));
+        for g in &report.groups {
+            human += &format!("{}:\n", g.group_key);
             for k in &g.keep {
                 human += &format!(
                     "  keep    {} {}  ({})\n",
@@ -69,24 +80,20 @@ pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
             for r in &g.remove {
                 human += &format!("  remove  {} {}\n", r.short(), time(r));
             }
-            removed.extend(g.remove.iter().copied());
         }
-        doc = json!({ "dry_run": a.dry_run, "groups": groups });
     }
-    if !a.dry_run {
-        for id in &removed {
-            repo.delete_snapshot(id)?;
-        }
-        human += &format!("{} snapshot(s) removed\n", removed.len());
+    let n = ui::count(report.removed.len() as u64, "snapshot");
+    human += &if a.dry_run {
+        format!("dry run: {n} would be removed\n")
     } else {
-        human += &format!("dry run: {} snapshot(s) would be removed\n", removed.len());
-    }
+        format!("{n} removed\n")
+    };
     let prune_report = if a.prune && !a.dry_run {
         Some(run_prune(ctx, repo, &a.prune_opts, false)?)
     } else {
         None
     };
-    let doc = json!({ "forget": doc, "prune": prune_report });
+    let doc = json!({ "forget": report, "prune": prune_report });
     ctx.out.outcome(&doc, &[], || {
         if let Some(r) = &prune_report {
             human += &prune_text(r);

@@ -181,3 +181,56 @@ fn pending_deletions_are_visible_in_prune_and_check() {
     );
     assert_eq!(code(&env.run(&["prune", "--max-unused", "120%"])), 2);
 }
+
+/// Issue 8, first hour: forget groups as asked, and a dry run says which
+/// rule keeps each snapshot.
+#[test]
+fn forget_groups_by_the_fields_asked_and_explains_each_keep() {
+    let env = Env::new();
+    let (a, b) = (env.path("a"), env.path("b"));
+    for d in [&a, &b] {
+        fs::create_dir_all(d).unwrap();
+        fs::write(d.join("f"), b"x").unwrap();
+    }
+    env.ok(&["backup", a.to_str().unwrap(), "--tag", "db"]);
+    env.ok(&["backup", b.to_str().unwrap(), "--tag", "db"]);
+    env.ok(&["backup", a.to_str().unwrap(), "--tag", "web"]);
+    // Default: host and paths; one per path kept.
+    let d = env.json(&["forget", "--keep-last", "1", "--dry-run"], 0);
+    let groups = d["forget"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{d}");
+    assert_eq!(d["forget"]["removed"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(groups[0]["keep"][0]["reasons"][0], "last", "{d}");
+    // By tags: db holds two snapshots (one kept), web one.
+    let t = env.json(
+        &[
+            "forget",
+            "--keep-last",
+            "1",
+            "--group-by",
+            "tags",
+            "--dry-run",
+        ],
+        0,
+    );
+    let keys: Vec<String> = t["forget"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group_key"]["tags"].to_string())
+        .collect();
+    assert_eq!(keys, vec![r#"["db"]"#, r#"["web"]"#], "{t}");
+    // One group of everything: only the newest stays.
+    let all = env.json(&["forget", "--keep-last", "1", "--group-by", ""], 0);
+    assert_eq!(
+        all["forget"]["removed"].as_array().unwrap().len(),
+        2,
+        "{all}"
+    );
+    assert_eq!(env.snapshot_ids().len(), 1);
+    assert_eq!(
+        code(&env.run(&["forget", "--keep-last", "1", "--group-by", "color"])),
+        2
+    );
+    assert_eq!(code(&env.run(&["forget"])), 2, "no rule is refused");
+}
