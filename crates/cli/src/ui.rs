@@ -2,6 +2,7 @@
 //! rendering of results.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -78,9 +79,8 @@ impl Output {
             },
         );
         pb.set_style(spinner_style());
-        pb.set_message(label.to_string());
         pb.enable_steady_tick(Duration::from_millis(200));
-        Bar(pb)
+        Bar::new(pb, label)
     }
 }
 
@@ -111,48 +111,118 @@ pub fn listed(mut problems: Vec<String>, closing: impl FnOnce(usize) -> String) 
 }
 
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {msg} {bytes} ({binary_bytes_per_sec}) {elapsed}")
+    ProgressStyle::with_template("{spinner} {prefix} {bytes} ({binary_bytes_per_sec}) {elapsed} {wide_msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} ({binary_bytes_per_sec}, ETA {eta})",
+        "{prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
 }
 
-/// A progress bar that the library drives through [`Progress`].
-pub struct Bar(ProgressBar);
+/// While a scan is still sizing the source, the total is a lower bound:
+/// no bar (it would fill up and stay full), the bytes so far and the total
+/// found so far.
+fn growing_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner} {prefix} {bytes} of {total_bytes}+ ({binary_bytes_per_sec}) {wide_msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+/// A progress bar that the library drives through [`Progress`]: bytes, and
+/// for a backup files done of files found and the file being read.
+pub struct Bar {
+    pb: ProgressBar,
+    files_done: AtomicU64,
+    files_total: AtomicU64,
+    /// The total is complete (set_total, or the scan finished).
+    known: AtomicBool,
+    label: String,
+}
+
+impl Bar {
+    fn new(pb: ProgressBar, label: &str) -> Bar {
+        pb.set_prefix(label.to_string());
+        Bar {
+            pb,
+            files_done: AtomicU64::new(0),
+            files_total: AtomicU64::new(0),
+            known: AtomicBool::new(false),
+            label: label.to_string(),
+        }
+    }
+
+    /// The label with the file counts: `backup 120/5 000 files`.
+    fn label_now(&self) -> String {
+        let done = self.files_done.load(Ordering::Relaxed);
+        let total = self.files_total.load(Ordering::Relaxed);
+        match (done, total) {
+            (0, 0) => self.label.clone(),
+            (d, 0) => format!("{} {d} files", self.label),
+            (d, t) => format!("{} {d}/{t} files", self.label),
+        }
+    }
+}
 
 impl Progress for Bar {
     fn set_total(&self, bytes: u64) {
-        self.0.set_style(bar_style());
-        self.0.set_length(bytes);
-        self.0.set_position(0);
+        self.known.store(true, Ordering::Relaxed);
+        self.pb.set_style(bar_style());
+        self.pb.set_length(bytes);
+        self.pb.set_position(0);
     }
     fn add_total(&self, bytes: u64) {
-        if self.0.length().is_none() {
-            self.0.set_style(bar_style());
-            self.0.set_length(0);
+        if self.pb.length().is_none() {
+            self.pb.set_style(growing_style());
+            self.pb.set_length(0);
         }
-        self.0.inc_length(bytes);
+        self.pb.inc_length(bytes);
     }
     fn add(&self, bytes: u64) {
-        self.0.inc(bytes);
+        self.pb.inc(bytes);
+        // Never more done than the total: until the scan is complete the
+        // total is only what it has found so far.
+        if let Some(len) = self.pb.length() {
+            if self.pb.position() > len && !self.known.load(Ordering::Relaxed) {
+                self.pb.set_length(self.pb.position());
+            }
+        }
     }
     fn is_shown(&self) -> bool {
-        !self.0.is_hidden()
+        !self.pb.is_hidden()
     }
     fn phase(&self, name: &str) {
-        self.0.set_message(name.to_string());
+        self.pb.set_prefix(name.to_string());
+    }
+    fn add_total_files(&self, files: u64) {
+        self.files_total.fetch_add(files, Ordering::Relaxed);
+    }
+    fn total_known(&self) {
+        self.known.store(true, Ordering::Relaxed);
+        self.pb.set_style(bar_style());
+        let len = self.pb.length().unwrap_or(0).max(self.pb.position());
+        self.pb.set_length(len);
+    }
+    fn file_started(&self, path: &std::path::Path) {
+        if !self.pb.is_hidden() {
+            self.pb.set_message(path.display().to_string());
+        }
+    }
+    fn file_done(&self) {
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+        if !self.pb.is_hidden() {
+            self.pb.set_prefix(self.label_now());
+        }
     }
 }
 
 impl Drop for Bar {
     fn drop(&mut self) {
-        self.0.finish_and_clear();
+        self.pb.finish_and_clear();
     }
 }
 
@@ -221,6 +291,23 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]], right: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_growing_total_never_shows_more_done_than_found() {
+        let bar = Bar::new(ProgressBar::hidden(), "backup");
+        bar.add_total(100);
+        bar.add(150);
+        assert!(bar.pb.length().unwrap() >= bar.pb.position());
+        bar.add_total_files(3);
+        bar.file_done();
+        assert_eq!(bar.label_now(), "backup 1/3 files");
+        bar.total_known();
+        bar.add_total(0);
+        assert_eq!(bar.pb.length(), Some(150));
+        let restore = Bar::new(ProgressBar::hidden(), "restore");
+        restore.set_total(10);
+        assert_eq!(restore.label_now(), "restore");
+    }
 
     #[test]
     fn counts_are_singular_for_one() {

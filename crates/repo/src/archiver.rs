@@ -431,6 +431,7 @@ impl Walker<'_> {
                     node.content = p.content.clone();
                     self.counts.unmodified += 1;
                     self.progress.add(node.size);
+                    self.progress.file_done();
                     self.push(dir, node);
                 }
                 None => {
@@ -768,8 +769,10 @@ pub fn backup(
                             break;
                         }
                         busy.fetch_add(1, Ordering::Relaxed);
+                        progress.file_started(&job.path);
                         let result =
                             read_file(&job.path, chunker, &mut buf, saver, &mut inline, progress);
+                        progress.file_done();
                         busy.fetch_sub(1, Ordering::Relaxed);
                         let result = match result {
                             Ok(r) => Ok(r),

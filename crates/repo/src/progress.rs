@@ -17,6 +17,14 @@ pub trait Progress: Send + Sync {
     }
     /// A short label for the current phase.
     fn phase(&self, _name: &str) {}
+    /// The total grew by `files` files (a backup's scan).
+    fn add_total_files(&self, _files: u64) {}
+    /// The total is complete: no more `add_total` will come.
+    fn total_known(&self) {}
+    /// A file is being read now (called from reader threads).
+    fn file_started(&self, _path: &std::path::Path) {}
+    /// One more file is done (read, or taken unchanged from the parent).
+    fn file_done(&self) {}
 }
 
 /// Progress that goes nowhere.

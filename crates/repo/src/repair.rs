@@ -137,7 +137,6 @@ pub fn repair_index(
                 }
             }
         }
-        progress.add(1);
     }
     // A pack a prune had begun to delete stays marked so the next prune
     // finishes the deletion.
@@ -257,7 +256,6 @@ pub fn repair_snapshots(
                         lost: vec!["/".into()],
                     },
                 };
-                progress.add(1);
                 if let Some(tree) = root.new {
                     let lost: Vec<String> = root
                         .lost

@@ -36,12 +36,15 @@ pub fn scan(
 ) -> ScanTotals {
     let mut totals = ScanTotals::default();
     let mut unreported = 0u64;
+    let mut unreported_files = 0u64;
     let mut count = |len: u64, totals: &mut ScanTotals| {
         totals.files += 1;
         totals.bytes += len;
         unreported += len;
-        if unreported >= REPORT_EVERY {
+        unreported_files += 1;
+        if unreported >= REPORT_EVERY || unreported_files >= 1000 {
             progress.add_total(std::mem::take(&mut unreported));
+            progress.add_total_files(std::mem::take(&mut unreported_files));
         }
     };
     let mut dirs = vec![];
@@ -76,6 +79,10 @@ pub fn scan(
         }
     }
     progress.add_total(unreported);
+    progress.add_total_files(unreported_files);
+    if !stop.load(Ordering::Relaxed) {
+        progress.total_known();
+    }
     totals
 }
 
