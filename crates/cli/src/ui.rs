@@ -111,8 +111,10 @@ pub fn listed(mut problems: Vec<String>, closing: impl FnOnce(usize) -> String) 
 }
 
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{spinner} {prefix} {bytes} ({binary_bytes_per_sec}) {elapsed} {wide_msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+    ProgressStyle::with_template(
+        "{spinner} {prefix} {bytes} ({binary_bytes_per_sec}) {elapsed} {wide_msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn bar_style() -> ProgressStyle {

@@ -182,13 +182,33 @@ mod tests {
 
     #[test]
     fn dropping_the_reader_early_stops_the_thread() {
+        /// 1 GiB of ones, counting what was read: a thread that went on
+        /// reading after the drop ends the scope late and reads far more
+        /// than the few blocks in flight.
+        struct Counted<'a>(
+            std::io::Take<std::io::Repeat>,
+            &'a std::sync::atomic::AtomicUsize,
+        );
+        impl Read for Counted<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                Ok(n)
+            }
+        }
+        let read = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
-            let src = std::io::repeat(1); // endless
+            let src = Counted(std::io::repeat(1).take(1 << 30), &read);
             let mut r = ReadAhead::spawn(s, src);
             let mut buf = [0u8; 100];
             r.read_exact(&mut buf).unwrap();
-            drop(r); // the scope would never end if the thread kept reading
+            drop(r);
         });
+        let n = read.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            n <= (BLOCKS + 1) * BLOCK_SIZE,
+            "the thread stopped after the blocks in flight, not after {n} bytes"
+        );
     }
 
     proptest! {

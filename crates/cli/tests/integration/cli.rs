@@ -49,7 +49,23 @@ fn every_command_prints_one_json_document() {
             .len(),
         1
     );
-    assert!(env.json(&["ls", "latest"], 0).is_array());
+    let ls = env.json(&["ls", "latest"], 0);
+    let listed: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    for f in ["f", "g"] {
+        assert!(listed.contains(&src.join(f).to_str().unwrap()), "{ls}");
+    }
+    let g = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == src.join("g").to_str().unwrap())
+        .unwrap();
+    assert_eq!((&g["type"], &g["size"]), (&"file".into(), &1.into()), "{g}");
     let d = env.json(&["diff", b["short_id"].as_str().unwrap(), "latest"], 0);
     assert_eq!(
         d["changes"][0]["path"],
@@ -69,7 +85,10 @@ fn every_command_prints_one_json_document() {
     assert_eq!(r["summary"]["files"], 2);
     let c = env.json(&["check", "--read-data"], 0);
     assert_eq!(c["errors"].as_array().unwrap().len(), 0);
-    assert!(env.json(&["key", "list"], 0).is_array());
+    let keys = env.json(&["key", "list"], 0);
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    assert_eq!(keys[0]["current"], true, "{keys}");
+    assert_eq!(keys[0]["id"].as_str().unwrap().len(), 64, "{keys}");
     let f = env.json(&["forget", "--keep-last", "1", "--dry-run"], 0);
     assert_eq!(
         f["forget"]["groups"][0]["remove"].as_array().unwrap().len(),
@@ -225,8 +244,8 @@ fn wrong_password_fails_cleanly_and_writes_nothing() {
     ] {
         let out = env
             .cmd()
-            .env("LIFEBOAT_PASSWORD", "wrong")
-            .env("LIFEBOAT_NEW_PASSWORD", "x")
+            .env("LIFEBOAT_PASSWORD", "Qz7-not-the-password")
+            .env("LIFEBOAT_NEW_PASSWORD", "Vx3-new-secret")
             .args(args)
             .output()
             .unwrap();
@@ -237,9 +256,10 @@ fn wrong_password_fails_cleanly_and_writes_nothing() {
             err.contains("wrong password") && err.contains(env.repo.to_str().unwrap()),
             "{err}"
         );
+        let all = text(&out);
         assert!(
-            !err.contains("wrong\n") && !String::from_utf8_lossy(&out.stdout).contains("wrong"),
-            "the password is never echoed"
+            !all.contains("Qz7") && !all.contains("Vx3"),
+            "no password is ever echoed: {all}"
         );
     }
     assert_same(&before, &manifest(&env.repo));

@@ -283,24 +283,48 @@ fn kill_9_at_each_stage_of_backup_leaves_a_usable_repository() {
 #[test]
 fn kill_9_from_outside_during_backup_leaves_a_usable_repository() {
     let (env, src) = crash_env();
+    // The stream is the source's files and then zeros without end, so the
+    // backup is certainly running when the kill lands; once lifeboat is
+    // gone, the producer's next write fails and it exits too.
+    let producer = format!(
+        "cat {}/big {}/sub/*; exec cat /dev/zero",
+        src.display(),
+        src.display()
+    );
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
         .env("LIFEBOAT_REPOSITORY", &env.repo)
         .env("LIFEBOAT_PASSWORD", PASSWORD)
-        .args(["backup", "-q", src.to_str().unwrap()])
+        .args([
+            "backup",
+            "-q",
+            "--stdin-from-command",
+            "--stdin-name",
+            "s",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(&producer)
         .spawn()
         .unwrap();
     // Kill as soon as some packs are in place (polled, not slept).
     let deadline = Instant::now() + Duration::from_secs(120);
     while env.objects("data").len() < 3 {
-        if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
-            break;
-        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "an endless backup ended"
+        );
+        assert!(Instant::now() < deadline, "no packs after 120 s");
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap(); // SIGKILL
     let status = child.wait().unwrap();
-    // If the backup won the race it finished; either way the repository must hold.
-    recovers(&env, &src, status.signal() == Some(9));
+    assert_eq!(status.signal(), Some(9), "killed mid-backup");
+    assert!(
+        env.objects("snapshots").is_empty(),
+        "no snapshot of a killed backup"
+    );
+    recovers(&env, &src, true);
 }
 
 #[test]
