@@ -353,7 +353,7 @@ fn read_pack(
         return errs;
     };
     for b in &by_pack[pos as usize] {
-        let (bid, off, len, raw) = (b.0, b.2, b.3, b.4);
+        let (bid, off, len, raw) = (b.id, b.offset, b.length, b.raw_length);
         if !header.is_empty() {
             match in_header.get(&bid) {
                 Some(h) if h.offset == off && h.length == len => {}

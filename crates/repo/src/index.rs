@@ -48,13 +48,55 @@ pub struct IndexPack {
     pub blobs: Vec<IndexBlob>,
 }
 
-/// A blob in an index object.
+/// A blob in an index object. Stored as the array
+/// `[id, kind, offset, length, raw_length]` (compact: an index names
+/// millions of blobs); named here.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct IndexBlob(pub Id, pub BlobKind, pub u32, pub u32, pub u32);
+#[serde(from = "BlobTuple", into = "BlobTuple")]
+pub struct IndexBlob {
+    /// Blob id.
+    pub id: Id,
+    /// What it holds.
+    pub kind: BlobKind,
+    /// Offset of the stored blob in its pack.
+    pub offset: u32,
+    /// Stored (compressed, encrypted) length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+/// The stored form of an [`IndexBlob`].
+#[derive(Serialize, Deserialize)]
+struct BlobTuple(Id, BlobKind, u32, u32, u32);
+
+impl From<BlobTuple> for IndexBlob {
+    fn from(t: BlobTuple) -> Self {
+        IndexBlob {
+            id: t.0,
+            kind: t.1,
+            offset: t.2,
+            length: t.3,
+            raw_length: t.4,
+        }
+    }
+}
+
+impl From<IndexBlob> for BlobTuple {
+    fn from(b: IndexBlob) -> Self {
+        BlobTuple(b.id, b.kind, b.offset, b.length, b.raw_length)
+    }
+}
 
 impl From<&PackEntry> for IndexBlob {
     fn from(e: &PackEntry) -> Self {
-        IndexBlob(e.id, e.kind, e.offset, e.length, e.raw_length)
+        IndexBlob {
+            id: e.id,
+            kind: e.kind,
+            offset: e.offset,
+            length: e.length,
+            raw_length: e.raw_length,
+        }
     }
 }
 
@@ -195,15 +237,15 @@ impl Index {
         for b in &p.blobs {
             let loc = BlobLocation {
                 pack: pos,
-                kind: b.1,
-                offset: b.2,
-                length: b.3,
-                raw_length: b.4,
+                kind: b.kind,
+                offset: b.offset,
+                length: b.length,
+                raw_length: b.raw_length,
             };
-            match self.blobs.get(&b.0) {
+            match self.blobs.get(&b.id) {
                 Some(old) if !live || self.packs[old.pack as usize].is_live() => {}
                 _ => {
-                    self.blobs.insert(b.0, loc);
+                    self.blobs.insert(b.id, loc);
                 }
             }
         }
@@ -261,7 +303,13 @@ impl Index {
     pub fn blobs_by_pack(&self) -> Vec<Vec<IndexBlob>> {
         let mut out = vec![Vec::new(); self.packs.len()];
         for (id, l) in &self.blobs {
-            out[l.pack as usize].push(IndexBlob(*id, l.kind, l.offset, l.length, l.raw_length));
+            out[l.pack as usize].push(IndexBlob {
+                id: *id,
+                kind: l.kind,
+                offset: l.offset,
+                length: l.length,
+                raw_length: l.raw_length,
+            });
         }
         out
     }
@@ -279,7 +327,13 @@ mod tests {
             deleted: false,
             blobs: blobs
                 .iter()
-                .map(|&b| IndexBlob(Id([b; 32]), BlobKind::Data, 0, 10, 10))
+                .map(|&b| IndexBlob {
+                    id: Id([b; 32]),
+                    kind: BlobKind::Data,
+                    offset: 0,
+                    length: 10,
+                    raw_length: 10,
+                })
                 .collect(),
         }
     }

@@ -85,13 +85,125 @@ pub struct PruneReport {
     /// When the last of them may be deleted: a prune after this time
     /// deletes every pending pack that is still unneeded (Unix seconds).
     pub pending_until: Option<i64>,
+    /// In a dry run, the fate of every pack that would change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PackDecision>,
 }
 
-enum Fate {
+/// One pack's fate, as a dry run lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackDecision {
+    /// The pack.
+    pub pack: Id,
+    /// Its size.
+    pub size: u64,
+    /// What prune does with it.
+    #[serde(flatten)]
+    pub fate: Fate,
+}
+
+/// What a prune does with one pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "fate", content = "since")]
+pub enum Fate {
+    /// Stays as it is (a mark on it, if any, is lifted).
     Keep,
+    /// Marked for deletion since this time (Unix seconds): unneeded, but
+    /// the delay has not passed.
     Mark(i64),
+    /// Partly used: its used blobs are copied to new packs, then it is
+    /// marked (or deleted with no delay).
     Repack,
+    /// Deleted now (or only its index entry dropped, when the store no
+    /// longer has it).
     Delete,
+}
+
+/// The decision for every pack, computed without I/O from what the
+/// repository holds ([`plan`]); what `--dry-run` reports and what
+/// [`prune`] then carries out.
+#[derive(Debug, Clone, Default)]
+pub struct PrunePlan {
+    /// One fate per pack of the index, in index order.
+    pub fates: Vec<Fate>,
+    /// The counts a report gives.
+    pub report: PruneReport,
+}
+
+/// Decides each pack's fate: `used` are the blobs some snapshot needs,
+/// `listed` the packs the store has, `now` the time in Unix seconds.
+pub fn plan(
+    index: &crate::index::Index,
+    used: &HashSet<Id>,
+    listed: &HashSet<Id>,
+    now: i64,
+    opts: &PruneOptions,
+) -> PrunePlan {
+    let delay = opts.delete_delay.as_secs() as i64;
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        packs_before: index.packs().len(),
+        ..Default::default()
+    };
+    let by_pack = index.blobs_by_pack();
+    let mut fates = Vec::with_capacity(index.packs().len());
+    for (pos, p) in index.packs().iter().enumerate() {
+        let blobs = &by_pack[pos];
+        let used_bytes: u64 = blobs
+            .iter()
+            .filter(|b| used.contains(&b.id))
+            .map(|b| u64::from(b.length))
+            .sum();
+        let all_bytes: u64 = blobs.iter().map(|b| u64::from(b.length)).sum();
+        report.blobs_unused += blobs.iter().filter(|b| !used.contains(&b.id)).count();
+        let fate = if !listed.contains(&p.id) {
+            Fate::Delete // already gone: only the index entry remains to drop
+        } else if let Some(since) = p.obsolete_since {
+            if used_bytes > 0 {
+                report.packs_unmarked += 1;
+                Fate::Keep
+            } else if now - since >= delay {
+                Fate::Delete
+            } else {
+                Fate::Mark(since)
+            }
+        } else if used_bytes == all_bytes && all_bytes > 0 {
+            Fate::Keep
+        } else if used_bytes == 0 {
+            if delay == 0 {
+                Fate::Delete
+            } else {
+                report.packs_marked += 1;
+                report.bytes_marked += p.size;
+                Fate::Mark(now)
+            }
+        } else if (all_bytes - used_bytes) as f64 * 100.0
+            > opts.max_unused_percent * all_bytes as f64
+        {
+            report.packs_repacked += 1;
+            Fate::Repack
+        } else {
+            Fate::Keep
+        };
+        if let Fate::Mark(since) = fate {
+            report.packs_pending += 1;
+            report.bytes_pending += p.size;
+            report.pending_until = report.pending_until.max(Some(since + delay));
+        }
+        if fate == Fate::Delete && listed.contains(&p.id) {
+            report.packs_deleted += 1;
+            report.bytes_deleted += p.size;
+        }
+        fates.push(fate);
+    }
+    // Deletions an earlier prune began (a tombstone, the pack still there)
+    // are finished now.
+    for t in index.tombstones() {
+        if listed.contains(t) && index.pack_pos(t).is_none() {
+            report.packs_deleted += 1;
+        }
+    }
+    PrunePlan { fates, report }
 }
 
 /// Prunes the repository.
@@ -130,70 +242,36 @@ pub fn prune(
 
     let now = jiff::Timestamp::now().as_second();
     let delay = opts.delete_delay.as_secs() as i64;
-    let index = repo.index();
-    report.packs_before = index.packs().len();
-    let by_pack = index.blobs_by_pack();
     let listed: HashSet<Id> = repo
         .store()
         .list(Kind::Pack)?
         .into_iter()
         .filter_map(|o| o.name.parse().ok())
         .collect();
-
-    let mut fates = Vec::with_capacity(index.packs().len());
-    for (pos, p) in index.packs().iter().enumerate() {
-        let blobs = &by_pack[pos];
-        let used_bytes: u64 = blobs
-            .iter()
-            .filter(|b| used.contains(&b.0))
-            .map(|b| u64::from(b.3))
-            .sum();
-        let all_bytes: u64 = blobs.iter().map(|b| u64::from(b.3)).sum();
-        report.blobs_unused += blobs.iter().filter(|b| !used.contains(&b.0)).count();
-        let fate = if !listed.contains(&p.id) {
-            Fate::Delete // already gone: only the index entry remains to drop
-        } else if let Some(since) = p.obsolete_since {
-            if used_bytes > 0 {
-                report.packs_unmarked += 1;
-                Fate::Keep
-            } else if now - since >= delay {
-                Fate::Delete
-            } else {
-                Fate::Mark(since)
-            }
-        } else if used_bytes == all_bytes && all_bytes > 0 {
-            Fate::Keep
-        } else if used_bytes == 0 {
-            if delay == 0 {
-                Fate::Delete
-            } else {
-                report.packs_marked += 1;
-                report.bytes_marked += p.size;
-                Fate::Mark(now)
-            }
-        } else if (all_bytes - used_bytes) as f64 * 100.0
-            > opts.max_unused_percent * all_bytes as f64
-        {
-            report.packs_repacked += 1;
-            Fate::Repack
-        } else {
-            Fate::Keep
-        };
-        if let Fate::Mark(since) = fate {
-            report.packs_pending += 1;
-            report.bytes_pending += p.size;
-            report.pending_until = report.pending_until.max(Some(since + delay));
-        }
-        if let Fate::Delete = fate {
-            if listed.contains(&p.id) {
-                report.packs_deleted += 1;
-                report.bytes_deleted += p.size;
-            }
-        }
-        fates.push(fate);
-    }
+    let PrunePlan {
+        fates,
+        report: planned,
+    } = plan(repo.index(), &used, &listed, now, &opts);
+    let by_pack = repo.index().blobs_by_pack();
+    let recovered = report.packs_recovered;
+    let mut report = PruneReport {
+        packs_recovered: recovered,
+        ..planned
+    };
     report.index_objects_replaced = repo.index_files.len();
     if opts.dry_run {
+        report.plan = repo
+            .index()
+            .packs()
+            .iter()
+            .zip(&fates)
+            .filter(|(_, f)| **f != Fate::Keep)
+            .map(|(p, f)| PackDecision {
+                pack: p.id,
+                size: p.size,
+                fate: *f,
+            })
+            .collect();
         return Ok(report);
     }
 
@@ -266,8 +344,6 @@ pub fn prune(
     // interrupted its deletion), and finish the deletion now.
     for t in repo.index().tombstones() {
         if listed.contains(t) && repo.index().pack_pos(t).is_none() {
-            // Finishing an earlier prune's deletion is a deletion too.
-            report.packs_deleted += 1;
             to_delete.push(*t);
             packs.push(IndexPack::tombstone(*t, 0));
         }
@@ -313,24 +389,101 @@ fn copy_used(
     let p = &repo.index().packs()[pos];
     let bytes = repo.store().get(Kind::Pack, &p.id.to_hex())?;
     let mut n = 0;
-    for b in blobs.iter().filter(|b| used.contains(&b.0)) {
+    for b in blobs.iter().filter(|b| used.contains(&b.id)) {
         let stored = bytes
-            .get(b.2 as usize..(b.2 + b.3) as usize)
+            .get(b.offset as usize..(b.offset + b.length) as usize)
             .ok_or_else(|| RepoError::Damaged {
                 kind: Kind::Pack,
                 id: p.id.to_hex(),
                 location: repo.location(),
-                reason: format!("blob {} lies past the end", b.0.short()),
+                reason: format!("blob {} lies past the end", b.id.short()),
             })?;
         // Never copy damage silently into a fresh pack.
-        blob::decode(repo.key(), stored, &b.0, b.4).map_err(|e| RepoError::Damaged {
+        blob::decode(repo.key(), stored, &b.id, b.raw_length).map_err(|e| RepoError::Damaged {
             kind: Kind::Pack,
             id: p.id.to_hex(),
             location: repo.location(),
-            reason: format!("blob {}: {e}", b.0.short()),
+            reason: format!("blob {}: {e}", b.id.short()),
         })?;
-        saver.save_encoded(b.1, b.0, stored.to_vec(), b.4)?;
+        saver.save_encoded(b.kind, b.id, stored.to_vec(), b.raw_length)?;
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::BlobKind;
+    use crate::index::{Index, IndexBlob, IndexPack};
+
+    fn pack(n: u8, marked: Option<i64>, blobs: &[u8]) -> IndexPack {
+        IndexPack {
+            id: Id([n; 32]),
+            size: 1000,
+            obsolete_since: marked,
+            deleted: false,
+            blobs: blobs
+                .iter()
+                .map(|&b| IndexBlob {
+                    id: Id([b; 32]),
+                    kind: BlobKind::Data,
+                    offset: 0,
+                    length: 100,
+                    raw_length: 100,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_fate_from_what_the_repository_holds() {
+        let mut index = Index::default();
+        index.add_pack(&pack(1, None, &[10, 11])); // all used: keep
+        index.add_pack(&pack(2, None, &[20])); // unused: mark now
+        index.add_pack(&pack(3, Some(0), &[30])); // marked long ago, unused: delete
+        index.add_pack(&pack(4, Some(990), &[40])); // marked lately: stays marked
+        index.add_pack(&pack(5, Some(0), &[50])); // marked, used again: unmark
+        index.add_pack(&pack(6, None, &[60, 61])); // half used: repack
+        index.add_pack(&pack(7, None, &[70])); // gone from the store: drop
+        index.add_pack(&IndexPack::tombstone(Id([8; 32]), 0)); // deletion to finish
+        let used: HashSet<Id> = [10, 11, 50, 60].map(|b| Id([b; 32])).into();
+        let listed: HashSet<Id> = [1, 2, 3, 4, 5, 6, 8].map(|n| Id([n; 32])).into();
+        let opts = PruneOptions {
+            delete_delay: Duration::from_secs(100),
+            ..Default::default()
+        };
+        let p = plan(&index, &used, &listed, 1000, &opts);
+        assert_eq!(
+            p.fates,
+            vec![
+                Fate::Keep,
+                Fate::Mark(1000),
+                Fate::Delete,
+                Fate::Mark(990),
+                Fate::Keep,
+                Fate::Repack,
+                Fate::Delete,
+            ]
+        );
+        let r = &p.report;
+        assert_eq!(
+            (r.packs_marked, r.packs_unmarked, r.packs_repacked),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            r.packs_deleted, 2,
+            "pack 3 and the tombstoned 8 (7 is already gone)"
+        );
+        assert_eq!((r.packs_pending, r.pending_until), (2, Some(1100)));
+        // No delay: unneeded packs go at once.
+        let now = PruneOptions {
+            delete_delay: Duration::ZERO,
+            ..Default::default()
+        };
+        assert_eq!(
+            plan(&index, &used, &listed, 1000, &now).fates[1],
+            Fate::Delete
+        );
+    }
 }

@@ -337,7 +337,7 @@ fn a_backup_holds_few_directories_in_memory_and_packs_trees_apart_from_data() {
 
     let mut kinds_by_pack = vec![];
     for blobs in repo.index().blobs_by_pack() {
-        let kinds: std::collections::HashSet<_> = blobs.iter().map(|b| b.1).collect();
+        let kinds: std::collections::HashSet<_> = blobs.iter().map(|b| b.kind).collect();
         assert!(kinds.len() <= 1, "a pack mixes trees and data: {kinds:?}");
         kinds_by_pack.extend(kinds);
     }

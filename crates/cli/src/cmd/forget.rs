@@ -134,6 +134,25 @@ fn run_prune(
 
 fn prune_text(r: &PruneReport) -> String {
     let verb = if r.dry_run { "would be " } else { "" };
+    let mut plan = String::new();
+    for d in &r.plan {
+        let what = match d.fate {
+            prune::Fate::Keep => "keep".to_string(),
+            prune::Fate::Delete => "delete".to_string(),
+            prune::Fate::Repack => "repack its used blobs, then mark".to_string(),
+            prune::Fate::Mark(since) => format!(
+                "marked for deletion since {}",
+                jiff::Timestamp::from_second(since)
+                    .map(ui::local_time)
+                    .unwrap_or_default()
+            ),
+        };
+        plan += &format!(
+            "  pack {} ({}): {what}\n",
+            d.pack.short(),
+            ui::bytes(d.size)
+        );
+    }
     let pending = match r.pending_until {
         Some(t) if r.packs_pending > 0 => format!(
             "{} ({}) marked for deletion: a prune after {} deletes {} if still unneeded\n",
@@ -146,7 +165,7 @@ fn prune_text(r: &PruneReport) -> String {
         ),
         _ => String::new(),
     };
-    pending + &format!(
+    plan + &pending + &format!(
         "prune{}: {}; {} {verb}deleted ({}), {} {verb}marked for deletion ({}), {} {verb}repacked ({}), {} unmarked; {}\n",
         if r.dry_run { " (dry run)" } else { "" },
         ui::count(r.packs_before as u64, "pack"),

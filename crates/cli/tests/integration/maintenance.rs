@@ -163,6 +163,14 @@ fn pending_deletions_are_visible_in_prune_and_check() {
         0,
     );
     assert!(f["prune"]["packs_pending"].as_u64().unwrap() >= 1, "{f}");
+    // A dry run lists each pack's fate.
+    let d = env.json(&["prune", "--dry-run"], 0);
+    let plan = d["plan"].as_array().unwrap();
+    assert!(
+        plan.iter()
+            .any(|p| p["fate"] == "mark" && p["since"].as_i64().unwrap() > 0),
+        "{d}"
+    );
     // A later prune still says what is pending and when it goes.
     let p = env.json(&["prune"], 0);
     assert_eq!(p["packs_marked"], 0, "nothing newly marked: {p}");
