@@ -1,4 +1,4 @@
-//! Walking a snapshot's tree (`ls`) and comparing two snapshots (`diff`).
+//! Comparing two snapshots (`diff`).
 //!
 //! `diff` walks both trees together and skips any subtree whose id is the
 //! same on both sides: identical content has identical ids, so comparing two
@@ -8,29 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::browse::walk;
 use crate::error::Result;
 use crate::id::Id;
 use crate::repository::IndexedRepository;
 use crate::tree::{Node, NodeKind, Tree};
-
-/// Calls `f` for every entry below `tree`, in pre-order, with its path
-/// relative to the snapshot root.
-pub fn walk(
-    repo: &IndexedRepository,
-    tree: &Id,
-    prefix: &Path,
-    f: &mut dyn FnMut(&Path, &Node),
-) -> Result<()> {
-    let t = repo.load_tree(tree)?;
-    for n in &t.nodes {
-        let p = prefix.join(n.name.as_os_str());
-        f(&p, n);
-        if let (NodeKind::Dir, Some(st)) = (n.kind, n.subtree) {
-            walk(repo, &st, &p, f)?;
-        }
-    }
-    Ok(())
-}
 
 /// How an entry differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -14,6 +14,7 @@
 
 pub mod archiver;
 pub mod blob;
+pub mod browse;
 pub mod check;
 pub mod chunker;
 pub mod crypto;

@@ -1,59 +1,17 @@
-//! Looking across snapshots: `find` (which snapshots hold entries that
-//! match a pattern) and `stats` (how much a snapshot restores to, how much
-//! raw data it references, what deduplication saves).
+//! `stats`: how much snapshots restore to, how much raw data they
+//! reference (each blob once), what deduplication and compression save.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::diff::walk;
+use crate::browse::walk;
 use crate::error::Result;
 use crate::id::Id;
-use crate::pattern::Patterns;
 use crate::repository::IndexedRepository;
 use crate::snapshot::Snapshot;
 use crate::tree::NodeKind;
-
-/// One entry `find` found.
-#[derive(Debug, Clone, Serialize)]
-pub struct Found {
-    /// The snapshot holding it.
-    pub snapshot: Id,
-    /// Its absolute path in the snapshot.
-    pub path: PathBuf,
-    /// Its kind.
-    #[serde(rename = "type")]
-    pub kind: NodeKind,
-    /// Its size (files).
-    pub size: u64,
-    /// Modification time, ns since the epoch.
-    pub mtime_ns: i64,
-}
-
-/// Every entry of `snapshots` that `patterns` match (the entry itself, as
-/// `ls` would show it), snapshot by snapshot in the order given.
-pub fn find(
-    repo: &IndexedRepository,
-    snapshots: &[(Id, Snapshot)],
-    patterns: &Patterns,
-) -> Result<Vec<Found>> {
-    let mut out = vec![];
-    for (id, s) in snapshots {
-        walk(repo, &s.tree, Path::new("/"), &mut |p, n| {
-            if patterns.matches(p, n.kind == NodeKind::Dir) {
-                out.push(Found {
-                    snapshot: *id,
-                    path: p.to_path_buf(),
-                    kind: n.kind,
-                    size: n.size,
-                    mtime_ns: n.mtime_ns,
-                });
-            }
-        })?;
-    }
-    Ok(out)
-}
 
 /// What `stats` measured.
 #[derive(Debug, Clone, Default, Serialize)]

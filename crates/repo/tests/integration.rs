@@ -524,7 +524,7 @@ fn a_restore_in_many_batches_equals_one_in_a_single_batch() {
     // Restored from `orig` down, so paths below read `src/…`.
     let orig = dir.path().join("orig");
     let mut snap = snap;
-    snap.tree = lifeboat_repo::restorer::find_node(&repo, &snap, "s", orig.to_str().unwrap())
+    snap.tree = lifeboat_repo::browse::find_node(&repo, &snap, "s", orig.to_str().unwrap())
         .unwrap()
         .subtree
         .unwrap();

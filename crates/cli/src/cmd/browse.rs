@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use lifeboat_repo::browse;
 use lifeboat_repo::diff::{self, DiffEntry};
-use lifeboat_repo::restorer;
 use lifeboat_repo::snapshot::{GroupBy, GroupKey};
 use lifeboat_repo::tar_dump;
 use lifeboat_repo::tree::{Node, NodeKind};
@@ -125,14 +125,14 @@ pub fn ls(ctx: &Ctx, a: LsArgs) -> Result<u8> {
         .map(|p| p.trim_matches('/'))
         .filter(|p| !p.is_empty())
     {
-        None => diff::walk(&repo, &snap.tree, Path::new(""), &mut |p, n| {
+        None => browse::walk(&repo, &snap.tree, Path::new(""), &mut |p, n| {
             entries.push(ls_entry(p, n))
         })?,
         Some(p) => {
-            let node = restorer::find_node(&repo, &snap, &sid.short(), p)?;
+            let node = browse::find_node(&repo, &snap, &sid.short(), p)?;
             entries.push(ls_entry(Path::new(p), &node));
             if let Some(st) = node.subtree {
-                diff::walk(&repo, &st, Path::new(p), &mut |p, n| {
+                browse::walk(&repo, &st, Path::new(p), &mut |p, n| {
                     entries.push(ls_entry(p, n))
                 })?;
             }
@@ -209,12 +209,12 @@ pub fn dump(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
     if a.path.trim_matches('/').is_empty() {
         tar_dump::dump_tar_tree(&repo, &snap.tree, &mut out)?;
     } else {
-        let node = restorer::find_node(&repo, &snap, &sid.short(), &a.path)?;
+        let node = browse::find_node(&repo, &snap, &sid.short(), &a.path)?;
         if node.kind == NodeKind::Dir || a.archive.is_some() {
             let path = Path::new("/").join(a.path.trim_start_matches('/'));
             tar_dump::dump_tar(&repo, &path, &node, &mut out)?;
         } else {
-            restorer::dump(&repo, &node, &mut out)?;
+            browse::dump(&repo, &node, &mut out)?;
         }
     }
     out.flush()?;
@@ -246,7 +246,7 @@ pub fn find(ctx: &Ctx, a: crate::args::FindArgs) -> Result<u8> {
     let repo = ctx.open_indexed()?;
     let mut snaps = chosen_snapshots(&repo, &a.snapshots, &a.filter.filter())?;
     snaps.reverse();
-    let found = lifeboat_repo::stats::find(&repo, &snaps, &patterns)?;
+    let found = browse::find(&repo, &snaps, &patterns)?;
     ctx.out.print(&found, || {
         let mut t = String::new();
         let mut last = None;

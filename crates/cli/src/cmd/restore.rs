@@ -1,6 +1,7 @@
 //! `lifeboat restore`.
 
 use anyhow::Result;
+use lifeboat_repo::browse;
 use lifeboat_repo::restorer::{self, RestoreOptions};
 use serde_json::json;
 
@@ -20,7 +21,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     };
     let (id, mut snap) = repo.find_snapshot(spec, &a.filter.filter())?;
     if let Some(p) = inside.filter(|p| !p.trim_matches('/').is_empty()) {
-        let node = restorer::find_node(&repo, &snap, &id.short(), p)?;
+        let node = browse::find_node(&repo, &snap, &id.short(), p)?;
         snap.tree = node.subtree.ok_or_else(|| {
             crate::UsageError(format!(
                 "{p:?} in snapshot {} is not a directory; restore it with --include {p}",
