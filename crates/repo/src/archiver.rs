@@ -41,8 +41,8 @@ use crate::tree::{FileName, Node, NodeKind, Tree};
 
 /// What to back up.
 pub enum BackupSource<'a> {
-    /// Files and directories; each becomes a top-level entry named by its last
-    /// path component.
+    /// Files and directories, each stored at its absolute place below the
+    /// snapshot's root (see docs/FORMAT.md, "The path model").
     Paths(Vec<PathBuf>),
     /// One byte stream stored as a file named `name` (stdin, a dump).
     Stream {
@@ -685,51 +685,16 @@ pub fn backup(
         );
     }
     let host = opts.host.clone().unwrap_or_else(hostname);
-
-    let (paths, stream) = match source {
-        BackupSource::Paths(p) => {
-            if p.is_empty() {
-                return Err(RepoError::Usage(
-                    "nothing to back up: give at least one path".into(),
-                ));
-            }
-            (backup_paths(&p)?, None)
-        }
-        BackupSource::Stream { name, reader } => {
-            let fname = FileName::from(name.as_str());
-            if !fname.is_safe() {
-                return Err(RepoError::Usage(format!(
-                    "invalid stream name {name:?}: no '/', not '.' or '..'"
-                )));
-            }
-            (vec![], Some((name, reader)))
-        }
-    };
+    let (paths, stream) = resolve_source(source)?;
     let excludes = Excludes::new(&opts.excludes, &paths)?;
     let snapshot_paths: Vec<String> = match &stream {
         Some((name, _)) => vec![format!("/{name}")],
         None => paths.iter().map(|p| p.display().to_string()).collect(),
     };
-
-    // Parent: explicit, or the latest snapshot of the same host and paths.
-    let parent = if opts.no_parent || stream.is_some() {
+    let parent = if stream.is_some() {
         None
-    } else if let Some(p) = opts.parent {
-        Some(p)
     } else {
-        let (all, _) = repo.snapshots()?;
-        let mut key_paths = snapshot_paths.clone();
-        key_paths.sort();
-        let want = crate::snapshot::GroupKey {
-            host: Some(host.clone()),
-            paths: Some(key_paths),
-            tags: None,
-        };
-        let group = crate::snapshot::GroupBy::HOST_AND_PATHS;
-        all.into_iter()
-            .rev()
-            .find(|(_, s)| group.key(s) == want)
-            .map(|(id, _)| id)
+        choose_parent(repo, opts, &host, &snapshot_paths)?
     };
     let (parent_root, parent_xattrs) = match parent {
         Some(p) => {
@@ -753,48 +718,9 @@ pub fn backup(
         let pipeline = saver.start(s);
         let (job_tx, job_rx) = bounded::<FileJob>(readers * 4);
         let (done_tx, done_rx) = unbounded::<FileDone>();
-        let reader_handles: Vec<_> = (0..readers)
-            .map(|_| {
-                let (rx, tx, chunker, saver) = (job_rx.clone(), done_tx.clone(), &chunker, &saver);
-                let busy = &busy;
-                s.spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut inline = Inline {
-                        encoder: saver.encoder(),
-                        busy,
-                        readers,
-                    };
-                    for job in rx {
-                        if saver.has_failed() {
-                            break;
-                        }
-                        busy.fetch_add(1, Ordering::Relaxed);
-                        progress.file_started(&job.path);
-                        let result =
-                            read_file(&job.path, chunker, &mut buf, saver, &mut inline, progress);
-                        progress.file_done();
-                        busy.fetch_sub(1, Ordering::Relaxed);
-                        let result = match result {
-                            Ok(r) => Ok(r),
-                            // A file we cannot read is a warning; a
-                            // repository failure stops the backup.
-                            Err(RepoError::Io { op, path, source }) => Err(Warning {
-                                path,
-                                message: format!("{op}: {source}"),
-                            }),
-                            Err(e) => return Err(e),
-                        };
-                        let _ = tx.send(FileDone {
-                            dir: job.dir,
-                            pos: job.pos,
-                            was: job.was,
-                            result,
-                        });
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
+        let reader_handles = spawn_readers(
+            s, readers, &job_rx, &done_tx, &chunker, &saver, &busy, progress,
+        );
         drop(job_rx);
         drop(done_tx);
 
@@ -916,22 +842,7 @@ pub fn backup(
         ))
     })?;
 
-    let stats = &saver.stats;
-    use std::sync::atomic::Ordering::Relaxed;
-    let summary = BackupSummary {
-        files_new: counts.new,
-        files_changed: counts.changed,
-        files_unmodified: counts.unmodified,
-        dirs: counts.dirs,
-        data_blobs: stats.data_blobs.load(Relaxed),
-        tree_blobs: stats.tree_blobs.load(Relaxed),
-        bytes_read: counts.bytes_read,
-        bytes_total: counts.bytes_total,
-        bytes_added: stats.bytes_added.load(Relaxed),
-        bytes_stored: stats.bytes_stored.load(Relaxed),
-        warnings: warnings.len() as u64,
-        duration_seconds: start.elapsed().as_secs_f64(),
-    };
+    let summary = summarize(&counts, &saver.stats, warnings.len(), start);
     let snapshot = Snapshot {
         version: SNAPSHOT_VERSION,
         time,
@@ -959,6 +870,141 @@ pub fn backup(
         warnings,
         peak_open_dirs,
     })
+}
+
+/// A stream's name in the snapshot and its bytes.
+type NamedStream<'a> = (String, Box<dyn Read + Send + 'a>);
+
+/// The paths to back up (resolved, see [`backup_paths`]) or the stream.
+fn resolve_source(source: BackupSource<'_>) -> Result<(Vec<PathBuf>, Option<NamedStream<'_>>)> {
+    match source {
+        BackupSource::Paths(p) => {
+            if p.is_empty() {
+                return Err(RepoError::Usage(
+                    "nothing to back up: give at least one path".into(),
+                ));
+            }
+            Ok((backup_paths(&p)?, None))
+        }
+        BackupSource::Stream { name, reader } => {
+            if !FileName::from(name.as_str()).is_safe() {
+                return Err(RepoError::Usage(format!(
+                    "invalid stream name {name:?}: no '/', not '.' or '..'"
+                )));
+            }
+            Ok((vec![], Some((name, reader))))
+        }
+    }
+}
+
+/// The parent snapshot: the one given, or the latest of the same host and
+/// paths (none with `no_parent`).
+fn choose_parent(
+    repo: &IndexedRepository,
+    opts: &BackupOptions,
+    host: &str,
+    snapshot_paths: &[String],
+) -> Result<Option<Id>> {
+    if opts.no_parent {
+        return Ok(None);
+    }
+    if let Some(p) = opts.parent {
+        return Ok(Some(p));
+    }
+    let (all, _) = repo.snapshots()?;
+    let mut key_paths = snapshot_paths.to_vec();
+    key_paths.sort();
+    let want = crate::snapshot::GroupKey {
+        host: Some(host.to_string()),
+        paths: Some(key_paths),
+        tags: None,
+    };
+    let group = crate::snapshot::GroupBy::HOST_AND_PATHS;
+    Ok(all
+        .into_iter()
+        .rev()
+        .find(|(_, s)| group.key(s) == want)
+        .map(|(id, _)| id))
+}
+
+/// Reader threads: each takes file jobs, reads and chunks the file, saves
+/// its blobs, and reports the content (or why it could not be read).
+#[allow(clippy::too_many_arguments)]
+fn spawn_readers<'scope, 'env>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    readers: usize,
+    jobs: &crossbeam_channel::Receiver<FileJob>,
+    done: &crossbeam_channel::Sender<FileDone>,
+    chunker: &'scope Chunker,
+    saver: &'scope BlobSaver<'_>,
+    busy: &'scope AtomicUsize,
+    progress: &'scope dyn Progress,
+) -> Vec<std::thread::ScopedJoinHandle<'scope, Result<()>>> {
+    (0..readers)
+        .map(|_| {
+            let (rx, tx) = (jobs.clone(), done.clone());
+            s.spawn(move || {
+                let mut buf = Vec::new();
+                let mut inline = Inline {
+                    encoder: saver.encoder(),
+                    busy,
+                    readers,
+                };
+                for job in rx {
+                    if saver.has_failed() {
+                        break;
+                    }
+                    busy.fetch_add(1, Ordering::Relaxed);
+                    progress.file_started(&job.path);
+                    let result =
+                        read_file(&job.path, chunker, &mut buf, saver, &mut inline, progress);
+                    progress.file_done();
+                    busy.fetch_sub(1, Ordering::Relaxed);
+                    let result = match result {
+                        Ok(r) => Ok(r),
+                        // A file we cannot read is a warning; a repository
+                        // failure stops the backup.
+                        Err(RepoError::Io { op, path, source }) => Err(Warning {
+                            path,
+                            message: format!("{op}: {source}"),
+                        }),
+                        Err(e) => return Err(e),
+                    };
+                    let _ = tx.send(FileDone {
+                        dir: job.dir,
+                        pos: job.pos,
+                        was: job.was,
+                        result,
+                    });
+                }
+                Ok(())
+            })
+        })
+        .collect()
+}
+
+/// What the backup did, for its snapshot.
+fn summarize(
+    counts: &Counts,
+    stats: &crate::packer::SaveStats,
+    warnings: usize,
+    start: Instant,
+) -> BackupSummary {
+    use std::sync::atomic::Ordering::Relaxed;
+    BackupSummary {
+        files_new: counts.new,
+        files_changed: counts.changed,
+        files_unmodified: counts.unmodified,
+        dirs: counts.dirs,
+        data_blobs: stats.data_blobs.load(Relaxed),
+        tree_blobs: stats.tree_blobs.load(Relaxed),
+        bytes_read: counts.bytes_read,
+        bytes_total: counts.bytes_total,
+        bytes_added: stats.bytes_added.load(Relaxed),
+        bytes_stored: stats.bytes_stored.load(Relaxed),
+        warnings: warnings as u64,
+        duration_seconds: start.elapsed().as_secs_f64(),
+    }
 }
 
 /// The absolute paths a backup stores, in order, without duplicates and
