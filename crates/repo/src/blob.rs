@@ -155,40 +155,73 @@ impl Decoder {
         raw_len: u32,
     ) -> Result<&[u8], DecodeError> {
         key.open_into(stored, &mut self.framed)?;
-        let (&flag, payload) = self
-            .framed
-            .split_first()
-            .ok_or_else(|| DecodeError::Encoding("empty".into()))?;
-        let plain: &[u8] = match flag {
-            FLAG_RAW => payload,
-            FLAG_ZSTD => {
-                let z = match &mut self.zstd {
-                    Some(z) => z,
-                    None => self.zstd.insert(
-                        zstd::bulk::Decompressor::new()
-                            .map_err(|e| DecodeError::Encoding(e.to_string()))?,
-                    ),
-                };
-                // The frame may not write more than the recorded length.
-                self.plain.clear();
-                self.plain.reserve_exact(raw_len as usize);
-                z.decompress_to_buffer(payload, &mut self.plain)
-                    .map_err(|e| DecodeError::Encoding(e.to_string()))?;
-                &self.plain
-            }
-            f => return Err(DecodeError::Encoding(format!("unknown flag {f}"))),
-        };
-        if plain.len() != raw_len as usize {
-            return Err(DecodeError::Encoding(format!(
-                "{} bytes where {raw_len} were recorded",
-                plain.len()
-            )));
-        }
-        if key.blob_id(plain) != *id {
-            return Err(DecodeError::IdMismatch);
-        }
-        Ok(plain)
+        unframe(
+            &self.framed,
+            &mut self.plain,
+            &mut self.zstd,
+            key,
+            id,
+            raw_len,
+        )
     }
+
+    /// Like [`Decoder::decode`], decrypting in place in `stored` (which is
+    /// left scrambled): no copy of the sealed bytes, and no buffer of the
+    /// decoder's for them. A stored-raw blob's plaintext is part of
+    /// `stored`; a compressed one's is in the decoder's buffer.
+    pub fn decode_in_place<'s>(
+        &'s mut self,
+        key: &MasterKey,
+        stored: &'s mut [u8],
+        id: &Id,
+        raw_len: u32,
+    ) -> Result<&'s [u8], DecodeError> {
+        let framed = key.open_in_place(stored)?;
+        unframe(framed, &mut self.plain, &mut self.zstd, key, id, raw_len)
+    }
+}
+
+/// A decrypted blob's flag byte and payload to its verified plaintext.
+fn unframe<'s>(
+    framed: &'s [u8],
+    plain_buf: &'s mut Vec<u8>,
+    zstd: &mut Option<zstd::bulk::Decompressor<'static>>,
+    key: &MasterKey,
+    id: &Id,
+    raw_len: u32,
+) -> Result<&'s [u8], DecodeError> {
+    let (&flag, payload) = framed
+        .split_first()
+        .ok_or_else(|| DecodeError::Encoding("empty".into()))?;
+    let plain: &[u8] = match flag {
+        FLAG_RAW => payload,
+        FLAG_ZSTD => {
+            let z = match zstd {
+                Some(z) => z,
+                None => zstd.insert(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| DecodeError::Encoding(e.to_string()))?,
+                ),
+            };
+            // The frame may not write more than the recorded length.
+            plain_buf.clear();
+            plain_buf.reserve_exact(raw_len as usize);
+            z.decompress_to_buffer(payload, plain_buf)
+                .map_err(|e| DecodeError::Encoding(e.to_string()))?;
+            plain_buf
+        }
+        f => return Err(DecodeError::Encoding(format!("unknown flag {f}"))),
+    };
+    if plain.len() != raw_len as usize {
+        return Err(DecodeError::Encoding(format!(
+            "{} bytes where {raw_len} were recorded",
+            plain.len()
+        )));
+    }
+    if key.blob_id(plain) != *id {
+        return Err(DecodeError::IdMismatch);
+    }
+    Ok(plain)
 }
 
 thread_local! {

@@ -123,6 +123,26 @@ impl MasterKey {
             })
     }
 
+    /// Like [`MasterKey::open`], decrypting in place: the plaintext is the
+    /// middle of `sealed` (between the nonce and the tag), no copy made.
+    pub fn open_in_place<'a>(&self, sealed: &'a mut [u8]) -> Result<&'a [u8], OpenError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(OpenError);
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let tag_at = rest.len() - (SEAL_OVERHEAD - NONCE_LEN);
+        let (ct, tag) = rest.split_at_mut(tag_at);
+        self.cipher()
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                b"",
+                ct,
+                chacha20poly1305::Tag::from_slice(tag),
+            )
+            .map_err(|_| OpenError)?;
+        Ok(ct)
+    }
+
     /// The id of a blob: BLAKE3 keyed with the repository's id key.
     pub fn blob_id(&self, plain: &[u8]) -> Id {
         Id(*blake3::keyed_hash(&self.id_key, plain).as_bytes())

@@ -39,6 +39,9 @@ const HOLE_BLOCK: usize = 64 << 10;
 /// 2 s of a 7.8 s restore of 100 k files).
 const WRITEBACK_FROM: usize = 64 << 10;
 
+/// The most bytes staged for one direct write (a multiple of `ALIGN`).
+const DIRECT_PIECE: usize = 1 << 20;
+
 /// An open file being filled by a restore.
 pub struct FileSink {
     buffered: File,
@@ -152,24 +155,39 @@ impl FileSink {
         let end = offset + data.len() as u64;
         let first_page = offset.next_multiple_of(ALIGN as u64);
         let last_page = end / ALIGN as u64 * ALIGN as u64;
-        let Some(direct) = self.direct.as_ref().filter(|_| last_page > first_page) else {
+        if self.direct.is_none() || last_page <= first_page {
             return self.buffered.write_all_at(data, offset);
-        };
+        }
         let head = (first_page - offset) as usize;
         let middle = (last_page - first_page) as usize;
         if head > 0 {
             self.buffered.write_all_at(&data[..head], offset)?;
         }
-        let buf = scratch.slice(middle);
-        buf.copy_from_slice(&data[head..head + middle]);
-        match direct.write_all_at(buf, first_page) {
-            Ok(()) => {}
-            // Refused after all (an unusual block size): buffered from now on.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                self.direct = None;
-                self.buffered.write_all_at(buf, first_page)?;
+        // In pieces of at most DIRECT_PIECE, so the staging buffer stays
+        // small (measured: 26 MiB of a restore's peak heap for four
+        // workers staging whole 8 MiB chunks).
+        let mut done = 0;
+        while done < middle {
+            let n = (middle - done).min(DIRECT_PIECE);
+            let piece = &data[head + done..head + done + n];
+            let at = first_page + done as u64;
+            match self.direct.as_ref() {
+                Some(direct) => {
+                    let buf = scratch.slice(n);
+                    buf.copy_from_slice(piece);
+                    match direct.write_all_at(buf, at) {
+                        Ok(()) => {}
+                        // Refused after all (an unusual block size): buffered from now on.
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                            self.direct = None;
+                            self.buffered.write_all_at(piece, at)?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => self.buffered.write_all_at(piece, at)?,
             }
-            Err(e) => return Err(e),
+            done += n;
         }
         if head + middle < data.len() {
             self.buffered

@@ -205,7 +205,8 @@ pub(super) fn restore_pack(
             p[t.file].get_or_insert_with(|| msg.clone());
         }
     };
-    // Coalesce blobs separated by less than 1 MiB into one ranged read.
+    // Coalesce blobs separated by less than 1 MiB into one ranged read of
+    // at most about READ_RANGE.
     let mut i = 0;
     while i < blobs.len() {
         let start = u64::from(blobs[i].offset);
@@ -213,26 +214,23 @@ pub(super) fn restore_pack(
         let mut j = i + 1;
         while j < blobs.len()
             && u64::from(blobs[j].offset) <= end + (1 << 20)
-            && end - start < (64 << 20)
+            && end - start < READ_RANGE
         {
             end = end.max(u64::from(blobs[j].offset) + u64::from(blobs[j].length));
             j += 1;
         }
-        let data = repo
-            .store()
-            .get_range_into(lifeboat_store::Kind::Pack, &name, start, end - start, buf)
-            .map(|()| &buf[..]);
+        let read =
+            repo.store()
+                .get_range_into(lifeboat_store::Kind::Pack, &name, start, end - start, buf);
         for b in &blobs[i..j] {
-            let data = match &data {
-                Ok(d) => d,
-                Err(e) => {
-                    fail(b, format!("pack {}: {e}", pack_id.short()));
-                    continue;
-                }
-            };
+            if let Err(e) = &read {
+                fail(b, format!("pack {}: {e}", pack_id.short()));
+                continue;
+            }
             let off = (u64::from(b.offset) - start) as usize;
-            let stored = &data[off..off + b.length as usize];
-            let plain = match decoder.decode(repo.key(), stored, &b.id, b.raw_length) {
+            // Blobs of a pack never overlap, so each is decrypted in place.
+            let stored = &mut buf[off..off + b.length as usize];
+            let plain = match decoder.decode_in_place(repo.key(), stored, &b.id, b.raw_length) {
                 Ok(p) => p,
                 Err(e) => {
                     fail(
@@ -279,3 +277,8 @@ pub(super) fn restore_pack(
         i = j;
     }
 }
+
+/// The longest ranged read of a pack, per worker (measured on the bench
+/// tree: 64 MiB ranges held 240 MiB at the peak, 4 MiB 187 MiB, at the
+/// same speed).
+const READ_RANGE: u64 = 4 << 20;

@@ -4,7 +4,7 @@
 //!
 //! Order of work: plan entries in pre-order (rejecting unsafe names), refuse
 //! up front if files would be overwritten without `overwrite`; then, for
-//! each batch of up to `BATCH_ENTRIES` (250 000) planned entries, create
+//! each batch of up to `BATCH_ENTRIES` (32 000) planned entries, create
 //! directories, fill content pack by pack with several threads (each pack
 //! read in few ranged reads, each blob verified: a file is created by the
 //! first thread with bytes for it and finished — size, owner, mode, times,
@@ -117,7 +117,7 @@ struct Entry {
 /// 1 KiB per entry), plus, for the whole restore, the directories (their
 /// metadata is set last), the symlinks (created last) and the first path of
 /// each hard-link group.
-const BATCH_ENTRIES: usize = 250_000;
+const BATCH_ENTRIES: usize = 32_000;
 
 /// Restores `snapshot` into `target`.
 pub fn restore(
@@ -200,10 +200,13 @@ pub fn restore_in_batches(
     // Into an empty target nothing can be in the way: no conflict scan and
     // no `lstat` per entry (O_EXCL still refuses anything that appears).
     let fresh = is_empty_dir(target);
-    // Sized and checked from the plan when it is one batch; otherwise by a
-    // first pass over the snapshot's trees that keeps nothing.
+    // Sized and checked from the plan when it is one batch, or when the
+    // target is empty and nothing is to be counted ahead (the progress
+    // total then grows batch by batch); otherwise by a first pass over the
+    // snapshot's trees that keeps nothing.
     let mut survey = Survey::default();
-    if planner.is_done() {
+    let grows = !planner.is_done() && fresh && !opts.dry_run;
+    if planner.is_done() || grows {
         survey.add(&entries, target, fresh);
     } else {
         let mut pass = Planner::new(repo, &snapshot.tree, &sel, &mut vec![]);
@@ -229,7 +232,11 @@ pub fn restore_in_batches(
             first,
         });
     }
-    progress.set_total(survey.bytes);
+    if grows {
+        progress.add_total(survey.bytes);
+    } else {
+        progress.set_total(survey.bytes);
+    }
 
     let dest = Destination {
         repo,
@@ -245,6 +252,14 @@ pub fn restore_in_batches(
             break;
         }
         entries = planner.next_batch(batch, &mut summary.problems);
+        if grows {
+            let mut more = Survey::default();
+            more.add(&entries, target, fresh);
+            progress.add_total(more.bytes);
+            if planner.is_done() {
+                progress.total_known();
+            }
+        }
     }
     tracing::debug!(elapsed = ?started.elapsed(), "restore: content written");
     finish_links_and_dirs(&dest, carried, &mut summary);
