@@ -134,14 +134,19 @@ def tools(repo_base):
 
 ANALYSIS = "## Where the time goes"
 
-OPS = ["backup", "incremental", "unchanged", "restore", "check", "stdin", "rss", "repo"]
+OPS = ["backup", "incremental", "unchanged", "restore", "restore_samefs", "restore_tmpfs", "check", "stdin",
+       "rss", "restore_rss", "repo"]
 LABEL = {
     "backup": "initial backup of the tree (s)", "incremental": "backup after a small change (s)",
     "unchanged": "backup with no change (s)", "restore": "full restore + sync into a fresh ext4 (s)",
+    "restore_samefs": "full restore + sync into the bench directory's own file system (s)",
+    "restore_tmpfs": "full restore into a tmpfs (s)",
+    "restore_rss": "peak RSS during the restore into ext4 (MiB)",
     "check": "check --read-data (s)", "stdin": "stdin backup of the dump (s)",
     "rss": "peak RSS during initial backup (MiB)", "repo": "repository after both tree backups (MiB)",
 }
-TARGET = {"backup": 0.5, "incremental": 0.5, "unchanged": 0.5, "restore": 0.5, "check": 0.7, "stdin": 0.5, "rss": 1.0, "repo": 1.0}
+TARGET = {"backup": 0.5, "incremental": 0.5, "unchanged": 0.5, "restore": 0.5, "restore_samefs": 0.5,
+          "restore_tmpfs": 0.5, "check": 0.7, "stdin": 0.5, "rss": 1.0, "restore_rss": 1.0, "repo": 1.0}
 
 
 def one_run(tool, base, dump, r):
@@ -176,11 +181,32 @@ def one_run(tool, base, dump, r):
         os.makedirs(out)
         sh("sync")
         t0 = time.perf_counter()
-        tool.run(tool._restore(out))
+        _, res["restore_rss"] = tool.run(tool._restore(out))
         sh("sync")
         res["restore"] = time.perf_counter() - t0
     finally:
         sh(f"umount {mnt} && losetup -d {dev} && rm -f {img}")
+    # Where users restore too: the disk they have (the bench directory's own
+    # file system, with whatever it holds) and a tmpfs (no disk at all:
+    # what is left is the tool's own work).
+    for key, where in (("restore_samefs", f"{W}/work/restore-here"), ("restore_tmpfs", None)):
+        tmp = None
+        if where is None:
+            tmp = f"{W}/tmpfs"
+            os.makedirs(tmp, exist_ok=True)
+            sh(f"mount -t tmpfs -o size=8g lifeboat-bench {tmp}")
+            where = f"{tmp}/restore"
+        try:
+            os.makedirs(where, exist_ok=True)
+            sh("sync")
+            t0 = time.perf_counter()
+            tool.run(tool._restore(where))
+            sh("sync")
+            res[key] = time.perf_counter() - t0
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+            if tmp:
+                sh(f"umount {tmp}")
     res["check"], _ = tool.run(tool._check)
     with open(dump, "rb") as fh:
         res["stdin"], _ = tool.run(tool._stdin, stdin=fh)
@@ -325,6 +351,12 @@ def main():
         ok = "met" if ratio <= TARGET[op] + 1e-9 else "**not met**"
         lines.append(f"| {LABEL[op]} | " + " | ".join(f"{med[t.name][op]:.1f}" for t in ts)
                      + f" | {ratio:.{3 if 0.99 <= ratio < 1.01 else 2}f} | ≤ {TARGET[op]} ({ok}) |")
+    lines += ["", "Min–max of the runs (the spread of a figure is its noise: where the ranges of two "
+              "tools overlap, their difference is not measured):", "",
+              "| measurement | " + " | ".join(t.name for t in ts) + " |", "|---|" + "---:|" * len(ts)]
+    for op in OPS:
+        lines.append(f"| {LABEL[op]} | " + " | ".join(
+            f"{min(results[t.name][op]):.1f}–{max(results[t.name][op]):.1f}" for t in ts) + " |")
     lines += ["", "Raw runs (seconds / MiB):", "", "```", json.dumps(results, indent=1), "```", "",
               "## The initial backup against the machine's limit", "", aim,
               "## Pack size (lifeboat alone, medians)", "", packs,
