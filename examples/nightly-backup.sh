@@ -12,8 +12,9 @@ status=0
 lifeboat backup --tag nightly --exclude-file /etc/lifeboat/app.excludes /var/lib/app /etc/app
 rc=$?; [ $rc -ne 0 ] && status=$rc
 
-# A database dump as a stream: always read in full, never skipped.
-pg_dump --format=custom app | lifeboat backup --tag nightly --stdin --stdin-name app.dump
+# A database dump as a stream: always read in full, never skipped. lifeboat
+# runs pg_dump itself, so a dump that fails (or is killed) writes no snapshot.
+lifeboat backup --tag nightly --stdin-from-command --stdin-name app.dump -- pg_dump --format=custom app
 rc=$?; [ $rc -ne 0 ] && status=$rc
 
 lifeboat forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --keep-yearly 3 --prune || status=1

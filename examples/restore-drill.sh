@@ -11,6 +11,7 @@ start=$(date +%s)
 # The newest snapshot that holds /var/lib/app (the nightly job's database
 # dump is newer, so plain `latest` would be that stream), its /var/lib/app
 # straight into the scratch directory.
-lifeboat restore latest:/var/lib/app --path /var/lib/app --target "$scratch"
+# --verify reads every restored file back and compares it with the snapshot.
+lifeboat restore latest:/var/lib/app --path /var/lib/app --target "$scratch" --verify
 echo "restore took $(( $(date +%s) - start )) s"
 diff -r --no-dereference /var/lib/app "$scratch" && echo "restored data matches the live data"
