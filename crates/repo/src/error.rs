@@ -67,7 +67,22 @@ pub enum RepoError {
     /// A blob that no index names.
     #[error("blob {0} is not in the index")]
     BlobNotIndexed(Id),
-    /// A repository format this version does not understand.
+    /// An object written by a newer lifeboat, in a format version this one
+    /// does not read.
+    #[error("{kind} {name} in {location} has format version {version}; this lifeboat reads up to {supported}")]
+    NewerVersion {
+        /// Object kind.
+        kind: Kind,
+        /// Object name.
+        name: String,
+        /// Repository location.
+        location: String,
+        /// Its version.
+        version: u32,
+        /// The newest this build reads.
+        supported: u32,
+    },
+    /// A key file or parameter that is malformed before any decryption.
     #[error("repository format: {0}")]
     Format(String),
     /// A snapshot argument that matches nothing or more than one snapshot.
@@ -135,6 +150,21 @@ impl RepoError {
                 | RepoError::AlreadyInitialized { .. }
                 | RepoError::WouldOverwrite { .. }
         )
+    }
+
+    /// The one way to say an object is damaged.
+    pub fn damaged(
+        kind: Kind,
+        id: impl Into<String>,
+        location: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> RepoError {
+        RepoError::Damaged {
+            kind,
+            id: id.into(),
+            location: location.into(),
+            reason: reason.into(),
+        }
     }
 
     pub(crate) fn io(

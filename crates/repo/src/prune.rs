@@ -392,18 +392,22 @@ fn copy_used(
     for b in blobs.iter().filter(|b| used.contains(&b.id)) {
         let stored = bytes
             .get(b.offset as usize..(b.offset + b.length) as usize)
-            .ok_or_else(|| RepoError::Damaged {
-                kind: Kind::Pack,
-                id: p.id.to_hex(),
-                location: repo.location(),
-                reason: format!("blob {} lies past the end", b.id.short()),
+            .ok_or_else(|| {
+                RepoError::damaged(
+                    Kind::Pack,
+                    p.id.to_hex(),
+                    repo.location(),
+                    format!("blob {} lies past the end", b.id.short()),
+                )
             })?;
         // Never copy damage silently into a fresh pack.
-        blob::decode(repo.key(), stored, &b.id, b.raw_length).map_err(|e| RepoError::Damaged {
-            kind: Kind::Pack,
-            id: p.id.to_hex(),
-            location: repo.location(),
-            reason: format!("blob {}: {e}", b.id.short()),
+        blob::decode(repo.key(), stored, &b.id, b.raw_length).map_err(|e| {
+            RepoError::damaged(
+                Kind::Pack,
+                p.id.to_hex(),
+                repo.location(),
+                format!("blob {}: {e}", b.id.short()),
+            )
         })?;
         saver.save_encoded(b.kind, b.id, stored.to_vec(), b.raw_length)?;
         n += 1;

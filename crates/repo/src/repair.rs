@@ -104,10 +104,13 @@ pub fn repair_index(
                 }
             }
             Ok(f) => {
-                return Err(RepoError::Format(format!(
-                    "index {} has version {}; this lifeboat reads up to {INDEX_VERSION}",
-                    o.name, f.version
-                )))
+                return Err(RepoError::NewerVersion {
+                    kind: Kind::Index,
+                    name: o.name.clone(),
+                    location: repo.location(),
+                    version: f.version,
+                    supported: INDEX_VERSION,
+                })
             }
             Err(RepoError::Store(e)) if e.is_not_found() => {}
             Err(_) => report.index_objects_damaged.push(o.name.clone()),

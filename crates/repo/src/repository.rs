@@ -196,24 +196,25 @@ impl Repository {
                 }
             };
             if let Some(key) = kf.unwrap_with(password)? {
-                let plain = key.open(&sealed_config).map_err(|_| RepoError::Damaged {
-                    kind: Kind::Config,
-                    id: "config".into(),
-                    location: location.clone(),
-                    reason: "does not decrypt with the repository key".into(),
+                let plain = key.open(&sealed_config).map_err(|_| {
+                    RepoError::damaged(
+                        Kind::Config,
+                        "config",
+                        location.clone(),
+                        "does not decrypt with the repository key",
+                    )
                 })?;
-                let config: Config =
-                    serde_json::from_slice(&plain).map_err(|e| RepoError::Damaged {
-                        kind: Kind::Config,
-                        id: "config".into(),
-                        location: location.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let config: Config = serde_json::from_slice(&plain).map_err(|e| {
+                    RepoError::damaged(Kind::Config, "config", location.clone(), e.to_string())
+                })?;
                 if config.version > FORMAT_VERSION {
-                    return Err(RepoError::Format(format!(
-                        "repository at {location} has format version {}; this lifeboat reads up to {FORMAT_VERSION}",
-                        config.version
-                    )));
+                    return Err(RepoError::NewerVersion {
+                        kind: Kind::Config,
+                        name: "config".into(),
+                        location,
+                        version: config.version,
+                        supported: FORMAT_VERSION,
+                    });
                 }
                 return Ok(Repository {
                     store,
@@ -224,12 +225,12 @@ impl Repository {
             }
         }
         match damaged.into_iter().next() {
-            Some(name) => Err(RepoError::Damaged {
-                kind: Kind::Key,
-                id: name,
+            Some(name) => Err(RepoError::damaged(
+                Kind::Key,
+                name,
                 location,
-                reason: "its content does not match its name, and no intact key opens with this password (if it was this password's key, use another password or restore the key object from a copy)".into(),
-            }),
+                "its content does not match its name, and no intact key opens with this password (if it was this password's key, use another password or restore the key object from a copy)",
+            )),
             None => Err(RepoError::WrongPassword { location }),
         }
     }
@@ -255,12 +256,7 @@ impl Repository {
     }
 
     fn damaged(&self, kind: Kind, id: &str, reason: impl Into<String>) -> RepoError {
-        RepoError::Damaged {
-            kind,
-            id: id.to_string(),
-            location: self.location(),
-            reason: reason.into(),
-        }
+        RepoError::damaged(kind, id, self.location(), reason)
     }
 
     /// Writes a metadata object: `seal(zstd(json))`, named by the BLAKE3 of
@@ -316,11 +312,13 @@ impl Repository {
                 continue;
             };
             match self.load_json::<Snapshot>(Kind::Snapshot, &o.name) {
-                Ok(s) if s.version > SNAPSHOT_VERSION => bad.push(RepoError::Format(format!(
-                    "snapshot {} has version {}; this lifeboat reads up to {SNAPSHOT_VERSION}",
-                    id.short(),
-                    s.version
-                ))),
+                Ok(s) if s.version > SNAPSHOT_VERSION => bad.push(RepoError::NewerVersion {
+                    kind: Kind::Snapshot,
+                    name: id.to_hex(),
+                    location: self.location(),
+                    version: s.version,
+                    supported: SNAPSHOT_VERSION,
+                }),
                 Ok(s) => ok.push((id, s)),
                 Err(RepoError::Store(e)) if e.is_not_found() => {} // removed meanwhile
                 Err(e) => bad.push(e),
@@ -443,12 +441,8 @@ impl Repository {
 
     /// Reads the header of a pack from the store.
     pub fn read_pack_header(&self, name: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
-        let damaged = |reason: String| RepoError::Damaged {
-            kind: Kind::Pack,
-            id: name.to_string(),
-            location: self.location(),
-            reason,
-        };
+        let damaged =
+            |reason: String| RepoError::damaged(Kind::Pack, name, self.location(), reason);
         if size < 4 {
             return Err(damaged("pack is truncated".into()));
         }
@@ -486,10 +480,13 @@ impl Repository {
                 Err(e) => return Err(e),
             };
             if f.version > INDEX_VERSION {
-                return Err(RepoError::Format(format!(
-                    "index {} has version {}; this lifeboat reads up to {INDEX_VERSION}",
-                    o.name, f.version
-                )));
+                return Err(RepoError::NewerVersion {
+                    kind: Kind::Index,
+                    name: o.name,
+                    location: self.location(),
+                    version: f.version,
+                    supported: INDEX_VERSION,
+                });
             }
             index.add_file(&f);
             files.push(o.name);
@@ -577,22 +574,26 @@ impl IndexedRepository {
             u64::from(loc.offset),
             u64::from(loc.length),
         )?;
-        blob::decode(self.key(), &stored, id, loc.raw_length).map_err(|e| RepoError::Damaged {
-            kind: Kind::Pack,
-            id: pack.to_hex(),
-            location: self.location(),
-            reason: format!("blob {}: {e}", id.short()),
+        blob::decode(self.key(), &stored, id, loc.raw_length).map_err(|e| {
+            RepoError::damaged(
+                Kind::Pack,
+                pack.to_hex(),
+                self.location(),
+                format!("blob {}: {e}", id.short()),
+            )
         })
     }
 
     /// Reads a tree blob.
     pub fn load_tree(&self, id: &Id) -> Result<Tree> {
         let bytes = self.read_blob(id)?;
-        Tree::from_bytes(&bytes).map_err(|e| RepoError::Damaged {
-            kind: Kind::Pack,
-            id: id.to_hex(),
-            location: self.location(),
-            reason: format!("tree blob: {e}"),
+        Tree::from_bytes(&bytes).map_err(|e| {
+            RepoError::damaged(
+                Kind::Pack,
+                id.to_hex(),
+                self.location(),
+                format!("tree blob: {e}"),
+            )
         })
     }
 

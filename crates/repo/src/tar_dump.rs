@@ -113,12 +113,12 @@ impl TarWriter<'_, '_> {
         let t = self.repo.load_tree(tree)?;
         for n in &t.nodes {
             if !n.name.is_safe() {
-                return Err(RepoError::Damaged {
-                    kind: lifeboat_store::Kind::Pack,
-                    id: tree.to_hex(),
-                    location: self.repo.location(),
-                    reason: format!("unsafe name {:?} in a tree", n.name.display()),
-                });
+                return Err(RepoError::damaged(
+                    lifeboat_store::Kind::Pack,
+                    tree.to_hex(),
+                    self.repo.location(),
+                    format!("unsafe name {:?} in a tree", n.name.display()),
+                ));
             }
             self.entry(&path.join(n.name.as_os_str()), n)?;
         }
@@ -228,12 +228,12 @@ impl TarWriter<'_, '_> {
             .append_data(h, name, &mut counted)
             .map_err(|e| RepoError::io("dump file into tar", path, e))?;
         if counted.n != n.size {
-            return Err(RepoError::Damaged {
-                kind: lifeboat_store::Kind::Pack,
-                id: path.display().to_string(),
-                location: self.repo.location(),
-                reason: format!("{} bytes of content, {} recorded", counted.n, n.size),
-            });
+            return Err(RepoError::damaged(
+                lifeboat_store::Kind::Pack,
+                path.display().to_string(),
+                self.repo.location(),
+                format!("{} bytes of content, {} recorded", counted.n, n.size),
+            ));
         }
         self.summary.bytes += n.size;
         Ok(())
