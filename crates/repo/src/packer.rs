@@ -65,6 +65,9 @@ pub struct BlobSaver<'a> {
     upload: RwLock<Option<Sender<FinishedPack>>>,
     upload_rx: Mutex<Option<Receiver<FinishedPack>>>,
     failed: AtomicBool,
+    /// Set by `start`: before it, nothing would drain the queues, so a
+    /// save is refused instead of blocking forever.
+    started: AtomicBool,
     /// What was written.
     pub stats: SaveStats,
 }
@@ -95,6 +98,7 @@ impl<'a> BlobSaver<'a> {
             upload: RwLock::new(Some(upload_tx)),
             upload_rx: Mutex::new(Some(upload_rx)),
             failed: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             stats: SaveStats::default(),
         }
     }
@@ -104,6 +108,7 @@ impl<'a> BlobSaver<'a> {
     where
         'a: 'scope,
     {
+        self.started.store(true, Ordering::SeqCst);
         let upload_rx = self.upload_rx.lock().take().unwrap_or_else(|| bounded(0).1);
         let uploader = scope.spawn(move || self.flag(upload_loop(self.repo, upload_rx)));
         // The compressors hold the only receivers: if they all stop, every
@@ -143,6 +148,7 @@ impl<'a> BlobSaver<'a> {
         data: &[u8],
         encoder: Option<&mut blob::Encoder>,
     ) -> Result<Id> {
+        self.check_started()?;
         let id = self.repo.key().blob_id(data);
         if self.index.has_live(&id) || !self.seen.lock().insert(id) {
             return Ok(id);
@@ -232,13 +238,25 @@ impl<'a> BlobSaver<'a> {
     }
 
     fn ship(&self, pack: FinishedPack) -> Result<()> {
+        self.check_started()?;
         match self.upload.read().as_ref() {
             Some(tx) => tx.send(pack).map_err(|_| pipeline_stopped()),
             None => Err(pipeline_stopped()),
         }
     }
 
+    fn check_started(&self) -> Result<()> {
+        if self.started.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err(RepoError::Internal(
+                "a blob was saved before the saver's pipeline was started".into(),
+            ))
+        }
+    }
+
     fn send(&self, job: Job) -> Result<()> {
+        self.check_started()?;
         match self.jobs.read().as_ref() {
             Some(tx) => tx.send(job).map_err(|_| pipeline_stopped()),
             None => Err(pipeline_stopped()),

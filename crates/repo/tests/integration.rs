@@ -628,3 +628,24 @@ fn verify_names_a_restored_file_that_differs_from_the_snapshot() {
     assert!(problems[0].path.ends_with("bad"), "{problems:?}");
     assert!(problems[0].message.contains("differs"), "{problems:?}");
 }
+
+/// A saver used before its pipeline is started refuses the blob instead
+/// of blocking forever on a queue nobody drains.
+#[test]
+fn saving_before_start_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path()).load_index().unwrap();
+    let saver = BlobSaver::new(&repo, repo.index());
+    let mut blobs = 0;
+    for i in 0..20u8 {
+        // Enough distinct blobs to fill any queue.
+        match saver.save(BlobKind::Data, &vec![i; 100_000]) {
+            Ok(_) => blobs += 1,
+            Err(e) => {
+                assert!(e.to_string().contains("before"), "{e}");
+                break;
+            }
+        }
+    }
+    assert_eq!(blobs, 0, "the first save is refused");
+}
