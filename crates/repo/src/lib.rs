@@ -39,6 +39,7 @@ pub mod restorer;
 pub mod scan;
 pub mod snapshot;
 pub mod stats;
+mod sys;
 pub mod tag;
 pub mod tar_dump;
 pub mod tree;

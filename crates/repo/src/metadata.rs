@@ -6,28 +6,12 @@
 //! or `lstat`), only what differs is changed, and files are reached through
 //! the descriptor they were written with.
 
-use std::ffi::CString;
-use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
+pub(crate) use crate::sys::At;
+use crate::sys::c_path;
 use crate::tree::{Node, NodeKind};
-
-/// Where the entry is: an open regular file, or a path (never followed if it
-/// is a symlink).
-pub(crate) enum At<'a> {
-    /// A regular file open for writing.
-    File(&'a File),
-    /// Any entry, by path.
-    Path(&'a Path),
-}
-
-/// A NUL-terminated copy of `path` for system calls.
-pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains NUL"))
-}
 
 /// The permission bits a new file is created with: its final bits (no
 /// set-id or sticky bits, which a later `chown` would clear) and always

@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use crate::metadata::{c_path, At};
+use crate::sys::{c_path, At};
 use crate::tree::{FileName, Xattr};
 
 /// Whether an error means the file system keeps no extended attributes.

@@ -5,6 +5,7 @@ mod backup;
 mod browse;
 mod cat;
 mod check;
+mod demo;
 mod forget;
 mod init;
 mod key;
@@ -179,7 +180,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Tag(a) => tag::run(&ctx, a),
         Command::Cat { kind, id } => cat::run(&ctx, kind, id.as_deref()),
         Command::Repair(r) => repair::run(&ctx, r),
-        Command::Demo(a) => crate::demo::run(&ctx, a),
+        Command::Demo(a) => demo::run(&ctx, a),
         Command::Version => meta::version(&ctx),
         Command::Completions { shell } => meta::completions(shell),
         Command::Man { dir } => meta::man(&ctx, &dir),
