@@ -11,6 +11,13 @@
 //! This crate knows nothing of databases, plans or terminals: progress goes
 //! through the [`progress::Progress`] trait, partial failures come back as
 //! values (warnings next to the result), never as printed text.
+//!
+//! Exported: the operations (`archiver`, `restorer`, `browse`, `check`,
+//! `forget`, `prune`, `repair`, `tag`, `stats`, `diff`, `tar_dump`), the
+//! repository and its objects, and the pieces the fuzz targets and examples
+//! reach (`blob`, `pack`, `crypto`, `chunker`). The machinery behind them
+//! (`file_sink`, `read_ahead`, `scan`, `faults`, `sys`, `metadata`, `xattr`)
+//! is private.
 
 pub mod archiver;
 pub mod blob;
@@ -21,8 +28,8 @@ pub mod crypto;
 pub mod diff;
 pub mod error;
 pub mod excludes;
-pub mod faults;
-pub mod file_sink;
+mod faults;
+mod file_sink;
 pub mod forget;
 pub mod id;
 pub mod index;
@@ -32,11 +39,11 @@ pub mod packer;
 pub mod pattern;
 pub mod progress;
 pub mod prune;
-pub mod read_ahead;
+mod read_ahead;
 pub mod repair;
 pub mod repository;
 pub mod restorer;
-pub mod scan;
+mod scan;
 pub mod snapshot;
 pub mod stats;
 mod sys;
