@@ -16,11 +16,14 @@ Examples:
   export LIFEBOAT_REPOSITORY=/srv/backup/repo LIFEBOAT_PASSWORD_FILE=/etc/lifeboat/password
   lifeboat init
   lifeboat backup /var/lib/app --tag nightly --exclude '*.tmp'
-  pg_dump app | lifeboat backup --stdin --stdin-name app.sql
+  lifeboat backup --stdin-from-command --stdin-name app.dump -- pg_dump -Fc app
   lifeboat snapshots
-  lifeboat restore latest --target /srv/restore --include 'app/uploads/**'
+  lifeboat restore latest --target /srv/restore --include '/var/lib/app/uploads' --verify
+  lifeboat find '*.sql' --host db1
+  lifeboat dump latest /etc/app > etc-app.tar
   lifeboat forget --keep-daily 7 --keep-weekly 5 --keep-monthly 12 --prune
-  lifeboat check --read-data-subset 5%";
+  lifeboat check --read-data-subset 5%
+  lifeboat repair index            # when check reports a damaged index object";
 
 /// lifeboat: disaster recovery you can prove.
 ///
