@@ -9,8 +9,8 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-pub(crate) use crate::sys::At;
 use crate::sys::c_path;
+pub(crate) use crate::sys::At;
 use crate::tree::{Node, NodeKind};
 
 /// The permission bits a new file is created with: its final bits (no

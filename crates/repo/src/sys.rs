@@ -22,4 +22,3 @@ pub(crate) enum At<'a> {
 pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains NUL"))
 }
-
