@@ -139,6 +139,15 @@ pub struct BlobLocation {
     pub raw_length: u32,
 }
 
+/// Two index objects' deletion marks for one pack, merged: live (no mark)
+/// wins over a mark; the oldest mark wins among marks.
+pub fn merge_marks(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        _ => None,
+    }
+}
+
 /// Packs per index object when an index is written whole (prune, repair),
 /// so that no single object grows without bound.
 pub const PACKS_PER_INDEX_OBJECT: usize = 1000;
@@ -214,11 +223,7 @@ impl Index {
         let pos = match self.pack_pos.get(&p.id) {
             Some(&pos) => {
                 let info = &mut self.packs[pos as usize];
-                // Live wins over obsolete; the oldest mark wins among marks.
-                info.obsolete_since = match (info.obsolete_since, p.obsolete_since) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    _ => None,
-                };
+                info.obsolete_since = merge_marks(info.obsolete_since, p.obsolete_since);
                 pos
             }
             None => {

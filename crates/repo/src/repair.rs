@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::blob::BlobKind;
 use crate::error::{RepoError, Result};
 use crate::id::Id;
-use crate::index::{IndexFile, IndexPack, INDEX_VERSION, PACKS_PER_INDEX_OBJECT};
+use crate::index::{merge_marks, IndexFile, IndexPack, INDEX_VERSION, PACKS_PER_INDEX_OBJECT};
 use crate::packer::BlobSaver;
 use crate::progress::Progress;
 use crate::repository::{IndexedRepository, Repository};
@@ -92,10 +92,7 @@ pub fn repair_index(
                     }
                     match known.get_mut(&p.id) {
                         Some(k) => {
-                            k.obsolete_since = match (k.obsolete_since, p.obsolete_since) {
-                                (Some(a), Some(b)) => Some(a.min(b)),
-                                _ => None,
-                            };
+                            k.obsolete_since = merge_marks(k.obsolete_since, p.obsolete_since);
                         }
                         None => {
                             known.insert(p.id, p);
