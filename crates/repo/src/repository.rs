@@ -456,6 +456,32 @@ impl Repository {
         pack::parse_header(self.key(), &sealed, start).map_err(|e| damaged(e.to_string()))
     }
 
+    /// Index entries, from their headers, for the `listed` packs that
+    /// `index` does not know; and the errors of those whose header cannot
+    /// be read (a pack deleted meanwhile is skipped silently).
+    fn unindexed_packs(
+        &self,
+        index: &Index,
+        listed: &[lifeboat_store::ObjectInfo],
+    ) -> (Vec<IndexPack>, Vec<RepoError>) {
+        let mut found = vec![];
+        let mut bad = vec![];
+        for o in listed {
+            let Ok(id) = o.name.parse::<Id>() else {
+                continue;
+            };
+            if index.knows_pack(&id) {
+                continue;
+            }
+            match self.read_pack_header(&o.name, o.size) {
+                Ok(entries) => found.push(IndexPack::live(id, o.size, &entries)),
+                Err(RepoError::Store(e)) if e.is_not_found() => {}
+                Err(e) => bad.push(e),
+            }
+        }
+        (found, bad)
+    }
+
     /// Loads every index object and returns the indexed repository.
     ///
     /// Index objects are listed before the packs, so a pack they name that
@@ -496,16 +522,8 @@ impl Repository {
         // from the headers of the packs no intact object names (in memory;
         // `repair::repair_index` writes it down).
         if !damaged.is_empty() {
-            for o in &packs {
-                let Ok(id) = o.name.parse::<Id>() else {
-                    continue;
-                };
-                if index.knows_pack(&id) {
-                    continue;
-                }
-                if let Ok(entries) = self.read_pack_header(&o.name, o.size) {
-                    index.add_pack(&IndexPack::live(id, o.size, &entries));
-                }
+            for p in self.unindexed_packs(&index, &packs).0 {
+                index.add_pack(&p);
             }
         }
         Ok(IndexedRepository {
@@ -627,21 +645,7 @@ impl IndexedRepository {
     /// Damaged unindexed packs are skipped and returned.
     pub fn reconcile_with_store(&mut self) -> Result<Reconciled> {
         let listed = self.store().list(Kind::Pack)?;
-        let mut found = vec![];
-        let mut bad = vec![];
-        for o in listed {
-            let Ok(id) = o.name.parse::<Id>() else {
-                continue;
-            };
-            if self.index.knows_pack(&id) {
-                continue;
-            }
-            match self.read_pack_header(&o.name, o.size) {
-                Ok(entries) => found.push(IndexPack::live(id, o.size, &entries)),
-                Err(RepoError::Store(e)) if e.is_not_found() => {}
-                Err(e) => bad.push(e),
-            }
-        }
+        let (found, bad) = self.unindexed_packs(&self.index, &listed);
         let recovered = found.len();
         self.save_index(found)?;
         Ok(Reconciled {
