@@ -69,8 +69,8 @@ impl Default for InitOptions {
 /// A key as `key list` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyInfo {
-    /// Key object name.
-    pub id: String,
+    /// Key id: the hash of the key object, and its name.
+    pub id: Id,
     /// Whether this key opened the repository.
     pub current: bool,
     /// Creation time.
@@ -78,6 +78,9 @@ pub struct KeyInfo {
     /// `user@host` that created it.
     pub created_by: String,
 }
+
+/// Intact keys (oldest first) and the errors of damaged or stray key objects.
+pub type KeyList = (Vec<KeyInfo>, Vec<RepoError>);
 
 /// Readable snapshots (oldest first) and the errors of unreadable ones.
 pub type SnapshotList = (Vec<(Id, Snapshot)>, Vec<RepoError>);
@@ -87,7 +90,7 @@ pub type SnapshotList = (Vec<(Id, Snapshot)>, Vec<RepoError>);
 pub struct Repository {
     store: Arc<dyn WriteStore>,
     key: Arc<MasterKey>,
-    key_name: String,
+    key_id: Id,
     config: Config,
 }
 
@@ -149,11 +152,11 @@ impl Repository {
             compression: opts.compression,
         };
         let kf = KeyFile::wrap(&key, password, opts.kdf, who())?;
-        let key_name = save_key_file(store.as_ref(), &kf)?;
+        let key_id = save_key_file(store.as_ref(), &kf)?;
         let repo = Repository {
             store,
             key: Arc::new(key),
-            key_name,
+            key_id,
             config,
         };
         // The config goes last: a crash before this leaves no repository.
@@ -174,26 +177,17 @@ impl Repository {
         };
         let mut keys = store.list(Kind::Key)?;
         keys.sort_by(|a, b| a.name.cmp(&b.name));
-        // Key objects are named by the hash of their bytes: one that does
-        // not match is damaged, and must not pass for a wrong password.
+        // A damaged key object must not pass for a wrong password.
         let mut damaged = vec![];
         for k in keys {
-            let bytes = store.get(Kind::Key, &k.name)?;
-            if Id::hash_of(&bytes).to_hex() != k.name {
-                tracing::warn!(
-                    "key {} in {location} is damaged: its content does not match its name",
-                    k.name
-                );
-                damaged.push(k.name);
-                continue;
-            }
-            let kf: KeyFile = match serde_json::from_slice(&bytes) {
-                Ok(kf) => kf,
-                Err(e) => {
-                    tracing::warn!("key {} in {location} is unreadable: {e}", k.name);
+            let (id, kf) = match read_key(store.as_ref(), &k.name) {
+                Ok(key) => key,
+                Err(e @ RepoError::Damaged { .. }) => {
+                    tracing::warn!("{e}");
                     damaged.push(k.name);
                     continue;
                 }
+                Err(e) => return Err(e),
             };
             if let Some(key) = kf.unwrap_with(password)? {
                 let plain = key.open(&sealed_config).map_err(|_| {
@@ -219,7 +213,7 @@ impl Repository {
                 return Ok(Repository {
                     store,
                     key: Arc::new(key),
-                    key_name: k.name,
+                    key_id: id,
                     config,
                 });
             }
@@ -229,7 +223,7 @@ impl Repository {
                 Kind::Key,
                 name,
                 location,
-                "its content does not match its name, and no intact key opens with this password (if it was this password's key, use another password or restore the key object from a copy)",
+                "no intact key opens with this password (if it was this password's key, use another password or restore the key object from a copy)",
             )),
             None => Err(RepoError::WrongPassword { location }),
         }
@@ -382,40 +376,45 @@ impl Repository {
         Ok(self.store.delete(Kind::Snapshot, &id.to_hex())?)
     }
 
-    /// Lists keys.
-    pub fn keys(&self) -> Result<Vec<KeyInfo>> {
-        let mut out = vec![];
+    /// The id of the key that opened the repository.
+    pub fn key_id(&self) -> Id {
+        self.key_id
+    }
+
+    /// Lists the keys, oldest first, and the errors of key objects that are
+    /// damaged or are not key objects at all.
+    pub fn keys(&self) -> Result<KeyList> {
+        let (mut keys, mut bad) = (vec![], vec![]);
         for o in self.store.list(Kind::Key)? {
-            let kf: Option<KeyFile> = self
-                .store
-                .get(Kind::Key, &o.name)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            out.push(KeyInfo {
-                current: o.name == self.key_name,
-                created: kf.as_ref().map(|k| k.created.clone()).unwrap_or_default(),
-                created_by: kf
-                    .map(|k| k.created_by)
-                    .unwrap_or_else(|| "(unreadable)".into()),
-                id: o.name,
-            });
+            match read_key(self.store.as_ref(), &o.name) {
+                Ok((id, kf)) => keys.push(KeyInfo {
+                    current: id == self.key_id,
+                    id,
+                    created: kf.created,
+                    created_by: kf.created_by,
+                }),
+                Err(e @ RepoError::Damaged { .. }) => bad.push(e),
+                Err(RepoError::Store(e)) if e.is_not_found() => {} // removed since the listing
+                Err(e) => return Err(e),
+            }
         }
-        out.sort_by(|a, b| a.created.cmp(&b.created));
-        Ok(out)
+        keys.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok((keys, bad))
     }
 
     /// Adds a key for another password. Returns its id.
-    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
         let kf = KeyFile::wrap(&self.key, password, kdf, who())?;
         save_key_file(self.store.as_ref(), &kf)
     }
 
     /// Removes a key (by id or unique prefix). The key in use cannot be removed.
-    pub fn remove_key(&self, prefix: &str) -> Result<String> {
-        let keys = self.keys()?;
+    pub fn remove_key(&self, prefix: &str) -> Result<Id> {
+        let (keys, _) = self.keys()?;
+        let prefix = prefix.to_ascii_lowercase();
         let m: Vec<_> = keys
             .iter()
-            .filter(|k| k.id.starts_with(prefix) && !prefix.is_empty())
+            .filter(|k| !prefix.is_empty() && k.id.to_hex().starts_with(&prefix))
             .collect();
         let k = match m.as_slice() {
             [k] => *k,
@@ -428,14 +427,14 @@ impl Repository {
                 k.id
             )));
         }
-        self.store.delete(Kind::Key, &k.id)?;
-        Ok(k.id.clone())
+        self.store.delete(Kind::Key, &k.id.to_hex())?;
+        Ok(k.id)
     }
 
     /// Replaces the current key's password: adds a new key, removes the old one.
-    pub fn change_password(&self, new_password: &[u8], kdf: KdfParams) -> Result<String> {
+    pub fn change_password(&self, new_password: &[u8], kdf: KdfParams) -> Result<Id> {
         let new_id = self.add_key(new_password, kdf)?;
-        self.store.delete(Kind::Key, &self.key_name)?;
+        self.store.delete(Kind::Key, &self.key_id.to_hex())?;
         Ok(new_id)
     }
 
@@ -535,11 +534,27 @@ impl Repository {
     }
 }
 
-fn save_key_file(store: &dyn WriteStore, kf: &KeyFile) -> Result<String> {
+fn save_key_file(store: &dyn WriteStore, kf: &KeyFile) -> Result<Id> {
     let bytes = serde_json::to_vec_pretty(kf).map_err(|e| RepoError::Internal(e.to_string()))?;
-    let name = Id::hash_of(&bytes).to_hex();
-    store.put(Kind::Key, &name, &bytes)?;
-    Ok(name)
+    let id = Id::hash_of(&bytes);
+    store.put(Kind::Key, &id.to_hex(), &bytes)?;
+    Ok(id)
+}
+
+/// Reads the key object `name`: key objects are named by the hash of their
+/// bytes, so one whose name is not an id, or whose bytes do not match it, is
+/// damaged (and must never pass for a wrong password).
+fn read_key(store: &dyn WriteStore, name: &str) -> Result<(Id, KeyFile)> {
+    let damaged = |reason: String| RepoError::damaged(Kind::Key, name, store.location(), reason);
+    let Ok(id) = name.parse::<Id>() else {
+        return Err(damaged("not a key object: its name is not a key id".into()));
+    };
+    let bytes = store.get(Kind::Key, name)?;
+    if Id::hash_of(&bytes) != id {
+        return Err(damaged("its content does not match its name".into()));
+    }
+    let kf = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+    Ok((id, kf))
 }
 
 /// What [`IndexedRepository::reconcile_with_store`] found.

@@ -18,14 +18,17 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<u8> {
     };
     match cmd {
         KeyCommand::List => {
-            let keys = repo.keys()?;
+            let (keys, bad) = repo.keys()?;
+            for e in &bad {
+                tracing::warn!("{e}");
+            }
             ctx.out.print(&keys, || {
                 let rows: Vec<[String; 4]> = keys
                     .iter()
                     .map(|k| {
                         [
                             if k.current { "*" } else { "" }.to_string(),
-                            short(&k.id).to_string(),
+                            k.id.short(),
                             k.created.clone(),
                             k.created_by.clone(),
                         ]
@@ -33,32 +36,30 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<u8> {
                     .collect();
                 crate::ui::table(["", "ID", "CREATED", "BY"], &rows, &[])
             })?;
+            if !bad.is_empty() {
+                return Ok(exit::FAILURE);
+            }
         }
         KeyCommand::Add(a) => {
             let pw = new_pw(a.new_password_file.as_deref())?;
             let id = repo.add_key(pw.bytes(), kdf_params())?;
             ctx.out.outcome(&json!({ "added": id }), &[], || {
-                format!("added key {}\n", short(&id))
+                format!("added key {}\n", id.short())
             })?;
         }
         KeyCommand::Remove { id } => {
             let removed = repo.remove_key(&id)?;
             ctx.out.outcome(&json!({ "removed": removed }), &[], || {
-                format!("removed key {}\n", short(&removed))
+                format!("removed key {}\n", removed.short())
             })?;
         }
         KeyCommand::Passwd(a) => {
             let pw = new_pw(a.new_password_file.as_deref())?;
             let id = repo.change_password(pw.bytes(), kdf_params())?;
             ctx.out.outcome(&json!({ "new_key": id }), &[], || {
-                format!("password changed; the key is now {}\n", short(&id))
+                format!("password changed; the key is now {}\n", id.short())
             })?;
         }
     }
     Ok(exit::SUCCESS)
-}
-
-/// The first 8 characters of a key id (a stray object's name may be shorter).
-fn short(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
 }

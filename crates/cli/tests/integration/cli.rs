@@ -847,15 +847,23 @@ fn a_damaged_key_is_not_a_wrong_password_and_a_stray_key_does_not_panic() {
     let key = env.objects("keys")[0].clone();
     let stray = env.repo.join("keys/abc");
     fs::write(&stray, b"garbage").unwrap();
-    let keys = env.json(&["key", "list"], 0);
+    // The stray object is named as damaged (exit 1), the real key listed.
+    let keys = env.json(&["key", "list"], 1);
     let ids: Vec<&str> = keys
         .as_array()
         .unwrap()
         .iter()
         .map(|k| k["id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&"abc"), "{keys}");
+    let real = key.file_name().unwrap().to_str().unwrap();
+    assert_eq!(ids, [real], "{keys}");
     let out = env.run(&["key", "list"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        stderr(&out).contains("key abc") && stderr(&out).contains("not a key object"),
+        "{}",
+        text(&out)
+    );
     let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
     let by = lines[0].find("CREATED").unwrap();
     assert!(
