@@ -44,13 +44,59 @@ pub enum BackupSource<'a> {
     /// Files and directories, each stored at its absolute place below the
     /// snapshot's root (see docs/FORMAT.md, "The path model").
     Paths(Vec<PathBuf>),
-    /// One byte stream stored as a file named `name` (stdin, a dump).
-    Stream {
-        /// File name in the snapshot.
-        name: String,
-        /// The bytes. Always read in full: a stream is never skipped.
-        reader: Box<dyn Read + Send + 'a>,
-    },
+    /// Named byte streams (stdin, database dumps), each stored as a file
+    /// of that name at the root of the snapshot, one after another. Always
+    /// read in full: a stream is never skipped because a parent has it.
+    Streams(Box<dyn StreamSet<'a> + 'a>),
+}
+
+impl<'a> BackupSource<'a> {
+    /// One stream stored as a file named `name` (stdin, a command's output).
+    pub fn stream(name: impl Into<String>, reader: impl Read + Send + 'a) -> BackupSource<'a> {
+        BackupSource::Streams(Box::new(OneStream {
+            stream: Some(NamedStream {
+                name: name.into(),
+                reader: Box::new(reader),
+            }),
+        }))
+    }
+}
+
+/// A stream's name in the snapshot and its bytes.
+pub struct NamedStream<'a> {
+    /// File name in the snapshot (one safe component).
+    pub name: String,
+    /// The bytes: a read error fails the backup, and no snapshot is written.
+    pub reader: Box<dyn Read + Send + 'a>,
+}
+
+/// The streams of one backup, produced one at a time (a source may start
+/// each producer only when its turn comes), and the source's metadata,
+/// known only once every stream was read in full (a dump's row counts at
+/// its own consistent point). The seam between sources and the repository:
+/// the repository stores bytes and records the metadata; it learns nothing
+/// about what produced them.
+pub trait StreamSet<'a>: Send {
+    /// The next stream, or `None` when all are stored.
+    fn next_stream(&mut self) -> std::io::Result<Option<NamedStream<'a>>>;
+    /// Called after the last stream was read in full and before the
+    /// snapshot is written: the metadata to record in it. An error fails
+    /// the backup, and no snapshot is written.
+    fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>>;
+}
+
+/// A set of exactly one stream, with no metadata of its own.
+struct OneStream<'a> {
+    stream: Option<NamedStream<'a>>,
+}
+
+impl<'a> StreamSet<'a> for OneStream<'a> {
+    fn next_stream(&mut self) -> std::io::Result<Option<NamedStream<'a>>> {
+        Ok(self.stream.take())
+    }
+    fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
 }
 
 /// Options of a backup.
@@ -324,6 +370,75 @@ impl Walker<'_> {
         let pos = self.push(dir, node);
         self.dir(dir).pending += 1;
         pos
+    }
+
+    /// Stores every stream of `set` as a file in directory `root`, in
+    /// order, adding each `/NAME` to `paths`; returns the set's metadata.
+    #[allow(clippy::too_many_arguments)]
+    fn store_streams<'scope, 'env, 'a: 'scope>(
+        &mut self,
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        set: &mut (dyn StreamSet<'a> + 'a),
+        chunker: &Chunker,
+        root: usize,
+        allow_empty: bool,
+        paths: &mut Vec<String>,
+    ) -> Result<Option<serde_json::Value>> {
+        let set_err = |e| RepoError::io("read", Path::new("<source>"), e);
+        let mut buf = Vec::new();
+        while let Some(NamedStream { name, reader }) = set.next_stream().map_err(set_err)? {
+            check_stream_name(&name)?;
+            let path = format!("/{name}");
+            if paths.contains(&path) {
+                return Err(RepoError::Usage(format!("two streams are named {name:?}")));
+            }
+            let (content, n) = read_stream(
+                crate::read_ahead::ReadAhead::spawn(s, reader),
+                Path::new(&format!("<{name}>")),
+                chunker,
+                &mut buf,
+                self.saver,
+                None,
+                self.progress,
+            )?;
+            if n == 0 && !allow_empty {
+                return Err(RepoError::EmptyStream { name });
+            }
+            let now = jiff::Timestamp::now().as_nanosecond() as i64;
+            self.counts.new += 1;
+            self.counts.bytes_total += n;
+            self.counts.bytes_read += n;
+            self.push(
+                root,
+                Node {
+                    name: FileName::from(name.as_str()),
+                    kind: NodeKind::File,
+                    mode: 0o600,
+                    // SAFETY: getuid/getgid cannot fail.
+                    uid: unsafe { libc::getuid() },
+                    gid: unsafe { libc::getgid() },
+                    mtime_ns: now,
+                    atime_ns: 0,
+                    ctime_ns: now,
+                    inode: 0,
+                    device: 0,
+                    links: 1,
+                    size: n,
+                    content,
+                    subtree: None,
+                    link_target: None,
+                    xattrs: vec![],
+                    rdev: 0,
+                },
+            );
+            paths.push(path);
+        }
+        if paths.is_empty() {
+            return Err(RepoError::Usage(
+                "the source gave no stream to back up".into(),
+            ));
+        }
+        set.finish().map_err(set_err)
     }
 
     fn dir(&mut self, key: usize) -> &mut OpenDir {
@@ -685,13 +800,12 @@ pub fn backup(
         );
     }
     let host = opts.host.clone().unwrap_or_else(hostname);
-    let (paths, stream) = resolve_source(source)?;
+    let (paths, mut streams) = resolve_source(source)?;
+    let stream = streams.is_some();
     let excludes = Excludes::new(&opts.excludes, &paths)?;
-    let snapshot_paths: Vec<String> = match &stream {
-        Some((name, _)) => vec![format!("/{name}")],
-        None => paths.iter().map(|p| p.display().to_string()).collect(),
-    };
-    let parent = if stream.is_some() {
+    // A stream's path (`/NAME`) is known once the set yields it.
+    let mut snapshot_paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let parent = if stream {
         None
     } else {
         choose_parent(repo, opts, &host, &snapshot_paths)?
@@ -707,140 +821,111 @@ pub fn backup(
     let chunker = Chunker::new(repo.config().chunker, repo.key().chunker_seed());
     let repo_ref: &IndexedRepository = repo;
     let mut saver = BlobSaver::new(repo_ref, repo_ref.index());
-    if stream.is_some() {
+    if stream {
         saver.keep_large_buffers();
     }
     let readers = crate::cores();
 
     let busy = AtomicUsize::new(0);
     let scan_done = AtomicBool::new(false);
-    let (tree, warnings, counts, peak_open_dirs, packs) = std::thread::scope(|s| -> Result<_> {
-        let pipeline = saver.start(s);
-        let (job_tx, job_rx) = bounded::<FileJob>(readers * 4);
-        let (done_tx, done_rx) = unbounded::<FileDone>();
-        let reader_handles = spawn_readers(
-            s, readers, &job_rx, &done_tx, &chunker, &saver, &busy, progress,
-        );
-        drop(job_rx);
-        drop(done_tx);
+    let (tree, warnings, counts, peak_open_dirs, packs, source_meta) =
+        std::thread::scope(|s| -> Result<_> {
+            let pipeline = saver.start(s);
+            let (job_tx, job_rx) = bounded::<FileJob>(readers * 4);
+            let (done_tx, done_rx) = unbounded::<FileDone>();
+            let reader_handles = spawn_readers(
+                s, readers, &job_rx, &done_tx, &chunker, &saver, &busy, progress,
+            );
+            drop(job_rx);
+            drop(done_tx);
 
-        // Sized ahead on its own thread when someone watches the progress.
-        if stream.is_none() && progress.is_shown() {
-            let (paths, excludes, stop) = (&paths, excludes.clone(), &scan_done);
-            s.spawn(move || crate::scan::scan(paths, &excludes, progress, stop));
-        }
-        let mut walker = Walker {
-            repo: repo_ref,
-            excludes,
-            open: HashMap::new(),
-            peak_open: 0,
-            next_key: 0,
-            root: None,
-            warnings: vec![],
-            counts: Counts::default(),
-            jobs: Some(job_tx),
-            done: done_rx,
-            saver: &saver,
-            progress,
-            with_atime: opts.with_atime,
-            read_all: opts.read_all,
-            parent_xattrs,
-        };
-        let root = walker.open_dir(None);
-        let walk_result = if let Some((name, reader)) = stream {
-            let fname = FileName::from(name.as_str());
-            let mut buf = Vec::new();
-            read_stream(
-                crate::read_ahead::ReadAhead::spawn(s, reader),
-                Path::new("<stdin>"),
-                &chunker,
-                &mut buf,
-                &saver,
-                None,
-                progress,
-            )
-            .and_then(|(content, n)| {
-                if n == 0 && !opts.allow_empty {
-                    return Err(RepoError::EmptyStream { name: name.clone() });
-                }
-                let now = jiff::Timestamp::now().as_nanosecond() as i64;
-                walker.counts.new += 1;
-                walker.counts.bytes_total += n;
-                walker.counts.bytes_read += n;
-                walker.push(
-                    root,
-                    Node {
-                        name: fname,
-                        kind: NodeKind::File,
-                        mode: 0o600,
-                        // SAFETY: getuid/getgid cannot fail.
-                        uid: unsafe { libc::getuid() },
-                        gid: unsafe { libc::getgid() },
-                        mtime_ns: now,
-                        atime_ns: 0,
-                        ctime_ns: now,
-                        inode: 0,
-                        device: 0,
-                        links: 1,
-                        size: n,
-                        content,
-                        subtree: None,
-                        link_target: None,
-                        xattrs: vec![],
-                        rdev: 0,
-                    },
-                );
-                Ok(())
-            })
-        } else {
-            let root_parent = walker.load_parent_tree(parent_root);
-            walker.add_selected(
-                root,
-                Path::new("/"),
-                &PathTrie::new(&paths),
-                root_parent.as_deref(),
-            )
-        };
-        // No more jobs: readers finish the queue and exit.
-        drop(walker.jobs.take());
-        scan_done.store(true, Ordering::Relaxed);
-        let mut reader_err = None;
-        for h in reader_handles {
-            if let Err(e) = h
-                .join()
-                .unwrap_or_else(|_| Err(RepoError::Internal("reader thread panicked".into())))
-            {
-                reader_err.get_or_insert(e);
+            // Sized ahead on its own thread when someone watches the progress.
+            if !stream && progress.is_shown() {
+                let (paths, excludes, stop) = (&paths, excludes.clone(), &scan_done);
+                s.spawn(move || crate::scan::scan(paths, &excludes, progress, stop));
             }
-        }
-        // Every reader has exited, so all they read is in the channel; the
-        // root's tree is saved once everything under it is.
-        let tree = match (walk_result, reader_err) {
-            (Ok(()), None) => walker
-                .collect_read_files()
-                .and_then(|()| walker.release(root))
-                .and_then(|()| {
+            let mut walker = Walker {
+                repo: repo_ref,
+                excludes,
+                open: HashMap::new(),
+                peak_open: 0,
+                next_key: 0,
+                root: None,
+                warnings: vec![],
+                counts: Counts::default(),
+                jobs: Some(job_tx),
+                done: done_rx,
+                saver: &saver,
+                progress,
+                with_atime: opts.with_atime,
+                read_all: opts.read_all,
+                parent_xattrs,
+            };
+            let root = walker.open_dir(None);
+            let walk_result = if let Some(set) = streams.as_mut() {
+                walker.store_streams(
+                    s,
+                    set.as_mut(),
+                    &chunker,
+                    root,
+                    opts.allow_empty,
+                    &mut snapshot_paths,
+                )
+            } else {
+                let root_parent = walker.load_parent_tree(parent_root);
+                walker
+                    .add_selected(
+                        root,
+                        Path::new("/"),
+                        &PathTrie::new(&paths),
+                        root_parent.as_deref(),
+                    )
+                    .map(|()| None)
+            };
+            // No more jobs: readers finish the queue and exit.
+            drop(walker.jobs.take());
+            scan_done.store(true, Ordering::Relaxed);
+            let mut reader_err = None;
+            for h in reader_handles {
+                if let Err(e) = h
+                    .join()
+                    .unwrap_or_else(|_| Err(RepoError::Internal("reader thread panicked".into())))
+                {
+                    reader_err.get_or_insert(e);
+                }
+            }
+            // Every reader has exited, so all they read is in the channel; the
+            // root's tree is saved once everything under it is.
+            let (tree, source_meta) = match (walk_result, reader_err) {
+                (Ok(meta), None) => (
                     walker
-                        .root
-                        .ok_or_else(|| RepoError::Internal("a directory was left open".into()))
-                }),
-            (Err(e), _) | (_, Some(e)) => Err(e),
-        };
-        let finished = pipeline.finish(&saver);
-        // The pipeline's own error explains a failed walk best (e.g. a full disk).
-        let (tree, packs) = match (tree, finished) {
-            (_, Err(e)) => return Err(e),
-            (Err(e), Ok(_)) => return Err(e),
-            (Ok(t), Ok(p)) => (t, p),
-        };
-        Ok((
-            tree,
-            walker.warnings,
-            walker.counts,
-            walker.peak_open,
-            packs,
-        ))
-    })?;
+                        .collect_read_files()
+                        .and_then(|()| walker.release(root))
+                        .and_then(|()| {
+                            walker.root.ok_or_else(|| {
+                                RepoError::Internal("a directory was left open".into())
+                            })
+                        }),
+                    meta,
+                ),
+                (Err(e), _) | (_, Some(e)) => (Err(e), None),
+            };
+            let finished = pipeline.finish(&saver);
+            // The pipeline's own error explains a failed walk best (e.g. a full disk).
+            let (tree, packs) = match (tree, finished) {
+                (_, Err(e)) => return Err(e),
+                (Err(e), Ok(_)) => return Err(e),
+                (Ok(t), Ok(p)) => (t, p),
+            };
+            Ok((
+                tree,
+                walker.warnings,
+                walker.counts,
+                walker.peak_open,
+                packs,
+                source_meta,
+            ))
+        })?;
 
     let summary = summarize(&counts, &saver.stats, warnings.len(), start);
     let snapshot = Snapshot {
@@ -854,7 +939,8 @@ pub fn backup(
         parent,
         program_version: concat!("lifeboat ", env!("CARGO_PKG_VERSION")).to_string(),
         summary: Some(summary),
-        source: opts.source_meta.clone(),
+        // The set's own metadata, or the caller's.
+        source: source_meta.or_else(|| opts.source_meta.clone()),
         xattrs: true,
         original: None,
         lost: vec![],
@@ -872,11 +958,10 @@ pub fn backup(
     })
 }
 
-/// A stream's name in the snapshot and its bytes.
-type NamedStream<'a> = (String, Box<dyn Read + Send + 'a>);
-
-/// The paths to back up (resolved, see [`backup_paths`]) or the stream.
-fn resolve_source(source: BackupSource<'_>) -> Result<(Vec<PathBuf>, Option<NamedStream<'_>>)> {
+/// The paths to back up (resolved, see [`backup_paths`]) or the streams.
+fn resolve_source(
+    source: BackupSource<'_>,
+) -> Result<(Vec<PathBuf>, Option<Box<dyn StreamSet<'_> + '_>>)> {
     match source {
         BackupSource::Paths(p) => {
             if p.is_empty() {
@@ -886,14 +971,18 @@ fn resolve_source(source: BackupSource<'_>) -> Result<(Vec<PathBuf>, Option<Name
             }
             Ok((backup_paths(&p)?, None))
         }
-        BackupSource::Stream { name, reader } => {
-            if !FileName::from(name.as_str()).is_safe() {
-                return Err(RepoError::Usage(format!(
-                    "invalid stream name {name:?}: no '/', not '.' or '..'"
-                )));
-            }
-            Ok((vec![], Some((name, reader))))
-        }
+        BackupSource::Streams(set) => Ok((vec![], Some(set))),
+    }
+}
+
+/// Refuses a stream name that is not one safe file name.
+fn check_stream_name(name: &str) -> Result<()> {
+    if FileName::from(name).is_safe() {
+        Ok(())
+    } else {
+        Err(RepoError::Usage(format!(
+            "invalid stream name {name:?}: no '/', not '.' or '..'"
+        )))
     }
 }
 

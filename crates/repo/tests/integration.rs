@@ -649,3 +649,90 @@ fn saving_before_start_is_an_error_not_a_hang() {
     }
     assert_eq!(blobs, 0, "the first save is refused");
 }
+
+/// A source with two streams whose metadata is known only at the end.
+struct TwoDumps {
+    left: Vec<(&'static str, Vec<u8>)>,
+    fail_finish: bool,
+}
+
+impl<'a> lifeboat_repo::archiver::StreamSet<'a> for TwoDumps {
+    fn next_stream(&mut self) -> std::io::Result<Option<lifeboat_repo::archiver::NamedStream<'a>>> {
+        if self.left.is_empty() {
+            return Ok(None);
+        }
+        let (name, bytes) = self.left.remove(0);
+        Ok(Some(lifeboat_repo::archiver::NamedStream {
+            name: name.into(),
+            reader: Box::new(std::io::Cursor::new(bytes)),
+        }))
+    }
+    fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>> {
+        if self.fail_finish {
+            return Err(std::io::Error::other(
+                "the producer's consistent point was lost",
+            ));
+        }
+        Ok(Some(serde_json::json!({ "kind": "test", "rows": 42 })))
+    }
+}
+
+/// The seam sources use: several streams in one snapshot, in order, with
+/// the metadata the set gives after the last one; a set whose end fails
+/// writes no snapshot.
+#[test]
+fn a_stream_set_stores_every_stream_and_its_late_metadata_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let mut r = repo.clone().load_index().unwrap();
+    let globals = b"CREATE ROLE app;\n".to_vec();
+    let big: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let set = TwoDumps {
+        left: vec![
+            ("globals.sql", globals.clone()),
+            ("app.pgdump", big.clone()),
+        ],
+        fail_finish: false,
+    };
+    let out = backup(
+        &mut r,
+        BackupSource::Streams(Box::new(set)),
+        &BackupOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(out.snapshot.paths, ["/globals.sql", "/app.pgdump"]);
+    assert_eq!(
+        out.snapshot.source,
+        Some(serde_json::json!({ "kind": "test", "rows": 42 }))
+    );
+    let r = repo.clone().load_index().unwrap();
+    for (name, want) in [("globals.sql", &globals), ("app.pgdump", &big)] {
+        let node =
+            lifeboat_repo::browse::find_node(&r, &out.snapshot, "latest", &format!("/{name}"))
+                .unwrap();
+        let mut got = vec![];
+        lifeboat_repo::browse::dump(&r, &node, &mut got).unwrap();
+        assert!(got == *want, "{name} reads back byte for byte");
+    }
+
+    let mut r = repo.clone().load_index().unwrap();
+    let set = TwoDumps {
+        left: vec![("globals.sql", globals)],
+        fail_finish: true,
+    };
+    let err = backup(
+        &mut r,
+        BackupSource::Streams(Box::new(set)),
+        &BackupOptions::default(),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("consistent point was lost"),
+        "{err}"
+    );
+    assert_eq!(repo.snapshots().unwrap().0.len(), 1, "no second snapshot");
+}

@@ -83,15 +83,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         allow_empty: a.allow_empty,
     };
     let source = if a.stdin {
-        BackupSource::Stream {
-            name: a.stdin_name.clone(),
-            reader: Box::new(std::io::stdin()),
-        }
+        BackupSource::stream(a.stdin_name.clone(), std::io::stdin())
     } else if a.stdin_from_command {
-        BackupSource::Stream {
-            name: a.stdin_name.clone(),
-            reader: Box::new(CommandOutput::spawn(&a.paths)?),
-        }
+        BackupSource::stream(a.stdin_name.clone(), CommandOutput::spawn(&a.paths)?)
     } else {
         BackupSource::Paths(paths)
     };
