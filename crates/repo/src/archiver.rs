@@ -958,6 +958,9 @@ pub fn backup(
     })
 }
 
+/// A backup's stream set.
+type Streams<'a> = Box<dyn StreamSet<'a> + 'a>;
+
 /// The paths to back up (resolved, see [`backup_paths`]) or the streams.
 fn resolve_source(
     source: BackupSource<'_>,
