@@ -962,9 +962,7 @@ pub fn backup(
 type Streams<'a> = Box<dyn StreamSet<'a> + 'a>;
 
 /// The paths to back up (resolved, see [`backup_paths`]) or the streams.
-fn resolve_source(
-    source: BackupSource<'_>,
-) -> Result<(Vec<PathBuf>, Option<Box<dyn StreamSet<'_> + '_>>)> {
+fn resolve_source(source: BackupSource<'_>) -> Result<(Vec<PathBuf>, Option<Streams<'_>>)> {
     match source {
         BackupSource::Paths(p) => {
             if p.is_empty() {
