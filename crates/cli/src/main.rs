@@ -38,6 +38,13 @@ fn exit_code_for(err: &anyhow::Error) -> u8 {
                 exit::FAILURE
             };
         }
+        if let Some(e) = cause.downcast_ref::<lifeboat_sources::SourceError>() {
+            return if e.is_usage() {
+                exit::USAGE
+            } else {
+                exit::FAILURE
+            };
+        }
         if let Some(e) = cause.downcast_ref::<RepoError>() {
             return if e.is_usage() {
                 exit::USAGE

@@ -13,4 +13,5 @@ mod integration {
     mod faults;
     mod first_hour;
     mod maintenance;
+    mod postgres;
 }

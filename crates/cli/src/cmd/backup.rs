@@ -82,10 +82,13 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         with_atime: a.with_atime,
         allow_empty: a.allow_empty,
     };
-    let source = if a.stdin {
+    let source = if let Some(url) = &a.source {
+        let source = lifeboat_sources::open(url)?;
+        BackupSource::Streams(source.backup()?)
+    } else if a.stdin {
         BackupSource::stream(a.stdin_name.clone(), std::io::stdin())
     } else if a.stdin_from_command {
-        BackupSource::stream(a.stdin_name.clone(), CommandOutput::spawn(&a.paths)?)
+        BackupSource::stream(a.stdin_name.clone(), command_output(&a.paths)?)
     } else {
         BackupSource::Paths(paths)
     };
@@ -151,62 +154,16 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     })
 }
 
-/// The standard output of a command a backup runs itself. Its end is
-/// reported only once the command has exited successfully: an exit status
-/// other than 0, or a signal, is a read error, so the backup fails and
-/// writes no snapshot. Its stderr goes to ours.
-struct CommandOutput {
-    program: String,
-    child: std::process::Child,
-    stdout: std::process::ChildStdout,
-}
-
-impl CommandOutput {
-    fn spawn(argv: &[std::path::PathBuf]) -> Result<CommandOutput> {
-        let (program, args) = argv.split_first().ok_or_else(|| {
-            crate::UsageError("--stdin-from-command needs the command after `--`".into())
-        })?;
-        let mut child = std::process::Command::new(program)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| crate::UsageError(format!("cannot run {}: {e}", program.display())))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no output pipe from {}", program.display()))?;
-        Ok(CommandOutput {
-            // Only the program's name: its arguments may hold secrets.
-            program: program.display().to_string(),
-            child,
-            stdout,
-        })
-    }
-}
-
-impl Drop for CommandOutput {
-    /// A backup that stops early (a full disk, Ctrl-C) leaves no producer behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl std::io::Read for CommandOutput {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.stdout.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            let status = self.child.wait()?;
-            if !status.success() {
-                return Err(std::io::Error::other(format!(
-                    "{} failed ({status}); no snapshot was written",
-                    self.program
-                )));
-            }
-        }
-        Ok(n)
-    }
+/// The producer `--stdin-from-command` runs: its stderr goes to ours; an
+/// exit status other than 0, or a signal, fails the backup.
+fn command_output(argv: &[PathBuf]) -> Result<lifeboat_sources::producer::Producer> {
+    let (program, args) = argv.split_first().ok_or_else(|| {
+        crate::UsageError("--stdin-from-command needs the command after `--`".into())
+    })?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    // Only the program's name in errors: its arguments may hold secrets.
+    let name = program.display().to_string();
+    lifeboat_sources::producer::Producer::spawn(cmd, &name, "--stdin-from-command", false)
+        .map_err(|e| crate::UsageError(e.to_string()).into())
 }

@@ -29,6 +29,18 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
             ))
         })?;
     }
+    if a.validate_only
+        || a.target
+            .as_deref()
+            .and_then(|t| t.to_str())
+            .is_some_and(lifeboat_sources::is_url)
+    {
+        return database(ctx, &repo, &id, &snap, &a);
+    }
+    let target = a
+        .target
+        .clone()
+        .ok_or_else(|| crate::UsageError("give --target".into()))?;
     let opts = RestoreOptions {
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
@@ -38,16 +50,16 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     };
     let bar = ctx.out.bar("restore");
     let start = std::time::Instant::now();
-    let summary = restorer::restore(&repo, &snap, &a.target, &opts, &bar)?;
+    let summary = restorer::restore(&repo, &snap, &target, &opts, &bar)?;
     drop(bar);
     let secs = start.elapsed().as_secs_f64();
-    let doc = json!({ "snapshot_id": id, "target": a.target, "duration_seconds": secs, "summary": summary });
+    let doc = json!({ "snapshot_id": id, "target": target, "duration_seconds": secs, "summary": summary });
     let problems = ui::listed(
         summary
             .problems
             .iter()
             // Under the target, so the target itself is never an empty name.
-            .map(|p| format!("error: {}: {}", a.target.join(&p.path).display(), p.message))
+            .map(|p| format!("error: {}: {}", target.join(&p.path).display(), p.message))
             .collect(),
         |n| format!("{n} path(s) could not be restored whole (listed above)"),
     );
@@ -74,7 +86,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
             return format!(
                 "dry run: restoring snapshot {} to {} would write {what}; {in_way}\n",
                 id.short(),
-                a.target.display(),
+                target.display(),
             );
         }
         let verified = if a.verify {
@@ -88,7 +100,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         format!(
             "restored snapshot {} to {}: {what} in {secs:.1}s{verified}\n",
             id.short(),
-            a.target.display(),
+            target.display(),
         )
     })?;
     Ok(if summary.problems.is_empty() {
@@ -96,4 +108,81 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     } else {
         exit::FAILURE
     })
+}
+
+/// A database backup restored into a server (`--target URL`) or validated
+/// (`--validate-only`); both end by comparing row counts with the backup's.
+fn database(
+    ctx: &Ctx,
+    repo: &lifeboat_repo::IndexedRepository,
+    id: &lifeboat_repo::Id,
+    snap: &lifeboat_repo::Snapshot,
+    a: &RestoreArgs,
+) -> Result<u8> {
+    use lifeboat_sources::postgres;
+    let start = std::time::Instant::now();
+    let short = id.short();
+    let restored = match a.target.as_deref().and_then(|t| t.to_str()) {
+        None => postgres::validate(repo, snap, &short, a.table.as_deref())?,
+        Some(url) => {
+            crate::interrupt::set_note(
+                "interrupted; the target database was not touched (a staging database lifeboat_restore_… may be left: the next restore into the same name drops it)",
+            );
+            let target = lifeboat_sources::ConnUrl::parse(url, postgres::SCHEMES)?;
+            let opts = postgres::RestoreOptions {
+                overwrite: a.overwrite,
+                table: a.table.clone(),
+                no_owner: a.no_owner,
+            };
+            postgres::restore(repo, snap, &short, &target, &opts)?
+        }
+    };
+    let secs = start.elapsed().as_secs_f64();
+    let bad = restored.mismatches();
+    let ok = bad.is_empty();
+    let doc = json!({
+        "snapshot_id": id,
+        "validate_only": a.validate_only,
+        "target": restored.target,
+        "counts_match": ok,
+        "tables": restored.tables,
+        "rows": restored.rows,
+        "replaced": restored.replaced,
+        "duration_seconds": secs,
+    });
+    let problems: Vec<String> = bad
+        .iter()
+        .map(|t| match t.found {
+            Some(n) => format!(
+                "error: {}: {n} rows, the backup recorded {}",
+                t.table, t.recorded
+            ),
+            None => format!(
+                "error: {}: missing, the backup recorded {} rows",
+                t.table, t.recorded
+            ),
+        })
+        .collect();
+    ctx.out.outcome(&doc, &problems, || {
+        let counts = format!(
+            "{} of {} match the counts recorded at backup ({} rows)",
+            ui::count((restored.tables.len() - bad.len()) as u64, "table"),
+            restored.tables.len(),
+            restored.rows
+        );
+        match &restored.target {
+            None => format!(
+                "snapshot {short} is readable and complete: {counts}; nothing was restored\n"
+            ),
+            Some(t) => format!(
+                "restored snapshot {short} into {t}{} in {secs:.1}s: {counts}\n",
+                if restored.replaced {
+                    ", replacing the database that was there"
+                } else {
+                    ""
+                }
+            ),
+        }
+    })?;
+    Ok(if ok { exit::SUCCESS } else { exit::FAILURE })
 }

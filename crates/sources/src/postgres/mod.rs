@@ -1,0 +1,78 @@
+//! PostgreSQL: logical backups (`pg_dump` at an exported snapshot, with
+//! per-table row counts at that same snapshot) and their restore into a new
+//! database, validated against the recorded counts.
+
+mod logical;
+pub mod psql;
+mod restore;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use logical::LogicalBackup;
+pub use restore::{restore, validate, RestoreOptions, Restored, TableCheck};
+
+/// The URL schemes of PostgreSQL sources and targets.
+pub const SCHEMES: &[&str] = &["postgres", "postgresql"];
+
+/// A libpq program: from `LIFEBOAT_PG_BINDIR` when set (a server's own
+/// `bin` directory), else from `PATH`.
+pub fn program(name: &str) -> PathBuf {
+    match std::env::var_os("LIFEBOAT_PG_BINDIR") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => PathBuf::from(name),
+    }
+}
+
+/// What a logical backup records in its snapshot (`source`), so that every
+/// restore can be validated exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogicalMeta {
+    /// Always `postgres`.
+    pub kind: String,
+    /// Always `logical`.
+    pub mode: String,
+    /// The source, as shown (no password).
+    pub url: String,
+    /// The database dumped.
+    pub database: String,
+    /// The server's version (`server_version`).
+    pub server_version: String,
+    /// Whether the server was a standby.
+    pub in_recovery: bool,
+    /// The exported snapshot the dump and the counts shared.
+    pub snapshot: String,
+    /// The stream holding the dump (`pg_dump` custom format).
+    pub dump: String,
+    /// `custom`.
+    pub format: String,
+    /// Rows per table at the snapshot.
+    pub tables: Vec<TableCount>,
+}
+
+/// One table's row count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    /// Schema.
+    pub schema: String,
+    /// Table.
+    pub table: String,
+    /// Rows.
+    pub rows: u64,
+}
+
+impl TableCount {
+    /// `schema.table`, as shown.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+}
+
+impl LogicalMeta {
+    /// The metadata of a snapshot, if it is a PostgreSQL logical backup.
+    pub fn of(snapshot: &lifeboat_repo::Snapshot) -> Option<LogicalMeta> {
+        let m: LogicalMeta = serde_json::from_value(snapshot.source.clone()?).ok()?;
+        (m.kind == "postgres" && m.mode == "logical").then_some(m)
+    }
+}

@@ -1,0 +1,145 @@
+//! A program whose standard output is a backup's stream (pg_dump, an
+//! exporter command): its end is reported only once it has exited
+//! successfully, so a producer that fails or is killed fails the backup
+//! and no snapshot is written.
+
+use std::io::{self, Read};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::error::{Result, SourceError};
+
+/// How much of a producer's stderr is kept for its error message.
+const STDERR_KEPT: usize = 8 * 1024;
+
+/// A running producer and its output.
+pub struct Producer {
+    program: String,
+    target: String,
+    child: Child,
+    stdout: ChildStdout,
+    stderr: Option<StderrTail>,
+}
+
+/// The last [`STDERR_KEPT`] bytes of a child's stderr, read on a thread
+/// (a full pipe would block the child).
+pub struct StderrTail {
+    kept: Arc<Mutex<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StderrTail {
+    /// Starts reading `pipe`.
+    pub fn spawn(mut pipe: impl Read + Send + 'static) -> StderrTail {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let k = kept.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut k = k.lock().unwrap_or_else(|e| e.into_inner());
+                k.extend_from_slice(&buf[..n]);
+                if k.len() > 2 * STDERR_KEPT {
+                    let cut = k.len() - STDERR_KEPT;
+                    k.drain(..cut);
+                }
+            }
+        });
+        StderrTail {
+            kept,
+            thread: Some(thread),
+        }
+    }
+
+    /// What was kept, once the pipe has closed: its last lines, trimmed.
+    pub fn finish(&mut self) -> String {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let k = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let start = k.len().saturating_sub(STDERR_KEPT);
+        String::from_utf8_lossy(&k[start..]).trim().to_string()
+    }
+}
+
+impl Producer {
+    /// Starts `cmd` with its stdout piped to us. `program` and `target`
+    /// name it in errors (never its arguments: they may hold secrets).
+    /// With `capture_stderr`, its stderr is kept for the error message;
+    /// otherwise it goes to ours.
+    pub fn spawn(
+        mut cmd: Command,
+        program: &str,
+        target: &str,
+        capture_stderr: bool,
+    ) -> Result<Producer> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        cmd.stderr(if capture_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
+        let mut child = cmd.spawn().map_err(|e| SourceError::Tool {
+            program: program.to_string(),
+            target: target.to_string(),
+            message: format!("cannot run it: {}", lifeboat_repo::error::io_words(&e)),
+        })?;
+        let stdout = child.stdout.take().ok_or_else(|| SourceError::Tool {
+            program: program.to_string(),
+            target: target.to_string(),
+            message: "no output pipe".into(),
+        })?;
+        let stderr = child.stderr.take().map(StderrTail::spawn);
+        Ok(Producer {
+            program: program.to_string(),
+            target: target.to_string(),
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// The error of a producer that exited with `status`.
+    fn failed(&mut self, status: std::process::ExitStatus) -> SourceError {
+        let said = self
+            .stderr
+            .as_mut()
+            .map(StderrTail::finish)
+            .unwrap_or_default();
+        SourceError::Tool {
+            program: self.program.clone(),
+            target: self.target.clone(),
+            message: if said.is_empty() {
+                format!("{status}; no snapshot was written")
+            } else {
+                format!("{said} ({status}); no snapshot was written")
+            },
+        }
+    }
+}
+
+impl Drop for Producer {
+    /// A backup that stops early (a full disk, Ctrl-C) leaves no producer behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Read for Producer {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let status = self.child.wait()?;
+            if !status.success() {
+                return Err(io::Error::other(self.failed(status).to_string()));
+            }
+        }
+        Ok(n)
+    }
+}
