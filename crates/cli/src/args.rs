@@ -148,6 +148,10 @@ pub enum Command {
     /// packs, or rewrite snapshots that reference lost data.
     #[command(subcommand)]
     Repair(RepairCommand),
+    /// PostgreSQL WAL archiving: `archive_command = 'lifeboat wal push %p'`,
+    /// `restore_command = 'lifeboat wal fetch %f %p'`, and `wal verify`.
+    #[command(subcommand)]
+    Wal(WalCommand),
     /// Print lifeboat's version and the repository format versions it reads.
     Version,
     /// Print a shell completion script (`lifeboat completions bash >
@@ -565,6 +569,40 @@ pub enum RepairCommand {
         /// Show what would be done; change nothing.
         #[arg(short = 'n', long)]
         dry_run: bool,
+    },
+}
+
+/// `wal …`.
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// Archive one WAL file (PostgreSQL's `archive_command`, run in the data
+    /// directory): compressed, encrypted, durable before it returns 0.
+    /// Pushing the same file again succeeds; a different file under an
+    /// archived name fails.
+    Push {
+        /// The file (`%p`).
+        path: PathBuf,
+        /// The cluster's data directory (default: the current directory).
+        #[arg(long, env = "PGDATA", value_name = "DIR")]
+        pgdata: Option<PathBuf>,
+    },
+    /// Write one archived WAL file where PostgreSQL asks (its
+    /// `restore_command`). Exit 1 when the archive does not have it.
+    Fetch {
+        /// The WAL file's name (`%f`).
+        name: String,
+        /// Where to write it (`%p`).
+        dest: PathBuf,
+        /// The cluster's data directory (default: the current directory).
+        #[arg(long, env = "PGDATA", value_name = "DIR")]
+        pgdata: Option<PathBuf>,
+    },
+    /// Find gaps and missing timeline history in the WAL archive, and print
+    /// the contiguous ranges per timeline. Exit 1 on any gap.
+    Verify {
+        /// Only this cluster's archive (its data directory).
+        #[arg(long, value_name = "DIR")]
+        pgdata: Option<PathBuf>,
     },
 }
 

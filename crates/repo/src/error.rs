@@ -167,11 +167,8 @@ impl RepoError {
         }
     }
 
-    pub(crate) fn io(
-        op: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> RepoError {
+    /// A local file system operation on `path` that failed.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> RepoError {
         RepoError::Io {
             op,
             path: path.into(),

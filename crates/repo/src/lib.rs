@@ -33,6 +33,7 @@ mod file_sink;
 pub mod forget;
 pub mod id;
 pub mod index;
+pub mod logs;
 mod metadata;
 pub mod pack;
 pub mod packer;

@@ -196,7 +196,7 @@ impl fmt::Display for ConnUrl {
                 let h = if h.contains(':') && !h.starts_with('/') {
                     format!("[{h}]")
                 } else {
-                    encode(h)
+                    encode_host(h)
                 };
                 match p {
                     Some(p) => format!("{h}:{p}"),
@@ -283,10 +283,19 @@ fn decode(s: &str) -> std::result::Result<String, String> {
     String::from_utf8(out).map_err(|_| "an escape does not decode to UTF-8".to_string())
 }
 
+/// Percent-encodes `s`, leaving a socket directory's `/` as it is.
+fn encode_host(s: &str) -> String {
+    encode_keeping(s, s.starts_with('/'))
+}
+
 fn encode(s: &str) -> String {
+    encode_keeping(s, false)
+}
+
+fn encode_keeping(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (b == b'/' && s.starts_with('/')) {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (b == b'/' && keep_slash) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));

@@ -39,16 +39,20 @@ pub enum Kind {
     Index,
     /// Snapshot objects.
     Snapshot,
+    /// Log objects: pieces of a continuous log (PostgreSQL WAL segments),
+    /// each under the name its producer gives it.
+    Log,
 }
 
 impl Kind {
     /// Every kind, in a stable order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Config,
         Kind::Key,
         Kind::Pack,
         Kind::Index,
         Kind::Snapshot,
+        Kind::Log,
     ];
 
     /// The folder (prefix) that holds objects of this kind.
@@ -59,6 +63,7 @@ impl Kind {
             Kind::Pack => "data",
             Kind::Index => "index",
             Kind::Snapshot => "snapshots",
+            Kind::Log => "logs",
         }
     }
 }
@@ -71,6 +76,7 @@ impl fmt::Display for Kind {
             Kind::Pack => "pack",
             Kind::Index => "index",
             Kind::Snapshot => "snapshot",
+            Kind::Log => "log",
         })
     }
 }

@@ -13,6 +13,7 @@ mod meta;
 mod repair;
 mod restore;
 mod tag;
+mod wal;
 
 use std::sync::Arc;
 
@@ -180,6 +181,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Tag(a) => tag::run(&ctx, a),
         Command::Cat { kind, id } => cat::run(&ctx, kind, id.as_deref()),
         Command::Repair(r) => repair::run(&ctx, r),
+        Command::Wal(w) => wal::run(&ctx, w),
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Version => meta::version(&ctx),
         Command::Completions { shell } => meta::completions(shell),

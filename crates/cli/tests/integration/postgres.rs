@@ -128,3 +128,266 @@ fn a_database_backs_up_restores_and_validates_from_the_command_line() {
     }
     assert_eq!(env.snapshot_ids().len(), 1);
 }
+
+/// A private cluster of the test's own (archive settings need a restart),
+/// run as the `postgres` user under the test's directory; stopped on drop.
+struct Cluster {
+    data: std::path::PathBuf,
+    bin: String,
+    sock: std::path::PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn start(dir: &std::path::Path, conf: &str) -> Cluster {
+        let (_, _, bin) = pg();
+        let sock = dir.join("sock");
+        let data = dir.join("pgdata");
+        std::fs::create_dir_all(&sock).unwrap();
+        sh(&format!(
+            "chown postgres: {} {}",
+            dir.display(),
+            sock.display()
+        ));
+        as_postgres(&format!(
+            "{bin}/initdb -D {} -A trust -U postgres >/dev/null",
+            data.display()
+        ));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        use std::io::Write;
+        writeln!(f, "port = {port}\nunix_socket_directories = '{}'\nlisten_addresses = ''\nfsync = off\n{conf}", sock.display()).unwrap();
+        as_postgres(&format!(
+            "{bin}/pg_ctl -D {} -l {}/log -w start >/dev/null",
+            data.display(),
+            dir.display()
+        ));
+        Cluster {
+            data,
+            bin,
+            sock,
+            port,
+        }
+    }
+
+    fn psql(&self, sql: &str) -> String {
+        let out = Command::new(format!("{}/psql", self.bin))
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .env("PGHOST", &self.sock)
+            .env("PGPORT", self.port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &format!("{}/pg_ctl", self.bin),
+                "-D",
+            ])
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+fn sh(cmd: &str) {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn as_postgres(cmd: &str) {
+    sh(&format!(
+        "runuser -u postgres -- sh -c {}",
+        shell_quote(cmd)
+    ));
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Polls `cond` until it holds or `secs` pass.
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn wal_push_as_archive_command_is_durable_idempotent_fetchable_and_verified() {
+    let env = Env::new();
+    let dir = env.path("pg");
+    std::fs::create_dir_all(dir.join("copies")).unwrap();
+    let pwfile = env.path("pg/password");
+    std::fs::write(&pwfile, super::common::PASSWORD).unwrap();
+    let lifeboat = assert_cmd::cargo::cargo_bin("lifeboat");
+    // Each archived file is also copied aside, to compare what comes back.
+    let archive = format!(
+        "archive_mode = on\narchive_command = 'LIFEBOAT_REPOSITORY={} LIFEBOAT_PASSWORD_FILE={} {} -q wal push %p && cp %p {}/copies/%f'",
+        env.repo.display(),
+        pwfile.display(),
+        lifeboat.display(),
+        dir.display()
+    );
+    sh(&format!(
+        "chown -R postgres: {} {}",
+        env.repo.display(),
+        env.path("pg").display()
+    ));
+    let c = Cluster::start(&dir, &archive);
+    c.psql("CREATE TABLE t (x int)");
+    for i in 0..4 {
+        c.psql(&format!(
+            "INSERT INTO t SELECT generate_series(1, 1000) + {i}"
+        ));
+        c.psql("SELECT pg_switch_wal()");
+    }
+    wait_for(120, "4 archived segments", || {
+        c.psql("SELECT archived_count FROM pg_stat_archiver")
+            .parse::<u64>()
+            .unwrap()
+            >= 4
+    });
+    assert_eq!(
+        c.psql("SELECT failed_count FROM pg_stat_archiver"),
+        "0",
+        "no push failed"
+    );
+
+    let report = env.json(&["wal", "verify"], 0);
+    let tl = &report[0]["timelines"][0];
+    assert_eq!(tl["timeline"], 1);
+    assert_eq!(tl["ranges"].as_array().unwrap().len(), 1, "{report}");
+    let segments = tl["ranges"][0]["segments"].as_u64().unwrap();
+    assert!(segments >= 4, "{report}");
+    let first = tl["ranges"][0]["first"].as_str().unwrap().to_string();
+    let last = tl["ranges"][0]["last"].as_str().unwrap().to_string();
+
+    // What comes back is what PostgreSQL archived, byte for byte.
+    let pgdata = c.data.display().to_string();
+    let back = env.path("back");
+    for name in [&first, &last] {
+        let out = env.run(&[
+            "wal",
+            "fetch",
+            name,
+            back.to_str().unwrap(),
+            "--pgdata",
+            &pgdata,
+        ]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        let original = std::fs::read(dir.join("copies").join(name)).unwrap();
+        assert!(std::fs::read(&back).unwrap() == original, "{name} differs");
+        assert_eq!(original.len(), 16 << 20);
+    }
+    // Pushed again: success. Different bytes under an archived name: refused.
+    let copy = dir.join("copies").join(&first);
+    let out = env.run(&["wal", "push", copy.to_str().unwrap(), "--pgdata", &pgdata]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("already archived"), "{}", text(&out));
+    let mut bytes = std::fs::read(&copy).unwrap();
+    bytes[100_000] ^= 1;
+    let forged = env.path("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    std::fs::write(forged.join(&first), &bytes).unwrap();
+    let out = env.run(&[
+        "wal",
+        "push",
+        forged.join(&first).to_str().unwrap(),
+        "--pgdata",
+        &pgdata,
+    ]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(stderr(&out).contains("different content"), "{}", text(&out));
+    assert!(std::fs::read(&back).is_ok());
+
+    // Not archived: exit 1 (PostgreSQL asks past the end). Not a WAL name: usage.
+    let out = env.run(&[
+        "wal",
+        "fetch",
+        "0000000100000000000000FF",
+        back.to_str().unwrap(),
+        "--pgdata",
+        &pgdata,
+    ]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let out = env.run(&[
+        "wal",
+        "fetch",
+        "../../etc/passwd",
+        back.to_str().unwrap(),
+        "--pgdata",
+        &pgdata,
+    ]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+
+    // A segment lost from the archive is a gap that verify names.
+    let logs: Vec<_> = std::fs::read_dir(env.repo.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let mut segs: Vec<_> = logs
+        .iter()
+        .filter(|p| p.file_name().unwrap().len() > 40)
+        .cloned()
+        .collect();
+    segs.sort();
+    let gone = &segs[1];
+    std::fs::remove_file(gone).unwrap();
+    let gone_name = gone
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = env.run(&["wal", "verify"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        stderr(&out).contains(&format!("missing after")) && stderr(&out).contains(&gone_name),
+        "{gone_name}: {}",
+        text(&out)
+    );
+}

@@ -5,6 +5,7 @@
 mod logical;
 pub mod psql;
 mod restore;
+pub mod wal;
 
 use std::path::PathBuf;
 
