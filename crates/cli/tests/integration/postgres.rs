@@ -386,7 +386,7 @@ fn wal_push_as_archive_command_is_durable_idempotent_fetchable_and_verified() {
     let out = env.run(&["wal", "verify"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(
-        stderr(&out).contains(&format!("missing after")) && stderr(&out).contains(&gone_name),
+        stderr(&out).contains("missing after") && stderr(&out).contains(&gone_name),
         "{gone_name}: {}",
         text(&out)
     );
