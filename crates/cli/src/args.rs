@@ -198,6 +198,12 @@ pub struct BackupArgs {
     /// snapshot recorded for validating restores.
     #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "files_from"])]
     pub source: Option<String>,
+    /// With --source postgres://…: a physical base backup of the whole
+    /// cluster (`pg_basebackup`, page checksums verified as it reads)
+    /// instead of a logical dump; with archived WAL (`wal push`) it restores
+    /// to any point in time.
+    #[arg(long, requires = "source")]
+    pub physical: bool,
     /// Read the data from standard input instead of paths.
     #[arg(long, conflicts_with = "paths")]
     pub stdin: bool,
@@ -369,6 +375,31 @@ pub struct RestoreArgs {
     /// (for a server that lacks the original roles).
     #[arg(long)]
     pub no_owner: bool,
+    /// Physical backups: recover to this instant (`2026-12-02 14:05:00+00`,
+    /// RFC 3339 also): every transaction committed at or before it, none
+    /// after. With `latest`, the newest base backup that can reach it is
+    /// chosen.
+    #[arg(long, value_name = "TIME", group = "recovery")]
+    pub time: Option<String>,
+    /// Physical backups: recover to this WAL position (`0/3000060`).
+    #[arg(long, value_name = "LSN", group = "recovery")]
+    pub lsn: Option<String>,
+    /// Physical backups: recover through this transaction id.
+    #[arg(long, value_name = "XID", group = "recovery")]
+    pub xid: Option<String>,
+    /// Physical backups: recover to this restore point
+    /// (`SELECT pg_create_restore_point('before-migration')`).
+    #[arg(long = "name", value_name = "RESTORE_POINT", group = "recovery")]
+    pub restore_point: Option<String>,
+    /// Physical backups: recover only until the backup is consistent.
+    #[arg(long, group = "recovery")]
+    pub immediate: bool,
+    /// Physical backups: replay all archived WAL (the default).
+    #[arg(long, group = "recovery")]
+    pub latest: bool,
+    /// Physical backups: the timeline to follow (default: the latest).
+    #[arg(long, value_name = "TIMELINE")]
+    pub timeline: Option<String>,
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Restore only paths matching a pattern (`/var/lib/app/uploads`, `*.conf`), with everything below them. Repeatable.

@@ -30,6 +30,9 @@ pub enum SourceError {
     /// recorded.
     #[error("{0}")]
     Mismatch(String),
+    /// A recovery target that the backups and the archived WAL cannot reach.
+    #[error("{0}")]
+    Unreachable(String),
     /// A snapshot that this source cannot restore.
     #[error("{0}")]
     WrongSnapshot(String),

@@ -42,13 +42,39 @@ impl Source for PostgresLogical {
     }
 }
 
+/// A PostgreSQL cluster, backed up physically (a base backup).
+pub struct PostgresPhysical {
+    url: ConnUrl,
+}
+
+impl Source for PostgresPhysical {
+    fn display(&self) -> String {
+        self.url.to_string()
+    }
+    fn backup(&self) -> Result<Box<dyn StreamSet<'static>>> {
+        Ok(Box::new(postgres::physical::PhysicalBackup::start(
+            &self.url,
+        )?))
+    }
+}
+
+/// How a source is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceOptions {
+    /// A database's files rather than a logical dump (PostgreSQL: a base backup).
+    pub physical: bool,
+}
+
 /// The source a URL names.
-pub fn open(url: &str) -> Result<Box<dyn Source>> {
+pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
     if postgres::SCHEMES.contains(&scheme) {
-        return Ok(Box::new(PostgresLogical {
-            url: ConnUrl::parse(url, postgres::SCHEMES)?,
-        }));
+        let url = ConnUrl::parse(url, postgres::SCHEMES)?;
+        return Ok(if opts.physical {
+            Box::new(PostgresPhysical { url })
+        } else {
+            Box::new(PostgresLogical { url })
+        });
     }
     Err(SourceError::Usage(format!(
         "unsupported source {}: use postgres://USER@HOST:PORT/DBNAME",

@@ -83,7 +83,12 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         allow_empty: a.allow_empty,
     };
     let source = if let Some(url) = &a.source {
-        let source = lifeboat_sources::open(url)?;
+        let source = lifeboat_sources::open(
+            url,
+            lifeboat_sources::SourceOptions {
+                physical: a.physical,
+            },
+        )?;
         BackupSource::Streams(source.backup()?)
     } else if a.stdin {
         BackupSource::stream(a.stdin_name.clone(), std::io::stdin())

@@ -8,12 +8,16 @@ use serde_json::json;
 use crate::args::RestoreArgs;
 use crate::cmd::Ctx;
 use crate::{exit, ui};
+use lifeboat_sources::postgres::physical::{self, RecoveryTarget};
 
 pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     crate::interrupt::set_note(
         "interrupted; the restore is incomplete: run it again with --overwrite into the same target, or into an empty one",
     );
     let repo = ctx.open_indexed()?;
+    if let Some(goal) = recovery_target(&a)? {
+        return physical(ctx, &repo, &a, goal);
+    }
     // `SNAPSHOT:/dir`: the directory's content straight into the target.
     let (spec, inside) = match a.snapshot.split_once(':') {
         Some((s, p)) => (s, Some(p)),
@@ -28,6 +32,9 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
                 id.short()
             ))
         })?;
+    }
+    if lifeboat_sources::postgres::physical::PhysicalMeta::of(&snap).is_some() {
+        return physical(ctx, &repo, &a, RecoveryTarget::Latest);
     }
     if a.validate_only
         || a.target
@@ -185,4 +192,130 @@ fn database(
         }
     })?;
     Ok(if ok { exit::SUCCESS } else { exit::FAILURE })
+}
+
+/// The recovery target the options ask for, if any.
+fn recovery_target(a: &RestoreArgs) -> Result<Option<RecoveryTarget>> {
+    let usage = |m: String| anyhow::Error::from(crate::UsageError(m));
+    Ok(Some(if let Some(t) = &a.time {
+        RecoveryTarget::Time(parse_time(t).ok_or_else(|| {
+            usage(format!("--time {t:?}: use an instant with its zone, like 2026-12-02 14:05:00+00 or 2026-12-02T14:05:00Z"))
+        })?)
+    } else if let Some(l) = &a.lsn {
+        RecoveryTarget::Lsn(
+            physical::parse_lsn(l)
+                .ok_or_else(|| usage(format!("--lsn {l:?}: use the X/Y form, like 0/3000060")))?,
+        )
+    } else if let Some(x) = &a.xid {
+        RecoveryTarget::Xid(x.clone())
+    } else if let Some(n) = &a.restore_point {
+        RecoveryTarget::Name(n.clone())
+    } else if a.immediate {
+        RecoveryTarget::Immediate
+    } else if a.latest {
+        RecoveryTarget::Latest
+    } else {
+        return Ok(None);
+    }))
+}
+
+/// An instant with its zone: RFC 3339, or PostgreSQL's `YYYY-MM-DD HH:MM:SS[.f]+ZZ`.
+fn parse_time(t: &str) -> Option<jiff::Timestamp> {
+    if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        return Some(ts);
+    }
+    let t = t.trim();
+    let t = if t.len() > 3
+        && (t.as_bytes()[t.len() - 3] == b'+' || t.as_bytes()[t.len() - 3] == b'-')
+    {
+        format!("{t}:00")
+    } else {
+        t.to_string()
+    };
+    t.replacen(' ', "T", 1).parse::<jiff::Timestamp>().ok()
+}
+
+/// A physical backup restored into a new data directory, with recovery to
+/// `goal` configured; with `latest` and a target, the base backup is chosen.
+fn physical(
+    ctx: &Ctx,
+    repo: &lifeboat_repo::IndexedRepository,
+    a: &RestoreArgs,
+    goal: RecoveryTarget,
+) -> Result<u8> {
+    let target = a
+        .target
+        .clone()
+        .ok_or_else(|| crate::UsageError("give --target DIR, the new data directory".into()))?;
+    let (id, snap) = if a.snapshot == "latest" {
+        let (all, _) = repo.snapshots()?;
+        let filter = a.filter.filter();
+        physical::choose(
+            all.into_iter().filter(|(_, s)| filter.matches(s)).collect(),
+            &goal,
+        )?
+    } else {
+        let (id, snap) = repo.find_snapshot(&a.snapshot, &a.filter.filter())?;
+        // The one named must reach the goal too.
+        physical::choose(vec![(id, snap)], &goal)?
+    };
+    let meta = physical::PhysicalMeta::of(&snap).ok_or_else(|| {
+        crate::UsageError(format!(
+            "snapshot {} is not a PostgreSQL physical backup",
+            id.short()
+        ))
+    })?;
+    physical::check_reachable(repo, &meta, &goal)?;
+    let password_file = ctx
+        .global
+        .password_file
+        .clone()
+        .or_else(|| std::env::var_os("LIFEBOAT_PASSWORD_FILE").map(Into::into))
+        .ok_or_else(|| {
+            crate::UsageError(
+                "a point-in-time restore writes a restore_command that runs `lifeboat wal fetch`: give the repository's password as --password-file (or LIFEBOAT_PASSWORD_FILE), a file the server's user can read".into(),
+            )
+        })?;
+    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let repository = ctx.global.repo.clone().unwrap_or_default();
+    let fetch = physical::FetchCommand {
+        program: std::env::current_exe()?,
+        repository: abs(std::path::Path::new(&repository)).display().to_string(),
+        password_file: abs(&password_file),
+    };
+    crate::interrupt::set_note(
+        "interrupted; the data directory is incomplete: remove it and restore again",
+    );
+    let start = std::time::Instant::now();
+    let done = physical::restore(
+        repo,
+        &snap,
+        &id.short(),
+        &target,
+        &goal,
+        a.timeline.as_deref(),
+        &fetch,
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    let doc = json!({
+        "snapshot_id": id,
+        "target": done.target,
+        "start_lsn": meta.start_lsn,
+        "stop_lsn": meta.stop_lsn,
+        "timeline": meta.timeline,
+        "recovery_settings": done.settings,
+        "bytes": done.bytes,
+        "duration_seconds": secs,
+    });
+    ctx.out.outcome(&doc, &[], || {
+        format!(
+            "restored base backup {} (consistent at {}, timeline {}) into {} in {secs:.1}s; recovery is configured:\n{}\nstart the server on it to recover\n",
+            id.short(),
+            meta.stop_lsn,
+            meta.timeline,
+            done.target.display(),
+            done.settings.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    Ok(exit::SUCCESS)
 }

@@ -3,8 +3,10 @@
 //! database, validated against the recorded counts.
 
 mod logical;
+pub mod physical;
 pub mod psql;
 mod restore;
+mod tarwatch;
 pub mod wal;
 
 use std::path::PathBuf;

@@ -237,7 +237,8 @@ pub struct WalReport {
 /// file is archived.
 type Archived = (Vec<(u32, u32)>, bool);
 
-fn seg_name(timeline: u32, segno: u64, per_log: u64) -> String {
+/// The name of segment number `segno` on `timeline`.
+pub fn seg_name(timeline: u32, segno: u64, per_log: u64) -> String {
     format!(
         "{timeline:08X}{:08X}{:08X}",
         segno / per_log,
