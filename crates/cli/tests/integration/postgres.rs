@@ -140,6 +140,10 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &std::path::Path, conf: &str) -> Cluster {
+        Cluster::start_with(dir, conf, "")
+    }
+
+    fn start_with(dir: &std::path::Path, conf: &str, initdb: &str) -> Cluster {
         let (_, _, bin) = pg();
         let sock = dir.join("sock");
         let data = dir.join("pgdata");
@@ -150,7 +154,7 @@ impl Cluster {
             sock.display()
         ));
         as_postgres(&format!(
-            "{bin}/initdb -D {} -A trust -U postgres >/dev/null",
+            "{bin}/initdb -D {} -A trust -U postgres {initdb} >/dev/null",
             data.display()
         ));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -175,6 +179,23 @@ impl Cluster {
             sock,
             port,
         }
+    }
+
+    fn stop(&self) {
+        as_postgres(&format!(
+            "{}/pg_ctl -D {} -m fast -w stop >/dev/null",
+            self.bin,
+            self.data.display()
+        ));
+    }
+
+    fn restart(&self) {
+        as_postgres(&format!(
+            "{}/pg_ctl -D {} -l {}/log -w start >/dev/null",
+            self.bin,
+            self.data.display(),
+            self.data.parent().unwrap().display()
+        ));
     }
 
     fn psql(&self, sql: &str) -> String {
@@ -396,6 +417,14 @@ impl Cluster {
     /// A cluster on a restored data directory (archiving off: a test restore
     /// must not add timelines to the archive the next restore reads).
     fn start_restored(data: &std::path::Path, dir: &std::path::Path) -> Cluster {
+        Cluster::start_restored_archiving(data, dir, false)
+    }
+
+    fn start_restored_archiving(
+        data: &std::path::Path,
+        dir: &std::path::Path,
+        archive: bool,
+    ) -> Cluster {
         let (_, _, bin) = pg();
         let sock = dir.join("sock");
         std::fs::create_dir_all(&sock).unwrap();
@@ -416,10 +445,13 @@ impl Cluster {
         use std::io::Write;
         writeln!(
             f,
-            "port = {port}\nunix_socket_directories = '{}'\narchive_mode = off",
+            "port = {port}\nunix_socket_directories = '{}'",
             sock.display()
         )
         .unwrap();
+        if !archive {
+            writeln!(f, "archive_mode = off").unwrap();
+        }
         as_postgres(&format!(
             "{bin}/pg_ctl -D {} -l {}/log -w -t 120 start >/dev/null",
             data.display(),
@@ -659,5 +691,111 @@ fn point_in_time_restores_hold_exactly_the_transactions_committed_by_the_target(
     assert_eq!(
         r.psql("SELECT max(id) FROM ledger"),
         commits[xid_row].0.to_string()
+    );
+}
+
+/// A corrupt page fails the base backup (checksums are verified as pages
+/// are read) and writes no snapshot; `wal_level = minimal` is named; after
+/// a promotion (a restore recovering into timeline 2) archiving goes on,
+/// with the timeline's history file, and `wal verify` shows both timelines.
+#[test]
+fn corrupt_pages_fail_a_base_backup_and_archiving_follows_a_promotion() {
+    let env = Env::new();
+    let (_, _, bin) = pg();
+    let dir = env.path("pg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pwfile = env.path("pg/password");
+    std::fs::write(&pwfile, super::common::PASSWORD).unwrap();
+    let lifeboat = assert_cmd::cargo::cargo_bin("lifeboat");
+    let archive = format!(
+        "archive_mode = on\narchive_command = 'LIFEBOAT_REPOSITORY={} LIFEBOAT_PASSWORD_FILE={} {} -q wal push %p'",
+        env.repo.display(),
+        pwfile.display(),
+        lifeboat.display()
+    );
+    sh(&format!(
+        "chown -R postgres: {} {}",
+        env.repo.display(),
+        dir.display()
+    ));
+    let run = |args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("LIFEBOAT_PG_BINDIR", &bin)
+            .env("LIFEBOAT_PASSWORD_FILE", &pwfile)
+            .env_remove("LIFEBOAT_PASSWORD");
+        cmd.args(args).output().unwrap()
+    };
+    let url = |c: &Cluster| {
+        format!(
+            "postgres://postgres@/postgres?host={}&port={}",
+            c.sock.display(),
+            c.port
+        )
+    };
+
+    // wal_level = minimal: named, exit 2, nothing written.
+    let minimal = Cluster::start(
+        &env.path("minimal"),
+        "wal_level = minimal\nmax_wal_senders = 0",
+    );
+    let out = run(&["backup", "--source", &url(&minimal), "--physical"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(
+        stderr(&out).contains("wal_level is minimal"),
+        "{}",
+        text(&out)
+    );
+    drop(minimal);
+
+    let c = Cluster::start_with(&dir, &archive, "--data-checksums");
+    c.psql(
+        "CREATE TABLE t AS SELECT g AS x, repeat('y', 100) AS pad FROM generate_series(1, 5000) g",
+    );
+    let out = run(&["backup", "--source", &url(&c), "--physical"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let snaps = env.json(&["snapshots"], 0);
+    assert_eq!(snaps[0]["snapshot"]["source"]["data_checksums"], true);
+
+    // Restore it and let it recover to the end and promote: timeline 2,
+    // archiving into the same repository.
+    let data = env.path("promoted/data");
+    let out = run(&["restore", "latest", "--target", data.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let p = Cluster::start_restored_archiving(&data, &env.path("promoted"), true);
+    // At the end of the archive, recovery ends and the server promotes.
+    p.psql("INSERT INTO t VALUES (0, 'after the promotion')");
+    let last = p.psql("SELECT pg_walfile_name(pg_switch_wal())");
+    assert!(last.starts_with("00000002"), "{last}");
+    wait_for(120, "timeline 2 archived", || {
+        p.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= last
+    });
+    drop(p);
+    let report = env.json(&["wal", "verify"], 0);
+    let tls = report[0]["timelines"].as_array().unwrap();
+    assert_eq!(
+        tls.iter()
+            .map(|t| t["timeline"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2],
+        "{report}"
+    );
+    assert_eq!(tls[1]["history"], true, "{report}");
+
+    // A flipped byte in a table's page: the backup fails, naming checksums.
+    let file = c.psql("SELECT pg_relation_filepath('t')");
+    c.psql("CHECKPOINT");
+    c.stop();
+    let path = c.data.join(&file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8192 + 4000] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    c.restart();
+    let out = run(&["backup", "--source", &url(&c), "--physical"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(stderr(&out).contains("checksum"), "{}", text(&out));
+    assert_eq!(
+        env.snapshot_ids().len(),
+        1,
+        "no snapshot of the corrupt cluster"
     );
 }

@@ -443,19 +443,20 @@ pub fn check_reachable(
             "no WAL of cluster {sys} is archived (set archive_command = 'lifeboat wal push %p')"
         ));
     };
-    let start = match super::wal::WalFile::parse(&meta.start_wal) {
-        Ok(super::wal::WalFile::Segment { timeline, log, seg }) => (timeline, log, seg),
-        _ => {
-            return unreachable(format!(
-                "the backup's start WAL file {:?} is not a segment",
-                meta.start_wal
-            ))
-        }
-    };
+    // The backup carries the WAL up to its stop position (fetched into its
+    // pg_wal); replay needs the archive only from the segment holding the
+    // stop position, and only to go beyond it.
+    let goes_beyond = matches!(goal, RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_));
+    if !goes_beyond {
+        return Ok(());
+    }
+    let timeline = meta.timeline;
+    let stop = parse_lsn(&meta.stop_lsn)
+        .ok_or_else(|| SourceError::WrongSnapshot(format!("bad stop LSN {:?}", meta.stop_lsn)))?;
     let per_log = 0x1_0000_0000 / report.segment_size.max(1);
-    let start_no = u64::from(start.1) * per_log + u64::from(start.2);
-    let Some(tl) = report.timelines.iter().find(|t| t.timeline == start.0) else {
-        return unreachable(format!("no WAL of timeline {} is archived", start.0));
+    let stop_no = stop / report.segment_size.max(1);
+    let Some(tl) = report.timelines.iter().find(|t| t.timeline == timeline) else {
+        return unreachable(format!("no WAL of timeline {timeline} is archived"));
     };
     let seg_no = |name: &str| -> u64 {
         u64::from_str_radix(&name[8..16], 16).unwrap_or(0) * per_log
@@ -464,43 +465,34 @@ pub fn check_reachable(
     let Some(range) = tl
         .ranges
         .iter()
-        .find(|r| seg_no(&r.first) <= start_no && start_no <= seg_no(&r.last))
+        .find(|r| seg_no(&r.first) <= stop_no && stop_no <= seg_no(&r.last))
     else {
         return unreachable(format!(
-            "the WAL the backup starts from ({}) is not archived",
-            meta.start_wal
+            "the WAL after the backup ({}) is not archived (yet)",
+            super::wal::seg_name(timeline, stop_no, per_log)
         ));
     };
-    let later_timelines = report.timelines.iter().any(|t| t.timeline > start.0);
-    if later_timelines {
+    if report.timelines.iter().any(|t| t.timeline > timeline) {
         // Replay follows the timeline history; the end checks below are
         // for a single timeline.
         return Ok(());
     }
     let end_lsn = parse_lsn(&range.end_lsn).unwrap_or(0);
-    let stop = parse_lsn(&meta.stop_lsn).unwrap_or(u64::MAX);
-    if stop > end_lsn {
-        return unreachable(format!(
-            "the archive stops at {} (segment {} is missing), before the backup becomes consistent at {}",
-            range.end_lsn,
-            super::wal::seg_name(start.0, seg_no(&range.last) + 1, per_log),
-            meta.stop_lsn
-        ));
-    }
     match goal {
         RecoveryTarget::Lsn(l) if *l > end_lsn => unreachable(format!(
-            "the target LSN lies beyond the archived WAL, which ends at {} (timeline {})",
-            range.end_lsn, start.0
+            "the target LSN lies beyond the archived WAL, which ends at {} (timeline {timeline})",
+            range.end_lsn
         )),
         RecoveryTarget::Time(t) => {
-            let last = last_commit(repo, sys, &range.first, &range.last, start.0, per_log)?;
+            let first = super::wal::seg_name(timeline, stop_no, per_log);
+            let last = last_commit(repo, sys, &first, &range.last, timeline, per_log)?;
             match last {
                 // Replay stops at the first commit after the target: one
                 // must be archived, or recovery ends before the target.
                 Some(last) if *t >= last => unreachable(format!(
                     "the target time {t} is not before the last commit in the archived WAL ({last}): recovery stops only on seeing a later commit; restore with --latest for everything archived"
                 )),
-                None => unreachable(format!("the archived WAL from {} holds no commit to stop after", range.first)),
+                None => unreachable(format!("the archived WAL from {first} on holds no commit to stop at")),
                 _ => Ok(()),
             }
         }
