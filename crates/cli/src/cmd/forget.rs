@@ -108,7 +108,7 @@ fn run_prune(
     repo: lifeboat_repo::Repository,
     o: &PruneOpts,
     dry_run: bool,
-) -> Result<PruneReport> {
+) -> Result<Pruned> {
     // `5%` or `5`, as `check --read-data-subset` takes `5%`.
     let max_unused = o
         .max_unused
@@ -127,12 +127,49 @@ fn run_prune(
         max_unused_percent: max_unused,
         dry_run,
     };
+    // The WAL no kept base backup needs goes too; not while any snapshot
+    // is unreadable (it might be the base backup that needs it).
+    let (snaps, bad) = repo.snapshots()?;
+    let wal = if bad.is_empty() {
+        lifeboat_sources::postgres::wal::expire(&repo, &snaps, dry_run)?
+    } else {
+        tracing::warn!(
+            "archived WAL is kept while a snapshot is unreadable: {}",
+            bad[0]
+        );
+        vec![]
+    };
     let bar = ctx.out.bar("prune");
     let r = prune::prune(repo.load_index()?, opts, &bar)?;
-    Ok(r)
+    Ok(Pruned { repo: r, wal })
 }
 
-fn prune_text(r: &PruneReport) -> String {
+/// What prune did: to the packs, and to the archived WAL.
+#[derive(serde::Serialize)]
+struct Pruned {
+    #[serde(flatten)]
+    repo: PruneReport,
+    wal: Vec<lifeboat_sources::postgres::wal::ClusterExpiry>,
+}
+
+fn prune_text(p: &Pruned) -> String {
+    let mut t = packs_text(&p.repo);
+    for w in &p.wal {
+        if w.deleted > 0 {
+            t += &format!(
+                "WAL of cluster {}: {} file(s) ({}) no kept base backup needs {}; kept from {} on\n",
+                w.system_id,
+                w.deleted,
+                crate::ui::bytes(w.bytes),
+                if p.repo.dry_run { "would be deleted" } else { "deleted" },
+                w.keep_from
+            );
+        }
+    }
+    t
+}
+
+fn packs_text(r: &PruneReport) -> String {
     let verb = if r.dry_run { "would be " } else { "" };
     let mut plan = String::new();
     for d in &r.plan {

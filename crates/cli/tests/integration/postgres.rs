@@ -692,6 +692,47 @@ fn point_in_time_restores_hold_exactly_the_transactions_committed_by_the_target(
         r.psql("SELECT max(id) FROM ledger"),
         commits[xid_row].0.to_string()
     );
+    drop(r);
+
+    // Forgetting the first base backup expires the WAL only it needed.
+    let start2 = snaps[1]["snapshot"]["source"]["start_wal"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first_archived = env.json(&["wal", "verify"], 0)[0]["timelines"][0]["ranges"][0]["first"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(first_archived < start2);
+    let doc = env.json(&["forget", "--keep-last", "1", "--prune"], 0);
+    let wal = &doc["prune"]["wal"][0];
+    assert_eq!(wal["keep_from"], start2.as_str(), "{doc}");
+    assert!(wal["deleted"].as_u64().unwrap() > 0, "{doc}");
+    let report = env.json(&["wal", "verify"], 0);
+    assert_eq!(
+        report[0]["timelines"][0]["ranges"][0]["first"],
+        start2.as_str(),
+        "{report}"
+    );
+    assert_eq!(
+        report[0]["timelines"][0]["ranges"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // What the kept backup needs still restores.
+    let t = &commits[after(&ends[1]) + 50].1;
+    let data = env.path("after-forget/data");
+    let out = run(&[
+        "restore",
+        "latest",
+        "--time",
+        t,
+        "--target",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
 }
 
 /// A corrupt page fails the base backup (checksums are verified as pages

@@ -420,3 +420,98 @@ mod tests {
         }
     }
 }
+
+/// What [`expire`] did for one cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterExpiry {
+    /// The cluster's system identifier.
+    pub system_id: u64,
+    /// The oldest WAL file a kept base backup needs (older ones go).
+    pub keep_from: String,
+    /// WAL files deleted (or, in a dry run, that would be).
+    pub deleted: u64,
+    /// Their bytes in the repository.
+    pub bytes: u64,
+}
+
+/// Deletes the archived WAL that no kept base backup needs: per cluster
+/// with at least one physical backup among `snapshots`, every segment
+/// (and `.backup`, `.partial` file) before the oldest backup's start
+/// segment, whatever its timeline (a timeline branches off after its
+/// parent's start). History files stay (they are tiny, and replay reads
+/// them to follow timelines). A cluster with no physical backup keeps all
+/// of its WAL.
+pub fn expire(
+    repo: &Repository,
+    snapshots: &[(lifeboat_repo::Id, lifeboat_repo::Snapshot)],
+    dry_run: bool,
+) -> Result<Vec<ClusterExpiry>> {
+    let mut oldest: BTreeMap<u64, (u64, String)> = BTreeMap::new();
+    let mut sizes: BTreeMap<u64, u64> = BTreeMap::new();
+    let logs = repo.list_logs()?;
+    // Segment sizes per cluster, from one archived segment each.
+    let size_of = |sys: u64, sizes: &mut BTreeMap<u64, u64>| -> u64 {
+        *sizes.entry(sys).or_insert_with(|| {
+            logs.iter()
+                .find(|o| file_of(&o.name).is_some_and(|(s, f)| s == sys && f.len() == 24))
+                .and_then(|o| repo.get_log(&o.name).ok())
+                .and_then(|b| segment_header(&b).map(|(_, size)| u64::from(size)))
+                .unwrap_or(16 << 20)
+        })
+    };
+    for (_, s) in snapshots {
+        let Some(m) = super::physical::PhysicalMeta::of(s) else {
+            continue;
+        };
+        let Ok(sys) = m.system_id.parse::<u64>() else {
+            continue;
+        };
+        let Ok(WalFile::Segment { log, seg, .. }) = WalFile::parse(&m.start_wal) else {
+            continue;
+        };
+        let per_log = 0x1_0000_0000 / size_of(sys, &mut sizes).max(1);
+        let no = u64::from(log) * per_log + u64::from(seg);
+        let e = oldest.entry(sys).or_insert((no, m.start_wal.clone()));
+        if no < e.0 {
+            *e = (no, m.start_wal.clone());
+        }
+    }
+    let mut out = vec![];
+    for (sys, (keep_no, keep_from)) in oldest {
+        let per_log = 0x1_0000_0000 / sizes.get(&sys).copied().unwrap_or(16 << 20).max(1);
+        let (mut deleted, mut bytes) = (0, 0);
+        for o in &logs {
+            let Some((s, file)) = file_of(&o.name) else {
+                continue;
+            };
+            if s != sys || file.len() < 24 || file.ends_with(".history") {
+                continue;
+            }
+            let Ok(l) = u32::from_str_radix(&file[8..16], 16) else {
+                continue;
+            };
+            let Ok(g) = u32::from_str_radix(&file[16..24], 16) else {
+                continue;
+            };
+            if u64::from(l) * per_log + u64::from(g) >= keep_no {
+                continue;
+            }
+            if !dry_run {
+                match repo.delete_log(&o.name) {
+                    Ok(()) => {}
+                    Err(RepoError::Store(e)) if e.is_not_found() => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            deleted += 1;
+            bytes += o.size;
+        }
+        out.push(ClusterExpiry {
+            system_id: sys,
+            keep_from,
+            deleted,
+            bytes,
+        });
+    }
+    Ok(out)
+}
