@@ -840,3 +840,122 @@ fn corrupt_pages_fail_a_base_backup_and_archiving_follows_a_promotion() {
         "no snapshot of the corrupt cluster"
     );
 }
+
+/// `wal push` killed with SIGKILL at moments spread over its run, then
+/// retried as PostgreSQL retries: the archive holds nothing or the whole
+/// segment after every kill, the retry succeeds, and four pushes of one
+/// segment at once all succeed with one object stored.
+#[test]
+fn wal_push_killed_at_any_moment_loses_nothing_and_retries_succeed() {
+    let env = Env::new();
+    let pgdata = env.path("pgdata");
+    std::fs::create_dir_all(pgdata.join("global")).unwrap();
+    let sys: u64 = 7_443_254_837_113_460_316;
+    let mut control = vec![0u8; 8192];
+    control[..8].copy_from_slice(&sys.to_le_bytes());
+    std::fs::write(pgdata.join("global/pg_control"), &control).unwrap();
+    let segment = |n: u64| {
+        let mut b = super::common::random_bytes(16 << 20, n);
+        b[24..32].copy_from_slice(&sys.to_le_bytes());
+        b[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        b
+    };
+    let wal = env.path("pg_wal");
+    std::fs::create_dir_all(&wal).unwrap();
+    let name = "000000010000000000000007";
+    let bytes = segment(7);
+    std::fs::write(wal.join(name), &bytes).unwrap();
+    let seg = wal.join(name);
+    let back = env.path("back");
+    let fetch = || {
+        env.run(&[
+            "wal",
+            "fetch",
+            name,
+            back.to_str().unwrap(),
+            "--pgdata",
+            pgdata.to_str().unwrap(),
+        ])
+    };
+    let mut stored_once = false;
+    for i in 0..24u64 {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+            .args([
+                "-q",
+                "wal",
+                "push",
+                seg.to_str().unwrap(),
+                "--pgdata",
+                pgdata.to_str().unwrap(),
+            ])
+            .env("LIFEBOAT_REPOSITORY", &env.repo)
+            .env("LIFEBOAT_PASSWORD", super::common::PASSWORD)
+            .spawn()
+            .unwrap();
+        // Kill moments spread from at once to after the push would end.
+        std::thread::sleep(std::time::Duration::from_millis(i * i / 2));
+        let _ = child.kill();
+        child.wait().unwrap();
+        match code(&fetch()) {
+            0 => {
+                assert!(
+                    std::fs::read(&back).unwrap() == bytes,
+                    "after kill {i}: whole or nothing"
+                );
+                stored_once = true;
+            }
+            1 => assert!(
+                !stored_once,
+                "after kill {i}: a stored segment never disappears"
+            ),
+            c => panic!("fetch exit {c}"),
+        }
+    }
+    let out = env.run(&[
+        "wal",
+        "push",
+        seg.to_str().unwrap(),
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&fetch()), 0);
+    assert!(std::fs::read(&back).unwrap() == bytes);
+
+    // Four pushes of one new segment at once: all succeed, one object.
+    let name2 = "000000010000000000000008";
+    std::fs::write(wal.join(name2), segment(8)).unwrap();
+    let pushes: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+                .args([
+                    "wal",
+                    "push",
+                    wal.join(name2).to_str().unwrap(),
+                    "--pgdata",
+                    pgdata.to_str().unwrap(),
+                ])
+                .env("LIFEBOAT_REPOSITORY", &env.repo)
+                .env("LIFEBOAT_PASSWORD", super::common::PASSWORD)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in pushes {
+        let out = p.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{}", text(&out));
+    }
+    let objects: Vec<String> = std::fs::read_dir(env.repo.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    let report = env.json(&["wal", "verify"], 0);
+    assert_eq!(
+        report[0]["timelines"][0]["ranges"][0]["segments"], 2,
+        "{report}"
+    );
+}
