@@ -367,6 +367,10 @@ pub struct RestoreArgs {
     /// row counts equal to the recorded ones, without restoring anything.
     #[arg(long, conflicts_with = "target")]
     pub validate_only: bool,
+    /// Of a backup of every database: restore (or validate) only this one
+    /// (into the database the target names).
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
     /// Database backups: restore (or validate) only this table (`name` or
     /// `schema.name`).
     #[arg(long, value_name = "TABLE")]

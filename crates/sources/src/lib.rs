@@ -38,7 +38,11 @@ impl Source for PostgresLogical {
         self.url.to_string()
     }
     fn backup(&self) -> Result<Box<dyn StreamSet<'static>>> {
-        Ok(Box::new(postgres::LogicalBackup::start(&self.url)?))
+        // No database named: every database, and the roles and other globals.
+        Ok(match self.url.dbname {
+            Some(_) => Box::new(postgres::LogicalBackup::start(&self.url)?),
+            None => Box::new(postgres::ClusterBackup::start(&self.url)?),
+        })
     }
 }
 

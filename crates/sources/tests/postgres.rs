@@ -249,11 +249,17 @@ fn a_backup_while_pgbench_writes_restores_exactly_the_counts_recorded_at_its_sna
         "the staging database is gone"
     );
 
-    let valid = postgres::validate(&indexed(&repo), &snap, "s", None).unwrap();
+    let valid = postgres::validate(&indexed(&repo), &snap, "s", None, None).unwrap();
     assert!(valid.mismatches().is_empty(), "{valid:?}");
     assert_eq!(valid.rows, restored.rows);
-    let one =
-        postgres::validate(&indexed(&repo), &snap, "s", Some("public.pgbench_tellers")).unwrap();
+    let one = postgres::validate(
+        &indexed(&repo),
+        &snap,
+        "s",
+        None,
+        Some("public.pgbench_tellers"),
+    )
+    .unwrap();
     assert_eq!(one.tables.len(), 1);
     assert_eq!(one.rows, 20);
 }
@@ -269,7 +275,7 @@ fn validate_only_detects_a_truncated_or_bit_flipped_dump() {
     let good = dump_bytes(&repo, &snap, &meta);
 
     let truncated = stored_as_dump(&repo, &meta, good[..good.len() * 2 / 3].to_vec());
-    let err = postgres::validate(&indexed(&repo), &truncated, "t", None);
+    let err = postgres::validate(&indexed(&repo), &truncated, "t", None, None);
     assert!(
         matches!(&err, Err(SourceError::Tool { .. }))
             || err.as_ref().is_ok_and(|r| !r.mismatches().is_empty()),
@@ -279,14 +285,14 @@ fn validate_only_detects_a_truncated_or_bit_flipped_dump() {
         let mut flipped = good.clone();
         flipped[at] ^= 0x10;
         let snap = stored_as_dump(&repo, &meta, flipped);
-        let res = postgres::validate(&indexed(&repo), &snap, "f", None);
+        let res = postgres::validate(&indexed(&repo), &snap, "f", None, None);
         assert!(
             res.is_err() || res.as_ref().is_ok_and(|r| !r.mismatches().is_empty()),
             "a flip at {at} is found: {res:?}"
         );
     }
     let fine = stored_as_dump(&repo, &meta, good);
-    assert!(postgres::validate(&indexed(&repo), &fine, "g", None)
+    assert!(postgres::validate(&indexed(&repo), &fine, "g", None, None)
         .unwrap()
         .mismatches()
         .is_empty());
@@ -399,7 +405,7 @@ fn unreachable_servers_missing_databases_and_file_snapshots_are_clear_errors() {
     )
     .unwrap()
     .snapshot;
-    let err = postgres::validate(&indexed(&repo), &files, "f", None).unwrap_err();
+    let err = postgres::validate(&indexed(&repo), &files, "f", None, None).unwrap_err();
     assert!(
         err.is_usage() && err.to_string().contains("not a PostgreSQL logical backup"),
         "{err}"

@@ -130,7 +130,13 @@ fn database(
     let start = std::time::Instant::now();
     let short = id.short();
     let restored = match a.target.as_deref().and_then(|t| t.to_str()) {
-        None => postgres::validate(repo, snap, &short, a.table.as_deref())?,
+        None => postgres::validate(
+            repo,
+            snap,
+            &short,
+            a.database.as_deref(),
+            a.table.as_deref(),
+        )?,
         Some(url) => {
             crate::interrupt::set_note(
                 "interrupted; the target database was not touched (a staging database lifeboat_restore_… may be left: the next restore into the same name drops it)",
@@ -138,9 +144,13 @@ fn database(
             let target = lifeboat_sources::ConnUrl::parse(url, postgres::SCHEMES)?;
             let opts = postgres::RestoreOptions {
                 overwrite: a.overwrite,
+                database: a.database.clone(),
                 table: a.table.clone(),
                 no_owner: a.no_owner,
             };
+            if target.dbname.is_none() && a.database.is_none() {
+                return cluster(ctx, repo, id, snap, &target, &opts);
+            }
             postgres::restore(repo, snap, &short, &target, &opts)?
         }
     };
@@ -316,6 +326,42 @@ fn physical(
             done.target.display(),
             done.settings.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n")
         )
+    })?;
+    Ok(exit::SUCCESS)
+}
+
+/// A backup of every database restored onto a server: the globals, then
+/// each database under its own name, each validated.
+fn cluster(
+    ctx: &Ctx,
+    repo: &lifeboat_repo::IndexedRepository,
+    id: &lifeboat_repo::Id,
+    snap: &lifeboat_repo::Snapshot,
+    server: &lifeboat_sources::ConnUrl,
+    opts: &lifeboat_sources::postgres::RestoreOptions,
+) -> Result<u8> {
+    let start = std::time::Instant::now();
+    let (done, notes) =
+        lifeboat_sources::postgres::restore_cluster(repo, snap, &id.short(), server, opts)?;
+    let secs = start.elapsed().as_secs_f64();
+    let doc = json!({ "snapshot_id": id, "server": server.to_string(), "databases": done, "globals_errors": notes, "duration_seconds": secs });
+    let problems: Vec<String> = notes.iter().map(|n| format!("warning: {n}")).collect();
+    ctx.out.outcome(&doc, &problems, || {
+        let mut t = String::new();
+        for r in &done {
+            t += &format!(
+                "restored {}: {} tables, {} rows, counts match the backup\n",
+                r.target.as_deref().unwrap_or(""),
+                r.tables.len(),
+                r.rows
+            );
+        }
+        t += &format!(
+            "restored snapshot {} ({} databases and the globals) in {secs:.1}s\n",
+            id.short(),
+            done.len()
+        );
+        t
     })?;
     Ok(exit::SUCCESS)
 }

@@ -959,3 +959,103 @@ fn wal_push_killed_at_any_moment_loses_nothing_and_retries_succeed() {
         "{report}"
     );
 }
+
+/// A URL without a database backs up every database and the globals; it
+/// restores onto another server whole (roles first), each database
+/// validated, or one database alone with --database; --validate-only
+/// checks them all.
+#[test]
+fn a_whole_server_backs_up_and_restores_onto_another_with_its_roles() {
+    let env = Env::new();
+    let (_, _, bin) = pg();
+    let a = Cluster::start(&env.path("a"), "");
+    let b = Cluster::start(&env.path("b"), "");
+    a.psql("CREATE ROLE reporting LOGIN");
+    for (db, rows) in [("shop", 321), ("billing", 45)] {
+        a.psql(&format!("CREATE DATABASE {db} OWNER reporting"));
+        let out = Command::new(format!("{bin}/psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", db, "-c"])
+            .arg(format!("CREATE TABLE items AS SELECT generate_series(1, {rows}) AS id; ALTER TABLE items OWNER TO reporting"))
+            .env("PGHOST", &a.sock)
+            .env("PGPORT", a.port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let server = |c: &Cluster| {
+        format!(
+            "postgres://postgres@/?host={}&port={}",
+            c.sock.display(),
+            c.port
+        )
+    };
+    let run = |args: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.env("LIFEBOAT_PG_BINDIR", &bin).args(args);
+        cmd.output().unwrap()
+    };
+    let out = run(&["backup", "--source", &server(&a)]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let snaps = env.json(&["snapshots"], 0);
+    let paths: Vec<&str> = snaps[0]["snapshot"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/globals.sql",
+            "/billing.pgdump",
+            "/postgres.pgdump",
+            "/shop.pgdump"
+        ]
+    );
+
+    let out = run(&["--json", "restore", "latest", "--validate-only"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["rows"], 366, "{doc}");
+
+    let out = run(&["restore", "latest", "--target", &server(&b)]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let count = |db: &str| {
+        let out = Command::new(format!("{bin}/psql"))
+            .args(["-X", "-At", "-U", "postgres", "-d", db, "-c", "SELECT count(*), pg_get_userbyid(relowner) FROM items, pg_class WHERE relname = 'items' GROUP BY 2"])
+            .env("PGHOST", &b.sock)
+            .env("PGPORT", b.port.to_string())
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(count("shop"), "321|reporting", "owned by the restored role");
+    assert_eq!(count("billing"), "45|reporting");
+
+    // One database of it, into a new name.
+    let one = format!(
+        "postgres://postgres@/shop_copy?host={}&port={}",
+        b.sock.display(),
+        b.port
+    );
+    let out = run(&["restore", "latest", "--database", "shop", "--target", &one]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(count("shop_copy"), "321|reporting");
+    // Without --database into a named database: which one is ambiguous.
+    let out = run(&[
+        "restore",
+        "latest",
+        "--target",
+        &format!(
+            "postgres://postgres@/x?host={}&port={}",
+            b.sock.display(),
+            b.port
+        ),
+    ]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(stderr(&out).contains("--database"), "{}", text(&out));
+}

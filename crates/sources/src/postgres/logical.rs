@@ -114,6 +114,16 @@ impl StreamSet<'static> for LogicalBackup {
     }
 
     fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>> {
+        let meta = self.finish_meta()?;
+        serde_json::to_value(&meta)
+            .map(Some)
+            .map_err(std::io::Error::other)
+    }
+}
+
+impl LogicalBackup {
+    /// Once the dump was read: the counts, the snapshot released.
+    fn finish_meta(&mut self) -> std::io::Result<LogicalMeta> {
         let counts = self
             .counts
             .take()
@@ -126,6 +136,105 @@ impl StreamSet<'static> for LogicalBackup {
             .and_then(|_| session.close())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         self.meta.tables = tables;
+        Ok(self.meta.clone())
+    }
+}
+
+/// What a backup of every database records.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterMeta {
+    /// Always `postgres`.
+    pub kind: String,
+    /// Always `logical-cluster`.
+    pub mode: String,
+    /// The server, as shown.
+    pub url: String,
+    /// The stream of roles, tablespaces and other globals (`pg_dumpall
+    /// --globals-only`, plain SQL).
+    pub globals: String,
+    /// Each database, as its own logical backup would record it.
+    pub databases: Vec<LogicalMeta>,
+}
+
+impl ClusterMeta {
+    /// The metadata of a snapshot, if it is a backup of every database.
+    pub fn of(snapshot: &lifeboat_repo::Snapshot) -> Option<ClusterMeta> {
+        let m: ClusterMeta = serde_json::from_value(snapshot.source.clone()?).ok()?;
+        (m.kind == "postgres" && m.mode == "logical-cluster").then_some(m)
+    }
+}
+
+/// A backup of every database of a server and its globals: the globals
+/// first, then each database dumped at a snapshot of its own, taken when
+/// its turn comes (a snapshot cannot span databases).
+pub struct ClusterBackup {
+    url: ConnUrl,
+    globals: Option<Producer>,
+    left: std::collections::VecDeque<String>,
+    current: Option<LogicalBackup>,
+    meta: ClusterMeta,
+}
+
+impl ClusterBackup {
+    /// Lists the databases of the server `url` names and starts the globals.
+    pub fn start(url: &ConnUrl) -> Result<ClusterBackup> {
+        let shown = url.to_string();
+        let mut s = Session::connect(&url.with_dbname("postgres"))?;
+        let dbs: Vec<String> = s
+            .query("SELECT encode(convert_to(datname, 'UTF8'), 'hex') FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname")?
+            .into_iter()
+            .filter_map(|r| r.first().map(|h| unhex(h)))
+            .collect();
+        s.close()?;
+        let mut cmd = Command::new(program("pg_dumpall"));
+        cmd.args(["--globals-only", "--no-password"])
+            .envs(url.with_dbname("postgres").env())
+            .env("PGAPPNAME", "lifeboat");
+        let globals = Producer::spawn(cmd, "pg_dumpall", &shown, true)?;
+        Ok(ClusterBackup {
+            url: url.clone(),
+            globals: Some(globals),
+            left: dbs.into(),
+            current: None,
+            meta: ClusterMeta {
+                kind: "postgres".into(),
+                mode: "logical-cluster".into(),
+                url: shown,
+                globals: "globals.sql".into(),
+                databases: vec![],
+            },
+        })
+    }
+
+    fn finish_current(&mut self) -> std::io::Result<()> {
+        if let Some(mut db) = self.current.take() {
+            self.meta.databases.push(db.finish_meta()?);
+        }
+        Ok(())
+    }
+}
+
+impl StreamSet<'static> for ClusterBackup {
+    fn next_stream(&mut self) -> std::io::Result<Option<NamedStream<'static>>> {
+        if let Some(g) = self.globals.take() {
+            return Ok(Some(NamedStream {
+                name: self.meta.globals.clone(),
+                reader: Box::new(g),
+            }));
+        }
+        self.finish_current()?;
+        let Some(db) = self.left.pop_front() else {
+            return Ok(None);
+        };
+        let mut backup = LogicalBackup::start(&self.url.with_dbname(&db))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let stream = backup.next_stream()?;
+        self.current = Some(backup);
+        Ok(stream)
+    }
+
+    fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>> {
+        self.finish_current()?;
         serde_json::to_value(&self.meta)
             .map(Some)
             .map_err(std::io::Error::other)

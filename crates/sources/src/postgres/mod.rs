@@ -13,8 +13,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use logical::LogicalBackup;
-pub use restore::{restore, validate, RestoreOptions, Restored, TableCheck};
+pub use logical::{ClusterBackup, ClusterMeta, LogicalBackup};
+pub use restore::{restore, restore_cluster, validate, RestoreOptions, Restored, TableCheck};
 
 /// The URL schemes of PostgreSQL sources and targets.
 pub const SCHEMES: &[&str] = &["postgres", "postgresql"];

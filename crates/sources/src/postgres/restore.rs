@@ -11,7 +11,7 @@ use lifeboat_repo::{browse, IndexedRepository, Snapshot};
 use serde::Serialize;
 
 use super::psql::{ident, last_error, literal, Session};
-use super::{program, LogicalMeta, TableCount};
+use super::{program, ClusterMeta, LogicalMeta, TableCount};
 use crate::error::{Result, SourceError};
 use crate::producer::StderrTail;
 use crate::url::ConnUrl;
@@ -23,6 +23,8 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Restore only this table (`name` or `schema.name`).
     pub table: Option<String>,
+    /// Of a backup of every database: the one to restore.
+    pub database: Option<String>,
     /// Leave ownership as the connecting user (`pg_restore --no-owner`):
     /// for a server without the original roles.
     pub no_owner: bool,
@@ -63,13 +65,34 @@ impl Restored {
     }
 }
 
-fn meta_of(snapshot: &Snapshot, id: &str) -> Result<LogicalMeta> {
-    LogicalMeta::of(snapshot).ok_or_else(|| {
-        SourceError::WrongSnapshot(format!(
-            "snapshot {id} is not a PostgreSQL logical backup (it holds {})",
-            snapshot.paths.join(" ")
-        ))
-    })
+/// The dump of `database` in the snapshot (a backup of one database, or of
+/// every database: then `database` picks one).
+fn meta_of(snapshot: &Snapshot, id: &str, database: Option<&str>) -> Result<LogicalMeta> {
+    if let Some(m) = LogicalMeta::of(snapshot) {
+        return match database {
+            Some(d) if d != m.database => Err(SourceError::Usage(format!(
+                "snapshot {id} holds database {:?} only, not {d:?}",
+                m.database
+            ))),
+            _ => Ok(m),
+        };
+    }
+    if let Some(c) = ClusterMeta::of(snapshot) {
+        let names: Vec<&str> = c.databases.iter().map(|d| d.database.as_str()).collect();
+        return match database {
+            Some(d) => c.databases.iter().find(|m| m.database == d).cloned().ok_or_else(|| {
+                SourceError::Usage(format!("snapshot {id} has no database {d:?} (it holds {})", names.join(", ")))
+            }),
+            None => Err(SourceError::Usage(format!(
+                "snapshot {id} holds every database of its server ({}): give --database NAME, or a target without a database to restore them all",
+                names.join(", ")
+            ))),
+        };
+    }
+    Err(SourceError::WrongSnapshot(format!(
+        "snapshot {id} is not a PostgreSQL logical backup (it holds {})",
+        snapshot.paths.join(" ")
+    )))
 }
 
 /// The recorded tables `table` selects (all without it).
@@ -179,9 +202,34 @@ pub fn validate(
     repo: &IndexedRepository,
     snapshot: &Snapshot,
     id: &str,
+    database: Option<&str>,
     table: Option<&str>,
 ) -> Result<Restored> {
-    let meta = meta_of(snapshot, id)?;
+    if let (Some(c), None) = (ClusterMeta::of(snapshot), database) {
+        if let Some(t) = table {
+            return Err(SourceError::Usage(format!(
+                "--table {t}: give --database too (snapshot {id} holds every database)"
+            )));
+        }
+        // Every database of a server backup, each against its counts.
+        let mut all = Restored {
+            target: None,
+            tables: vec![],
+            rows: 0,
+            replaced: false,
+        };
+        for m in &c.databases {
+            let one = validate(repo, snapshot, id, Some(&m.database), None)?;
+            all.rows += one.rows;
+            all.tables
+                .extend(one.tables.into_iter().map(|t| TableCheck {
+                    table: format!("{}/{}", m.database, t.table),
+                    ..t
+                }));
+        }
+        return Ok(all);
+    }
+    let meta = meta_of(snapshot, id, database)?;
     let want = selected(&meta, table)?;
     let mut args = vec!["--file=-".to_string()];
     args.extend(table_args(&want, table));
@@ -308,7 +356,7 @@ pub fn restore(
     target: &ConnUrl,
     opts: &RestoreOptions,
 ) -> Result<Restored> {
-    let meta = meta_of(snapshot, id)?;
+    let meta = meta_of(snapshot, id, opts.database.as_deref())?;
     let want = selected(&meta, opts.table.as_deref())?;
     let shown = target.to_string();
     let db = target.dbname.clone().ok_or_else(|| {
@@ -413,6 +461,91 @@ pub fn restore(
     ))?;
     admin.close()?;
     Ok(restored)
+}
+
+/// Restores a backup of every database onto the server `server` names:
+/// the globals first (roles and tablespaces that exist already are
+/// reported, not fatal: the server's own `postgres` role always does),
+/// then each database under its own name, as [`restore`] does it.
+/// Returns each database's result and what the globals script reported.
+pub fn restore_cluster(
+    repo: &IndexedRepository,
+    snapshot: &Snapshot,
+    id: &str,
+    server: &ConnUrl,
+    opts: &RestoreOptions,
+) -> Result<(Vec<Restored>, Vec<String>)> {
+    let c = ClusterMeta::of(snapshot).ok_or_else(|| {
+        SourceError::Usage(format!(
+            "snapshot {id} is a backup of one database: name the database to restore into (postgres://…/NEWDB)"
+        ))
+    })?;
+    let shown = server.to_string();
+    let node = browse::find_node(repo, snapshot, &shown, &format!("/{}", c.globals))?;
+    let mut child = Command::new(program("psql"))
+        .args(["-X", "-q", "--no-password", "-f", "-"])
+        .envs(server.with_dbname("postgres").env())
+        .env("PGAPPNAME", "lifeboat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| SourceError::Tool {
+            program: "psql".into(),
+            target: shown.clone(),
+            message: lifeboat_repo::error::io_words(&e),
+        })?;
+    let (Some(mut stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
+        return Err(SourceError::Tool {
+            program: "psql".into(),
+            target: shown,
+            message: "no pipes".into(),
+        });
+    };
+    let mut said = StderrTail::spawn(stderr);
+    let fed = browse::dump(repo, &node, &mut stdin);
+    drop(stdin);
+    let status = child.wait().map_err(|e| SourceError::Tool {
+        program: "psql".into(),
+        target: shown.clone(),
+        message: e.to_string(),
+    })?;
+    fed?;
+    let said = said.finish();
+    if !status.success() {
+        return Err(SourceError::Tool {
+            program: "psql".into(),
+            target: shown,
+            message: last_error(&said),
+        });
+    }
+    let notes: Vec<String> = said
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .map(|l| format!("globals: {}", l.trim()))
+        .collect();
+    let mut done = vec![];
+    let mut notes = notes;
+    for m in &c.databases {
+        // Every server has its own `postgres` database: an empty one in the
+        // backup does not stand in the way.
+        if m.database == "postgres" && m.tables.is_empty() && !opts.overwrite {
+            notes.push("database postgres: empty in the backup, left as the server has it".into());
+            continue;
+        }
+        let one = RestoreOptions {
+            database: Some(m.database.clone()),
+            ..opts.clone()
+        };
+        done.push(restore(
+            repo,
+            snapshot,
+            id,
+            &server.with_dbname(&m.database),
+            &one,
+        )?);
+    }
+    Ok((done, notes))
 }
 
 /// The staging name of a restore into `db` (at most 63 bytes, PostgreSQL's
