@@ -632,6 +632,18 @@ pub enum WalCommand {
         #[arg(long, env = "PGDATA", value_name = "DIR")]
         pgdata: Option<PathBuf>,
     },
+    /// Fetch WAL segments ahead into the data directory's prefetch spool
+    /// (`pg_wal/lifeboat-prefetch`), where `wal fetch` takes them: `wal
+    /// fetch` starts this for the segments after the one it serves, so
+    /// replay is not bound by one fetch at a time.
+    Prefetch {
+        /// WAL file names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The cluster's data directory (default: the current directory).
+        #[arg(long, env = "PGDATA", value_name = "DIR")]
+        pgdata: Option<PathBuf>,
+    },
     /// Find gaps and missing timeline history in the WAL archive, and print
     /// the contiguous ranges per timeline. Exit 1 on any gap.
     Verify {

@@ -39,8 +39,12 @@ pub fn run(ctx: &Ctx, cmd: WalCommand) -> Result<u8> {
             Ok(exit::SUCCESS)
         }
         WalCommand::Fetch { name, dest, pgdata } => {
-            let got = wal::fetch(&repo, &name, &dest, &data_dir(pgdata))?;
+            let pgdata = data_dir(pgdata);
+            let got = wal::fetch(&repo, &name, &dest, &pgdata)?;
             let found = got == Fetched::Written;
+            if found {
+                start_prefetch(ctx, &name, &dest, &pgdata);
+            }
             ctx.out
                 .outcome(&json!({ "wal": name, "found": found }), &[], || {
                     if found {
@@ -51,6 +55,13 @@ pub fn run(ctx: &Ctx, cmd: WalCommand) -> Result<u8> {
                     }
                 })?;
             Ok(if found { exit::SUCCESS } else { exit::FAILURE })
+        }
+        WalCommand::Prefetch { names, pgdata } => {
+            let got = wal::prefetch(&repo, &names, &data_dir(pgdata))?;
+            ctx.out.outcome(&json!({ "prefetched": got }), &[], || {
+                format!("prefetched {got} of {}\n", names.len())
+            })?;
+            Ok(exit::SUCCESS)
         }
         WalCommand::Verify { pgdata } => {
             let only = pgdata.as_deref().map(wal::system_id).transpose()?;
@@ -97,4 +108,49 @@ pub fn run(ctx: &Ctx, cmd: WalCommand) -> Result<u8> {
             })
         }
     }
+}
+
+/// Segments fetched ahead of replay (`LIFEBOAT_WAL_PREFETCH`, default 8;
+/// 0 turns it off).
+fn prefetch_depth() -> usize {
+    std::env::var("LIFEBOAT_WAL_PREFETCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
+
+/// Starts `wal prefetch` for the segments after `name` that the spool
+/// lacks, detached: this fetch returns at once, and PostgreSQL's next ones
+/// find their segments waiting.
+fn start_prefetch(ctx: &Ctx, name: &str, dest: &std::path::Path, pgdata: &std::path::Path) {
+    let depth = prefetch_depth();
+    if depth == 0 {
+        return;
+    }
+    let spool = wal::spool_dir(pgdata);
+    let wanted: Vec<String> = wal::following(name, depth, wal::segment_size_of(dest))
+        .into_iter()
+        .filter(|n| !spool.join(n).exists())
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(me);
+    if let Some(r) = &ctx.global.repo {
+        cmd.args(["--repo", r]);
+    }
+    if let Some(p) = &ctx.global.password_file {
+        cmd.arg("--password-file").arg(p);
+    }
+    cmd.args(["-q", "wal", "prefetch", "--pgdata"])
+        .arg(pgdata)
+        .args(&wanted)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // Not waited for: it outlives this fetch (and is reaped by init).
+    let _ = cmd.spawn();
 }

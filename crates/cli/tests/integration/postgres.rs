@@ -958,6 +958,54 @@ fn wal_push_killed_at_any_moment_loses_nothing_and_retries_succeed() {
         report[0]["timelines"][0]["ranges"][0]["segments"], 2,
         "{report}"
     );
+
+    // A fetch starts fetching the next segments ahead; a later fetch is
+    // served from that spool (here even after the object is gone).
+    for n in 9..=11u64 {
+        let name = format!("0000000100000000000000{n:02X}");
+        std::fs::write(wal.join(&name), segment(n)).unwrap();
+        env.ok(&[
+            "wal",
+            "push",
+            wal.join(&name).to_str().unwrap(),
+            "--pgdata",
+            pgdata.to_str().unwrap(),
+        ]);
+    }
+    assert_eq!(code(&fetch()), 0);
+    let spool = pgdata.join("pg_wal/lifeboat-prefetch");
+    wait_for(60, "the next segments prefetched", || {
+        (8..=11u64).all(|n| {
+            spool
+                .join(format!("0000000100000000000000{n:02X}"))
+                .exists()
+        })
+    });
+    let ninth = "000000010000000000000009";
+    let object = std::fs::read_dir(env.repo.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(ninth))
+        .unwrap();
+    std::fs::remove_file(object).unwrap();
+    let out = env.run(&[
+        "wal",
+        "fetch",
+        ninth,
+        back.to_str().unwrap(),
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        std::fs::read(&back).unwrap() == segment(9),
+        "the prefetched segment, whole"
+    );
+    assert!(!spool.join(ninth).exists(), "handed over, not copied");
+    assert!(
+        !spool.join("000000010000000000000008").exists(),
+        "older ones dropped"
+    );
 }
 
 /// A URL without a database backs up every database and the globals; it

@@ -169,27 +169,111 @@ pub enum Fetched {
     NotArchived,
 }
 
+/// Where `wal prefetch` leaves segments for the `wal fetch` that will ask
+/// for them: inside `pg_wal`, so handing one over is a rename.
+pub fn spool_dir(pgdata: &Path) -> PathBuf {
+    pgdata.join("pg_wal").join("lifeboat-prefetch")
+}
+
 /// Writes WAL file `name` of the cluster at `pgdata` to `dest`
-/// (PostgreSQL's `%f` and `%p`): to a temporary name first, then renamed,
-/// so PostgreSQL never sees half a file.
+/// (PostgreSQL's `%f` and `%p`): from the prefetch spool when a prefetch
+/// got it already, else from the repository; to a temporary name first,
+/// then renamed, so PostgreSQL never sees half a file. Spooled segments
+/// older than `name` are dropped (replay has passed them).
 pub fn fetch(repo: &Repository, name: &str, dest: &Path, pgdata: &Path) -> Result<Fetched> {
     WalFile::parse(name)?;
+    let spool = spool_dir(pgdata);
+    if let Ok(entries) = std::fs::read_dir(&spool) {
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.len() == 24 && n[..8] == name[..8.min(name.len())] && n.as_str() < name {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    if std::fs::rename(spool.join(name), dest).is_ok() {
+        return Ok(Fetched::Written);
+    }
     let sys = system_id(pgdata)?;
-    let object = object_name(sys, name);
-    let bytes = match repo.get_log(&object) {
+    let bytes = match repo.get_log(&object_name(sys, name)) {
         Ok(b) => b,
         Err(RepoError::Store(e)) if e.is_not_found() => return Ok(Fetched::NotArchived),
         Err(e) => return Err(e.into()),
     };
-    let tmp = PathBuf::from(format!("{}.lifeboat-tmp", dest.display()));
+    write_whole(dest, &bytes)?;
+    Ok(Fetched::Written)
+}
+
+fn write_whole(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = PathBuf::from(format!(
+        "{}.lifeboat-tmp-{}",
+        dest.display(),
+        std::process::id()
+    ));
     let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(&bytes))
+        .and_then(|mut f| f.write_all(bytes))
         .and_then(|()| std::fs::rename(&tmp, dest));
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(RepoError::io("write", dest, e).into());
     }
-    Ok(Fetched::Written)
+    Ok(())
+}
+
+/// The `count` segments after segment `name` on its timeline (none for
+/// other WAL files), for a segment size of `segment_size` bytes.
+pub fn following(name: &str, count: usize, segment_size: u64) -> Vec<String> {
+    let Ok(WalFile::Segment { timeline, log, seg }) = WalFile::parse(name) else {
+        return vec![];
+    };
+    let per_log = 0x1_0000_0000 / segment_size.max(1);
+    let n = u64::from(log) * per_log + u64::from(seg);
+    (1..=count as u64)
+        .map(|i| seg_name(timeline, n + i, per_log))
+        .collect()
+}
+
+/// The segment size a WAL segment file's header gives (16 MiB if unreadable).
+pub fn segment_size_of(path: &Path) -> u64 {
+    let mut head = [0u8; 40];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .ok()
+        .and_then(|()| segment_header(&head))
+        .map(|(_, s)| u64::from(s))
+        .filter(|s| s.is_power_of_two())
+        .unwrap_or(16 << 20)
+}
+
+/// Fetches `names` into the spool, on parallel threads, skipping those
+/// spooled already and those not archived (yet). Returns how many it got.
+pub fn prefetch(repo: &Repository, names: &[String], pgdata: &Path) -> Result<usize> {
+    let spool = spool_dir(pgdata);
+    std::fs::create_dir_all(&spool).map_err(|e| RepoError::io("create", &spool, e))?;
+    let sys = system_id(pgdata)?;
+    let got = std::sync::atomic::AtomicUsize::new(0);
+    let queue = std::sync::Mutex::new(
+        names
+            .iter()
+            .filter(|n| !spool.join(n).exists())
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let Some(name) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
+                    break;
+                };
+                if let Ok(bytes) = repo.get_log(&object_name(sys, &name)) {
+                    if write_whole(&spool.join(&name), &bytes).is_ok() {
+                        got.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    Ok(got.into_inner())
 }
 
 /// One contiguous run of archived segments on a timeline.
