@@ -30,7 +30,7 @@ use crossbeam_channel::{bounded, unbounded};
 use serde::Serialize;
 
 use crate::blob::{self, BlobKind};
-use crate::chunker::Chunker;
+use crate::chunker::{Chunker, Chunking};
 use crate::error::{RepoError, Result};
 use crate::id::Id;
 use crate::packer::BlobSaver;
@@ -57,6 +57,7 @@ impl<'a> BackupSource<'a> {
             stream: Some(NamedStream {
                 name: name.into(),
                 reader: Box::new(reader),
+                chunking: Chunking::ContentDefined,
             }),
         }))
     }
@@ -68,6 +69,8 @@ pub struct NamedStream<'a> {
     pub name: String,
     /// The bytes: a read error fails the backup, and no snapshot is written.
     pub reader: Box<dyn Read + Send + 'a>,
+    /// How to cut it into chunks.
+    pub chunking: Chunking,
 }
 
 /// The streams of one backup, produced one at a time (a source may start
@@ -386,7 +389,12 @@ impl Walker<'_> {
     ) -> Result<Option<serde_json::Value>> {
         let set_err = |e| RepoError::io("read", Path::new("<source>"), e);
         let mut buf = Vec::new();
-        while let Some(NamedStream { name, reader }) = set.next_stream().map_err(set_err)? {
+        while let Some(NamedStream {
+            name,
+            reader,
+            chunking,
+        }) = set.next_stream().map_err(set_err)?
+        {
             check_stream_name(&name)?;
             let path = format!("/{name}");
             if paths.contains(&path) {
@@ -396,6 +404,7 @@ impl Walker<'_> {
                 crate::read_ahead::ReadAhead::spawn(s, reader),
                 Path::new(&format!("<{name}>")),
                 chunker,
+                chunking,
                 &mut buf,
                 self.saver,
                 None,
@@ -734,34 +743,50 @@ fn read_file(
     progress: &dyn Progress,
 ) -> Result<(Vec<Id>, u64)> {
     let f = open_noatime(path).map_err(|e| RepoError::io("open", path, e))?;
-    read_stream(f, path, chunker, buf, saver, Some(inline), progress)
+    read_stream(
+        f,
+        path,
+        chunker,
+        Chunking::ContentDefined,
+        buf,
+        saver,
+        Some(inline),
+        progress,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_stream(
     r: impl Read,
     what: &Path,
     chunker: &Chunker,
+    chunking: Chunking,
     buf: &mut Vec<u8>,
     saver: &BlobSaver<'_>,
     mut inline: Option<&mut Inline<'_>>,
     progress: &dyn Progress,
 ) -> Result<(Vec<Id>, u64)> {
     let mut ids = vec![];
-    let total = chunker
-        .for_each_chunk::<_, ReadOrRepo>(r, buf, |chunk| {
-            let encoder = inline.as_deref_mut().and_then(Inline::encoder);
-            ids.push(
-                saver
-                    .save_with(BlobKind::Data, chunk, encoder)
-                    .map_err(ReadOrRepo::Repo)?,
-            );
-            progress.add(chunk.len() as u64);
-            Ok(())
-        })
-        .map_err(|e| match e {
-            ReadOrRepo::Read(e) => RepoError::io("read", what, e),
-            ReadOrRepo::Repo(e) => e,
-        })?;
+    let mut save = |chunk: &[u8]| -> std::result::Result<(), ReadOrRepo> {
+        let encoder = inline.as_deref_mut().and_then(Inline::encoder);
+        ids.push(
+            saver
+                .save_with(BlobKind::Data, chunk, encoder)
+                .map_err(ReadOrRepo::Repo)?,
+        );
+        progress.add(chunk.len() as u64);
+        Ok(())
+    };
+    let total = match chunking {
+        Chunking::ContentDefined => chunker.for_each_chunk::<_, ReadOrRepo>(r, buf, &mut save),
+        Chunking::TarBlocks(block) => {
+            crate::chunker::for_each_tar_block::<_, ReadOrRepo>(r, block as usize, buf, &mut save)
+        }
+    }
+    .map_err(|e| match e {
+        ReadOrRepo::Read(e) => RepoError::io("read", what, e),
+        ReadOrRepo::Repo(e) => e,
+    })?;
     Ok((ids, total))
 }
 

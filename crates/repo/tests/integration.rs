@@ -665,6 +665,7 @@ impl<'a> lifeboat_repo::archiver::StreamSet<'a> for TwoDumps {
         Ok(Some(lifeboat_repo::archiver::NamedStream {
             name: name.into(),
             reader: Box::new(std::io::Cursor::new(bytes)),
+            chunking: Default::default(),
         }))
     }
     fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>> {

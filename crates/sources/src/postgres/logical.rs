@@ -110,6 +110,7 @@ impl StreamSet<'static> for LogicalBackup {
         Ok(self.dump.take().map(|d| NamedStream {
             name: self.meta.dump.clone(),
             reader: Box::new(d),
+            chunking: Default::default(),
         }))
     }
 
@@ -220,6 +221,7 @@ impl StreamSet<'static> for ClusterBackup {
             return Ok(Some(NamedStream {
                 name: self.meta.globals.clone(),
                 reader: Box::new(g),
+                chunking: Default::default(),
             }));
         }
         self.finish_current()?;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lifeboat_repo::archiver::{NamedStream, StreamSet};
+use lifeboat_repo::chunker::Chunking;
 use lifeboat_repo::{browse, IndexedRepository, RepoError, Snapshot};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +22,10 @@ use crate::url::ConnUrl;
 
 /// The stream a physical backup is stored as.
 pub const ARCHIVE: &str = "pgdata.tar";
+
+/// The block a base backup's files are cut in (see FORMAT.md, "Chunking
+/// base backups"): a changed 8 KiB page costs one block.
+pub const BLOCK: u32 = 64 << 10;
 
 /// What a physical backup records in its snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +143,8 @@ impl StreamSet<'static> for PhysicalBackup {
             NamedStream {
                 name: ARCHIVE.into(),
                 reader: Box::new(watch),
+                // Relation files change in place, 8 KiB page by page.
+                chunking: Chunking::TarBlocks(BLOCK),
             }
         }))
     }
