@@ -644,6 +644,26 @@ pub enum WalCommand {
         #[arg(long, env = "PGDATA", value_name = "DIR")]
         pgdata: Option<PathBuf>,
     },
+    /// Receive WAL as the server writes it (`pg_receivewal` through a
+    /// replication slot) and make it durable in the repository at least
+    /// every second: a primary crash loses about a second of commits (none
+    /// with --synchronous, once `synchronous_standby_names` includes
+    /// `lifeboat`). Runs until interrupted; reconnects by itself.
+    Stream {
+        /// The server: `postgres://USER@HOST:PORT/` (a replication connection).
+        #[arg(long, value_name = "URL")]
+        source: String,
+        /// The physical replication slot to use (created if missing).
+        #[arg(long, default_value = "lifeboat")]
+        slot: String,
+        /// Act as a synchronous standby: flush and report every write at once.
+        #[arg(long)]
+        synchronous: bool,
+        /// Where WAL is received before it is uploaded (default:
+        /// ~/.local/state/lifeboat/wal-stream/SLOT).
+        #[arg(long, value_name = "DIR")]
+        spool: Option<PathBuf>,
+    },
     /// Find gaps and missing timeline history in the WAL archive, and print
     /// the contiguous ranges per timeline. Exit 1 on any gap.
     Verify {

@@ -63,6 +63,44 @@ pub fn run(ctx: &Ctx, cmd: WalCommand) -> Result<u8> {
             })?;
             Ok(exit::SUCCESS)
         }
+        WalCommand::Stream {
+            source,
+            slot,
+            synchronous,
+            spool,
+        } => {
+            let url =
+                lifeboat_sources::ConnUrl::parse(&source, lifeboat_sources::postgres::SCHEMES)?;
+            let spool = spool.unwrap_or_else(|| {
+                let home = std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("."));
+                home.join(".local/state/lifeboat/wal-stream").join(&slot)
+            });
+            crate::interrupt::set_note("interrupted; WAL received in the last moment may not be uploaded: the slot keeps it for the next `wal stream`");
+            let opts = lifeboat_sources::postgres::stream::StreamOptions {
+                slot,
+                synchronous,
+                spool,
+            };
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let quiet = ctx.global.quiet || ctx.global.json;
+            lifeboat_sources::postgres::stream::run(&repo, &url, &opts, &stop, |s| {
+                if !s.partial && !quiet {
+                    #[allow(clippy::print_stdout)]
+                    {
+                        println!("streamed {} ({:.1}s behind)", s.file, s.lag.as_secs_f64());
+                    }
+                }
+                tracing::debug!(
+                    "uploaded {}{} ({:.2}s behind)",
+                    s.file,
+                    if s.partial { " (partial)" } else { "" },
+                    s.lag.as_secs_f64()
+                );
+            })?;
+            Ok(exit::SUCCESS)
+        }
         WalCommand::Verify { pgdata } => {
             let only = pgdata.as_deref().map(wal::system_id).transpose()?;
             let reports = wal::verify(&repo, only)?;

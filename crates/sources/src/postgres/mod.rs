@@ -6,6 +6,7 @@ mod logical;
 pub mod physical;
 pub mod psql;
 mod restore;
+pub mod stream;
 mod tarwatch;
 pub mod wal;
 

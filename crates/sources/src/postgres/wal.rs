@@ -197,7 +197,14 @@ pub fn fetch(repo: &Repository, name: &str, dest: &Path, pgdata: &Path) -> Resul
     let sys = system_id(pgdata)?;
     let bytes = match repo.get_log(&object_name(sys, name)) {
         Ok(b) => b,
-        Err(RepoError::Store(e)) if e.is_not_found() => return Ok(Fetched::NotArchived),
+        Err(RepoError::Store(e)) if e.is_not_found() => {
+            // A segment `wal stream` was still receiving when it last
+            // uploaded: its newest partial holds every streamed record.
+            match super::stream::newest_partial(repo, sys, name)? {
+                Some(p) if name.len() == 24 => repo.get_log(&p)?,
+                _ => return Ok(Fetched::NotArchived),
+            }
+        }
         Err(e) => return Err(e.into()),
     };
     write_whole(dest, &bytes)?;

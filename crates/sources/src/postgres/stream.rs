@@ -1,0 +1,249 @@
+//! `wal stream`: WAL received as the server writes it (`pg_receivewal`
+//! through a physical replication slot, into a local spool) and made
+//! durable in the repository at least every second, so the data-loss
+//! window on a primary crash is about a second, not a segment or
+//! `archive_timeout`.
+//!
+//! Completed segments become ordinary WAL log objects (as `wal push`
+//! makes them). The segment being written is uploaded whenever it changed
+//! as a partial object (`…-partial-<time>`, the newest replacing older
+//! ones); `wal fetch` serves the newest partial of a segment that was never
+//! completed, which is how a restore after a crash replays up to the last
+//! streamed record.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lifeboat_repo::{RepoError, Repository};
+
+use super::program;
+use super::psql::Session;
+use super::wal::{object_name, WalFile};
+use crate::error::{Result, SourceError};
+use crate::producer::StderrTail;
+use crate::url::ConnUrl;
+
+/// Options of `wal stream`.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// The physical replication slot (created if missing), so the server
+    /// keeps the WAL the stream has not received yet.
+    pub slot: String,
+    /// Flush every write at once and report it, so the server can count
+    /// the stream as a synchronous standby (`synchronous_standby_names`
+    /// naming `application_name` `lifeboat`).
+    pub synchronous: bool,
+    /// The local spool `pg_receivewal` writes into.
+    pub spool: PathBuf,
+}
+
+/// What the stream reports after each upload.
+#[derive(Debug, Clone)]
+pub struct StreamStatus {
+    /// The WAL file just made durable in the repository.
+    pub file: String,
+    /// Whether it was a partial (still being written) segment.
+    pub partial: bool,
+    /// How long since the file last changed in the spool.
+    pub lag: Duration,
+}
+
+/// The object name of a partial upload of `segment`, stamped `nanos`.
+pub fn partial_name(system_id: u64, segment: &str, nanos: u128) -> String {
+    format!("{}-partial-{nanos:024x}", object_name(system_id, segment))
+}
+
+/// The newest partial object of `segment`, if any.
+pub fn newest_partial(repo: &Repository, system_id: u64, segment: &str) -> Result<Option<String>> {
+    let prefix = format!("{}-partial-", object_name(system_id, segment));
+    Ok(repo
+        .list_logs()?
+        .into_iter()
+        .map(|o| o.name)
+        .filter(|n| n.starts_with(&prefix))
+        .max())
+}
+
+/// Streams until `stop` is set: `pg_receivewal` restarted whenever it ends
+/// (a lost connection, a restarted server), the spool uploaded every
+/// quarter second.
+pub fn run(
+    repo: &Repository,
+    url: &ConnUrl,
+    opts: &StreamOptions,
+    stop: &AtomicBool,
+    mut report: impl FnMut(&StreamStatus),
+) -> Result<()> {
+    let shown = url.to_string();
+    let control = url.with_dbname(url.dbname.as_deref().unwrap_or("postgres"));
+    let mut s = Session::connect(&control)?;
+    let sys: u64 = s
+        .value("SELECT system_identifier FROM pg_control_system()")?
+        .parse()
+        .map_err(|_| SourceError::Tool {
+            program: "psql".into(),
+            target: shown.clone(),
+            message: "no system identifier".into(),
+        })?;
+    s.close()?;
+    std::fs::create_dir_all(&opts.spool).map_err(|e| RepoError::io("create", &opts.spool, e))?;
+    let created = receivewal(url, opts)
+        .args(["--create-slot", "--if-not-exists"])
+        .output()
+        .map_err(|e| tool(&shown, lifeboat_repo::error::io_words(&e)))?;
+    if !created.status.success() {
+        return Err(tool(
+            &shown,
+            super::psql::last_error(&String::from_utf8_lossy(&created.stderr)),
+        ));
+    }
+    let mut child: Option<(Child, StderrTail)> = None;
+    let mut seen: HashMap<String, (u64, std::time::SystemTime)> = HashMap::new();
+    let mut restarted = Instant::now() - Duration::from_secs(10);
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if let Some((c, said)) = child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                tracing::warn!(
+                    "pg_receivewal ended ({status}): {}; reconnecting",
+                    super::psql::last_error(&said.finish())
+                );
+                child = None;
+            }
+        }
+        if child.is_none() && !stopping && restarted.elapsed() >= Duration::from_secs(1) {
+            restarted = Instant::now();
+            let mut cmd = receivewal(url, opts);
+            cmd.arg(format!("--directory={}", opts.spool.display()))
+                .args(["--no-loop", "--status-interval=1"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if opts.synchronous {
+                cmd.arg("--synchronous");
+            }
+            die_with_parent(&mut cmd);
+            let mut c = cmd
+                .spawn()
+                .map_err(|e| tool(&shown, lifeboat_repo::error::io_words(&e)))?;
+            let said = StderrTail::spawn(
+                c.stderr
+                    .take()
+                    .ok_or_else(|| tool(&shown, "no stderr".into()))?,
+            );
+            child = Some((c, said));
+        }
+        upload(repo, sys, &opts.spool, &mut seen, &mut report)?;
+        if stopping {
+            if let Some((mut c, _)) = child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            // What it wrote last is uploaded before we go.
+            return upload(repo, sys, &opts.spool, &mut seen, &mut report);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn tool(target: &str, message: String) -> SourceError {
+    SourceError::Tool {
+        program: "pg_receivewal".into(),
+        target: target.to_string(),
+        message,
+    }
+}
+
+fn receivewal(url: &ConnUrl, opts: &StreamOptions) -> Command {
+    let mut cmd = Command::new(program("pg_receivewal"));
+    cmd.arg(format!("--slot={}", opts.slot))
+        .arg("--no-password")
+        .envs(url.env())
+        .env("PGAPPNAME", "lifeboat");
+    cmd
+}
+
+/// The receiver must not outlive the stream (an interrupted `wal stream`
+/// exits at once).
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only this process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
+/// One pass over the spool: completed segments and history files become
+/// WAL objects (and leave the spool); a changed partial segment is
+/// uploaded anew.
+fn upload(
+    repo: &Repository,
+    sys: u64,
+    spool: &Path,
+    seen: &mut HashMap<String, (u64, std::time::SystemTime)>,
+    report: &mut impl FnMut(&StreamStatus),
+) -> Result<()> {
+    let mut names: Vec<String> = std::fs::read_dir(spool)
+        .map_err(|e| RepoError::io("list", spool, e))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let path = spool.join(&name);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let changed = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+        let lag = changed.elapsed().unwrap_or_default();
+        if let Some(segment) = name.strip_suffix(".partial") {
+            if !matches!(WalFile::parse(segment), Ok(WalFile::Segment { .. })) {
+                continue;
+            }
+            if seen.get(&name) == Some(&(meta.len(), changed)) {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|e| RepoError::io("read", &path, e))?;
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            let older = newest_partial(repo, sys, segment)?;
+            repo.put_log(&partial_name(sys, segment, nanos), &bytes)?;
+            if let Some(o) = older {
+                let _ = repo.delete_log(&o);
+            }
+            seen.insert(name.clone(), (meta.len(), changed));
+            report(&StreamStatus {
+                file: segment.to_string(),
+                partial: true,
+                lag,
+            });
+            continue;
+        }
+        match WalFile::parse(&name) {
+            Ok(WalFile::Segment { .. }) | Ok(WalFile::History(_)) => {}
+            _ => continue,
+        }
+        let bytes = std::fs::read(&path).map_err(|e| RepoError::io("read", &path, e))?;
+        repo.put_log(&object_name(sys, &name), &bytes)?;
+        // The whole segment supersedes its partial uploads.
+        while let Some(p) = newest_partial(repo, sys, &name)? {
+            repo.delete_log(&p)?;
+        }
+        std::fs::remove_file(&path).map_err(|e| RepoError::io("remove", &path, e))?;
+        seen.remove(&format!("{name}.partial"));
+        report(&StreamStatus {
+            file: name,
+            partial: false,
+            lag,
+        });
+    }
+    Ok(())
+}
