@@ -257,27 +257,30 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// A ustar header's size field (octal, or base-256 with the high bit set);
-/// `None` when the block is not a tar header (its checksum does not match).
+/// A tar header's numeric field: octal digits (NUL- or space-padded), or
+/// base-256 with the high bit of the first byte set.
+pub fn tar_number(f: &[u8]) -> Option<u64> {
+    let first = *f.first()?;
+    if first & 0x80 != 0 {
+        let mut n = u64::from(first & 0x7f);
+        for &b in &f[1..] {
+            n = n.checked_mul(256)?.checked_add(u64::from(b))?;
+        }
+        return Some(n);
+    }
+    let s = std::str::from_utf8(f)
+        .ok()?
+        .trim_matches(|c: char| c == '\0' || c == ' ');
+    if s.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(s, 8).ok()
+}
+
+/// A ustar header's size field; `None` when the block is not a tar header
+/// (its checksum does not match).
 fn tar_size(h: &[u8]) -> Option<u64> {
-    let field = |r: std::ops::Range<usize>| -> Option<u64> {
-        let f = &h[r];
-        if f[0] & 0x80 != 0 {
-            let mut n = u64::from(f[0] & 0x7f);
-            for &b in &f[1..] {
-                n = n.checked_mul(256)?.checked_add(u64::from(b))?;
-            }
-            return Some(n);
-        }
-        let s = std::str::from_utf8(f)
-            .ok()?
-            .trim_matches(|c: char| c == '\0' || c == ' ');
-        if s.is_empty() {
-            return Some(0);
-        }
-        u64::from_str_radix(s, 8).ok()
-    };
-    let stored = field(148..156)?;
+    let stored = tar_number(&h[148..156])?;
     let sum: u64 = h
         .iter()
         .enumerate()
@@ -289,7 +292,7 @@ fn tar_size(h: &[u8]) -> Option<u64> {
             }
         })
         .sum();
-    (sum == stored).then(|| field(124..136)).flatten()
+    (sum == stored).then(|| tar_number(&h[124..136])).flatten()
 }
 
 #[cfg(test)]

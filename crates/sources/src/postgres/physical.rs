@@ -460,15 +460,12 @@ pub fn check_reachable(
     let timeline = meta.timeline;
     let stop = parse_lsn(&meta.stop_lsn)
         .ok_or_else(|| SourceError::WrongSnapshot(format!("bad stop LSN {:?}", meta.stop_lsn)))?;
-    let per_log = 0x1_0000_0000 / report.segment_size.max(1);
+    let per_log = super::wal::segments_per_log(report.segment_size);
     let stop_no = stop / report.segment_size.max(1);
     let Some(tl) = report.timelines.iter().find(|t| t.timeline == timeline) else {
         return unreachable(format!("no WAL of timeline {timeline} is archived"));
     };
-    let seg_no = |name: &str| -> u64 {
-        u64::from_str_radix(&name[8..16], 16).unwrap_or(0) * per_log
-            + u64::from_str_radix(&name[16..24], 16).unwrap_or(0)
-    };
+    let seg_no = |name: &str| super::wal::segment_number(name, per_log).unwrap_or(0);
     let Some(range) = tl
         .ranges
         .iter()
@@ -517,10 +514,7 @@ fn last_commit(
     timeline: u32,
     per_log: u64,
 ) -> Result<Option<jiff::Timestamp>> {
-    let no = |name: &str| {
-        u64::from_str_radix(&name[8..16], 16).unwrap_or(0) * per_log
-            + u64::from_str_radix(&name[16..24], 16).unwrap_or(0)
-    };
+    let no = |name: &str| super::wal::segment_number(name, per_log).unwrap_or(0);
     let dir = tempfile_dir()?;
     let (a, b) = (no(first), no(last));
     let mut n = b;

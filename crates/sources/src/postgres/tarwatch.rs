@@ -103,7 +103,7 @@ impl<R: Read> TarWatch<R> {
         if h.iter().all(|&b| b == 0) {
             return; // end-of-archive blocks
         }
-        let size = parse_size(&h[124..136]).unwrap_or(0);
+        let size = lifeboat_repo::chunker::tar_number(&h[124..136]).unwrap_or(0);
         self.body_left = size;
         self.pad_left = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
         if h[156] == b'L' {
@@ -155,23 +155,6 @@ impl<R> TarWatch<R> {
 pub fn member(kept: &Kept, name: &str) -> Option<Vec<u8>> {
     let k = kept.lock().unwrap_or_else(|e| e.into_inner());
     k.iter().find(|(n, _)| n == name).map(|(_, b)| b.clone())
-}
-
-/// A tar size field: octal digits, or base-256 with the high bit set.
-fn parse_size(f: &[u8]) -> Option<u64> {
-    if f[0] & 0x80 != 0 {
-        let mut n: u64 = u64::from(f[0] & 0x7f);
-        for &b in &f[1..] {
-            n = n.checked_mul(256)?.checked_add(u64::from(b))?;
-        }
-        return Some(n);
-    }
-    let s = std::str::from_utf8(f).ok()?;
-    let s = s.trim_matches(|c: char| c == '\0' || c == ' ');
-    if s.is_empty() {
-        return Some(0);
-    }
-    u64::from_str_radix(s, 8).ok()
 }
 
 impl<R: Read> Read for TarWatch<R> {

@@ -233,7 +233,7 @@ pub fn following(name: &str, count: usize, segment_size: u64) -> Vec<String> {
     let Ok(WalFile::Segment { timeline, log, seg }) = WalFile::parse(name) else {
         return vec![];
     };
-    let per_log = 0x1_0000_0000 / segment_size.max(1);
+    let per_log = segments_per_log(segment_size);
     let n = u64::from(log) * per_log + u64::from(seg);
     (1..=count as u64)
         .map(|i| seg_name(timeline, n + i, per_log))
@@ -328,6 +328,19 @@ pub struct WalReport {
 /// file is archived.
 type Archived = (Vec<(u32, u32)>, bool);
 
+/// Segments per 4 GiB "log" of WAL positions, for a segment size in bytes.
+pub fn segments_per_log(segment_size: u64) -> u64 {
+    0x1_0000_0000 / segment_size.max(1)
+}
+
+/// The segment number a WAL file name (a segment, or a `.backup`/`.partial`
+/// file named after one) starts with; the timeline is not part of it.
+pub fn segment_number(name: &str, per_log: u64) -> Option<u64> {
+    let log = u32::from_str_radix(name.get(8..16)?, 16).ok()?;
+    let seg = u32::from_str_radix(name.get(16..24)?, 16).ok()?;
+    Some(u64::from(log) * per_log + u64::from(seg))
+}
+
 /// The name of segment number `segno` on `timeline`.
 pub fn seg_name(timeline: u32, segno: u64, per_log: u64) -> String {
     format!(
@@ -386,7 +399,7 @@ pub fn verify(repo: &Repository, only: Option<u64>) -> Result<Vec<WalReport>> {
             },
             None => 16 << 20,
         };
-        let per_log = 0x1_0000_0000 / size.max(1);
+        let per_log = segments_per_log(size);
         let mut out = vec![];
         for (timeline, (mut segs, history)) in timelines {
             segs.sort();
@@ -560,7 +573,7 @@ pub fn expire(
         let Ok(WalFile::Segment { log, seg, .. }) = WalFile::parse(&m.start_wal) else {
             continue;
         };
-        let per_log = 0x1_0000_0000 / size_of(sys, &mut sizes).max(1);
+        let per_log = segments_per_log(size_of(sys, &mut sizes));
         let no = u64::from(log) * per_log + u64::from(seg);
         let e = oldest.entry(sys).or_insert((no, m.start_wal.clone()));
         if no < e.0 {
@@ -569,7 +582,7 @@ pub fn expire(
     }
     let mut out = vec![];
     for (sys, (keep_no, keep_from)) in oldest {
-        let per_log = 0x1_0000_0000 / sizes.get(&sys).copied().unwrap_or(16 << 20).max(1);
+        let per_log = segments_per_log(sizes.get(&sys).copied().unwrap_or(16 << 20));
         let (mut deleted, mut bytes) = (0, 0);
         for o in &logs {
             let Some((s, file)) = file_of(&o.name) else {
@@ -578,13 +591,7 @@ pub fn expire(
             if s != sys || file.len() < 24 || file.ends_with(".history") {
                 continue;
             }
-            let Ok(l) = u32::from_str_radix(&file[8..16], 16) else {
-                continue;
-            };
-            let Ok(g) = u32::from_str_radix(&file[16..24], 16) else {
-                continue;
-            };
-            if u64::from(l) * per_log + u64::from(g) >= keep_no {
+            if segment_number(&file, per_log).is_none_or(|n| n >= keep_no) {
                 continue;
             }
             if !dry_run {
