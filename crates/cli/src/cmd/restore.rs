@@ -275,7 +275,7 @@ fn physical(
             id.short()
         ))
     })?;
-    physical::check_reachable(repo, &meta, &goal)?;
+    physical::check_reachable(repo, &meta, &goal, a.timeline.as_deref())?;
     let password_file = ctx
         .global
         .password_file

@@ -733,6 +733,60 @@ fn point_in_time_restores_hold_exactly_the_transactions_committed_by_the_target(
         data.to_str().unwrap(),
     ]);
     assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // A timeline the archive does not have is refused, nothing written.
+    let out = run(&[
+        "restore",
+        "latest",
+        "--latest",
+        "--timeline",
+        "7",
+        "--target",
+        nowhere.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        stderr(&out).contains("timeline 7 does not exist in the archive"),
+        "{}",
+        text(&out)
+    );
+    assert!(!nowhere.exists(), "nothing written");
+
+    // A segment deleted after the kept backup: a restore that needs it
+    // names it and writes nothing; one that stops before it still works.
+    let range = &report[0]["timelines"][0]["ranges"][0];
+    let last_seg = range["last"].as_str().unwrap();
+    let per_log = 0x1_0000_0000u64 / (16 << 20);
+    let no = lifeboat_sources::postgres::wal::segment_number(last_seg, per_log).unwrap();
+    let gone = lifeboat_sources::postgres::wal::seg_name(1, no - 1, per_log);
+    let stop_seg = snaps[1]["snapshot"]["source"]["stop_lsn"].as_str().unwrap();
+    let stop_no = lifeboat_sources::postgres::physical::parse_lsn(stop_seg).unwrap() / (16 << 20);
+    assert!(stop_no < no - 1, "the gap lies after the backup");
+    let object = std::fs::read_dir(env.repo.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(&gone))
+        .unwrap();
+    std::fs::remove_file(object).unwrap();
+    for goal in [
+        vec!["--latest"],
+        vec!["--time", commits[commits.len() - 2].1.as_str()],
+    ] {
+        let mut args = vec!["restore", "latest"];
+        args.extend(goal.iter().copied());
+        args.extend(["--target", nowhere.to_str().unwrap()]);
+        let out = run(&args);
+        assert_eq!(code(&out), 1, "{goal:?}: {}", text(&out));
+        assert!(
+            stderr(&out).contains(&format!("lacks WAL segment {gone}")),
+            "{goal:?}: {}",
+            text(&out)
+        );
+        assert!(!nowhere.exists(), "nothing written");
+    }
+    let out = env.run(&["wal", "verify"]);
+    assert_eq!(code(&out), 1, "a gap fails verify: {}", text(&out));
+    assert!(text(&out).contains(&gone), "{}", text(&out));
 }
 
 /// A corrupt page fails the base backup (checksums are verified as pages

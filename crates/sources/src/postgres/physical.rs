@@ -427,13 +427,16 @@ pub fn choose(
 }
 
 /// Proves, before anything is written, that the archive holds the WAL from
-/// `meta`'s start through `goal`: no gap after the backup's start segment,
-/// and (for a time or an LSN) the goal not beyond the last archived commit
-/// or position.
+/// `meta`'s start through `goal` on the timeline `timeline` asks for
+/// (`latest`, `current` or a number; default latest): that timeline
+/// exists, no segment is missing after the backup's stop position, and (for
+/// a time or an LSN) the goal is not beyond the last archived commit or
+/// position. A gap is named by its first missing segment.
 pub fn check_reachable(
     repo: &lifeboat_repo::Repository,
     meta: &PhysicalMeta,
     goal: &RecoveryTarget,
+    timeline: Option<&str>,
 ) -> Result<()> {
     let sys: u64 = meta
         .system_id
@@ -450,20 +453,65 @@ pub fn check_reachable(
             "no WAL of cluster {sys} is archived (set archive_command = 'lifeboat wal push %p')"
         ));
     };
+    let base = meta.timeline;
+    let newest = report
+        .timelines
+        .iter()
+        .filter(|t| t.timeline == base || t.history)
+        .map(|t| t.timeline)
+        .max()
+        .unwrap_or(base)
+        .max(base);
+    let wanted = match timeline.unwrap_or("latest") {
+        "latest" => newest,
+        "current" => base,
+        n => {
+            let n: u32 = n.parse().map_err(|_| {
+                SourceError::Usage(format!(
+                    "--timeline {n:?}: give latest, current or a timeline number"
+                ))
+            })?;
+            if n < base {
+                return unreachable(format!(
+                    "the base backup is on timeline {base}, after timeline {n}: choose a backup taken on timeline {n}"
+                ));
+            }
+            if n > base
+                && !report
+                    .timelines
+                    .iter()
+                    .any(|t| t.timeline == n && t.history)
+            {
+                return unreachable(format!(
+                    "timeline {n} does not exist in the archive (its history file {n:08X}.history is not archived; archived timelines: {})",
+                    report
+                        .timelines
+                        .iter()
+                        .map(|t| t.timeline.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            n
+        }
+    };
     // The backup carries the WAL up to its stop position (fetched into its
     // pg_wal); replay needs the archive only from the segment holding the
     // stop position, and only to go beyond it.
-    let goes_beyond = matches!(goal, RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_));
-    if !goes_beyond {
+    if *goal == RecoveryTarget::Immediate {
         return Ok(());
     }
-    let timeline = meta.timeline;
     let stop = parse_lsn(&meta.stop_lsn)
         .ok_or_else(|| SourceError::WrongSnapshot(format!("bad stop LSN {:?}", meta.stop_lsn)))?;
     let per_log = super::wal::segments_per_log(report.segment_size);
     let stop_no = stop / report.segment_size.max(1);
-    let Some(tl) = report.timelines.iter().find(|t| t.timeline == timeline) else {
-        return unreachable(format!("no WAL of timeline {timeline} is archived"));
+    let goes_beyond = matches!(goal, RecoveryTarget::Time(_) | RecoveryTarget::Lsn(_));
+    let Some(tl) = report.timelines.iter().find(|t| t.timeline == base) else {
+        return if goes_beyond {
+            unreachable(format!("no WAL of timeline {base} is archived"))
+        } else {
+            Ok(())
+        };
     };
     let seg_no = |name: &str| super::wal::segment_number(name, per_log).unwrap_or(0);
     let Some(range) = tl
@@ -471,32 +519,62 @@ pub fn check_reachable(
         .iter()
         .find(|r| seg_no(&r.first) <= stop_no && stop_no <= seg_no(&r.last))
     else {
-        return unreachable(format!(
-            "the WAL after the backup ({}) is not archived (yet)",
-            super::wal::seg_name(timeline, stop_no, per_log)
-        ));
+        return if goes_beyond {
+            unreachable(format!(
+                "the WAL after the backup ({}) is not archived (yet)",
+                super::wal::seg_name(base, stop_no, per_log)
+            ))
+        } else {
+            Ok(())
+        };
     };
-    if report.timelines.iter().any(|t| t.timeline > timeline) {
+    if wanted > base {
         // Replay follows the timeline history; the end checks below are
         // for a single timeline.
         return Ok(());
     }
+    // A gap after the stop position: replay would end at it.
+    let gap = tl
+        .ranges
+        .iter()
+        .any(|r| seg_no(&r.first) > seg_no(&range.last))
+        .then(|| {
+            format!(
+                "the archive lacks WAL segment {} (a gap after {}), so replay ends at {}",
+                super::wal::seg_name(base, seg_no(&range.last) + 1, per_log),
+                range.last,
+                range.end_lsn
+            )
+        });
     let end_lsn = parse_lsn(&range.end_lsn).unwrap_or(0);
     match goal {
-        RecoveryTarget::Lsn(l) if *l > end_lsn => unreachable(format!(
-            "the target LSN lies beyond the archived WAL, which ends at {} (timeline {timeline})",
-            range.end_lsn
-        )),
+        RecoveryTarget::Latest => match gap {
+            Some(gap) => unreachable(format!(
+                "{gap}, not at the latest archived WAL: push the missing segments, or restore to a target before the gap (--lsn {} or earlier)",
+                range.end_lsn
+            )),
+            None => Ok(()),
+        },
+        RecoveryTarget::Lsn(l) if *l > end_lsn => unreachable(match gap {
+            Some(gap) => format!("the target LSN lies beyond the gap: {gap}"),
+            None => format!(
+                "the target LSN lies beyond the archived WAL, which ends at {} (timeline {base})",
+                range.end_lsn
+            ),
+        }),
         RecoveryTarget::Time(t) => {
-            let first = super::wal::seg_name(timeline, stop_no, per_log);
-            let last = last_commit(repo, sys, &first, &range.last, timeline, per_log)?;
-            match last {
+            let first = super::wal::seg_name(base, stop_no, per_log);
+            let last = last_commit(repo, sys, &first, &range.last, base, per_log)?;
+            match (last, gap) {
                 // Replay stops at the first commit after the target: one
                 // must be archived, or recovery ends before the target.
-                Some(last) if *t >= last => unreachable(format!(
+                (Some(last), Some(gap)) if *t >= last => unreachable(format!(
+                    "the target time {t} lies beyond the gap: {gap}, whose last commit is at {last}"
+                )),
+                (Some(last), None) if *t >= last => unreachable(format!(
                     "the target time {t} is not before the last commit in the archived WAL ({last}): recovery stops only on seeing a later commit; restore with --latest for everything archived"
                 )),
-                None => unreachable(format!("the archived WAL from {first} on holds no commit to stop at")),
+                (None, _) => unreachable(format!("the archived WAL from {first} on holds no commit to stop at")),
                 _ => Ok(()),
             }
         }
