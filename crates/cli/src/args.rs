@@ -401,9 +401,16 @@ pub struct RestoreArgs {
     /// Physical backups: replay all archived WAL (the default).
     #[arg(long, group = "recovery")]
     pub latest: bool,
-    /// Physical backups: the timeline to follow (default: the latest).
+    /// Physical backups: the timeline to follow (`latest`, the default;
+    /// `current`, the backup's; or a number).
     #[arg(long, value_name = "TIMELINE")]
     pub timeline: Option<String>,
+    /// Physical backups: rewrite an existing, stopped data directory of the
+    /// same cluster in place — only the 64 KiB blocks that differ from the
+    /// backup are fetched and written, and what the backup lacks is
+    /// removed: the fast rebuild of a failed primary or a lagging standby.
+    #[arg(long)]
+    pub delta: bool,
     #[command(flatten)]
     pub filter: FilterArgs,
     /// Restore only paths matching a pattern (`/var/lib/app/uploads`, `*.conf`), with everything below them. Repeatable.

@@ -279,7 +279,7 @@ pub fn tar_number(f: &[u8]) -> Option<u64> {
 
 /// A ustar header's size field; `None` when the block is not a tar header
 /// (its checksum does not match).
-fn tar_size(h: &[u8]) -> Option<u64> {
+pub fn tar_size(h: &[u8]) -> Option<u64> {
     let stored = tar_number(&h[148..156])?;
     let sum: u64 = h
         .iter()

@@ -36,6 +36,13 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     if lifeboat_sources::postgres::physical::PhysicalMeta::of(&snap).is_some() {
         return physical(ctx, &repo, &a, RecoveryTarget::Latest);
     }
+    if a.delta {
+        return Err(crate::UsageError(format!(
+            "--delta rewrites a PostgreSQL data directory; snapshot {} is not a physical backup (for files, --overwrite replaces what differs)",
+            id.short()
+        ))
+        .into());
+    }
     if a.validate_only
         || a.target
             .as_deref()
@@ -293,9 +300,11 @@ fn physical(
         repository: abs(std::path::Path::new(&repository)).display().to_string(),
         password_file: abs(&password_file),
     };
-    crate::interrupt::set_note(
-        "interrupted; the data directory is incomplete: remove it and restore again",
-    );
+    crate::interrupt::set_note(if a.delta {
+        "interrupted; the data directory is partly rewritten: run the same restore with --delta again"
+    } else {
+        "interrupted; the data directory is incomplete: remove it and restore again"
+    });
     let start = std::time::Instant::now();
     let done = physical::restore(
         repo,
@@ -305,6 +314,7 @@ fn physical(
         &goal,
         a.timeline.as_deref(),
         &fetch,
+        a.delta,
     )?;
     let secs = start.elapsed().as_secs_f64();
     let doc = json!({
@@ -315,11 +325,22 @@ fn physical(
         "timeline": meta.timeline,
         "recovery_settings": done.settings,
         "bytes": done.bytes,
+        "delta": done.delta,
         "duration_seconds": secs,
     });
     ctx.out.outcome(&doc, &[], || {
+        let how = match &done.delta {
+            Some(d) => format!(
+                " in place ({} of {} rewritten, {} already right, {} removed)",
+                ui::bytes(d.bytes_written),
+                ui::bytes(d.bytes),
+                ui::bytes(d.bytes_unchanged),
+                ui::count(d.removed, "stray path")
+            ),
+            None => String::new(),
+        };
         format!(
-            "restored base backup {} (consistent at {}, timeline {}) into {} in {secs:.1}s; recovery is configured:\n{}\nstart the server on it to recover\n",
+            "restored base backup {} (consistent at {}, timeline {}) into {}{how} in {secs:.1}s; recovery is configured:\n{}\nstart the server on it to recover\n",
             id.short(),
             meta.stop_lsn,
             meta.timeline,

@@ -499,6 +499,48 @@ impl Cluster {
     }
 }
 
+/// A cluster under `env`'s `pg` directory archiving into `env`'s repository
+/// with `lifeboat wal push` as its archive_command (the password in the
+/// file `pg/password`), `extra` settings added; and its URL.
+fn archiving_cluster(env: &Env, extra: &str) -> (Cluster, String) {
+    let dir = env.path("pg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pwfile = env.path("pg/password");
+    std::fs::write(&pwfile, super::common::PASSWORD).unwrap();
+    let conf = format!(
+        "archive_mode = on\n{extra}\narchive_command = 'LIFEBOAT_REPOSITORY={} LIFEBOAT_PASSWORD_FILE={} {} -q wal push %p'",
+        env.repo.display(),
+        pwfile.display(),
+        assert_cmd::cargo::cargo_bin("lifeboat").display()
+    );
+    sh(&format!(
+        "chown -R postgres: {} {}",
+        env.repo.display(),
+        dir.display()
+    ));
+    let c = Cluster::start(&dir, &conf);
+    let url = format!(
+        "postgres://postgres@/postgres?host={}&port={}",
+        c.sock.display(),
+        c.port
+    );
+    (c, url)
+}
+
+/// Runs lifeboat on `env`'s repository with the server's programs and the
+/// password in the file an [`archiving_cluster`] has (a restore's
+/// restore_command needs a file).
+fn run_pg(env: &Env, args: &[&str]) -> std::process::Output {
+    let (_, _, bin) = pg();
+    env.cmd()
+        .env("LIFEBOAT_PG_BINDIR", &bin)
+        .env("LIFEBOAT_PASSWORD_FILE", env.path("pg/password"))
+        .env_remove("LIFEBOAT_PASSWORD")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The PITR exactness: transactions committed one by one across
 /// several WAL segments and two base backups; for target times in every
 /// stretch, the restored cluster holds exactly the transactions committed
@@ -508,36 +550,8 @@ impl Cluster {
 #[test]
 fn point_in_time_restores_hold_exactly_the_transactions_committed_by_the_target() {
     let env = Env::new();
-    let dir = env.path("pg");
-    std::fs::create_dir_all(&dir).unwrap();
-    let pwfile = env.path("pg/password");
-    std::fs::write(&pwfile, super::common::PASSWORD).unwrap();
-    let lifeboat = assert_cmd::cargo::cargo_bin("lifeboat");
-    let conf = format!(
-        "archive_mode = on\ntrack_commit_timestamp = on\narchive_command = 'LIFEBOAT_REPOSITORY={} LIFEBOAT_PASSWORD_FILE={} {} -q wal push %p'",
-        env.repo.display(),
-        pwfile.display(),
-        lifeboat.display()
-    );
-    sh(&format!(
-        "chown -R postgres: {} {}",
-        env.repo.display(),
-        dir.display()
-    ));
-    let c = Cluster::start(&dir, &conf);
-    let (_, _, bin) = pg();
-    let url = format!(
-        "postgres://postgres@/postgres?host={}&port={}",
-        c.sock.display(),
-        c.port
-    );
-    let run = |args: &[&str]| {
-        let mut cmd = env.cmd();
-        cmd.env("LIFEBOAT_PG_BINDIR", &bin)
-            .env("LIFEBOAT_PASSWORD_FILE", &pwfile)
-            .env_remove("LIFEBOAT_PASSWORD");
-        cmd.args(args).output().unwrap()
-    };
+    let (c, url) = archiving_cluster(&env, "track_commit_timestamp = on");
+    let run = |args: &[&str]| run_pg(&env, args);
     c.psql("CREATE TABLE ledger (id int PRIMARY KEY)");
     let mut next = 0;
     let mut write = |rows: usize, switch_every: usize| {
@@ -1301,4 +1315,158 @@ fn wal_stream_loses_at_most_a_second_of_commits_and_none_when_synchronous() {
         }
         assert!(!present.is_empty());
     }
+}
+
+/// `restore --delta` rebuilds a failed primary in place: a stopped data
+/// directory that went on past the backup (changed rows, stray files)
+/// becomes exactly what a fresh restore writes, with most blocks found
+/// already right rather than rewritten; a running server, another
+/// cluster's directory, a non-empty directory without --delta and a file
+/// snapshot are refused with nothing changed.
+#[test]
+fn a_delta_restore_rewrites_a_failed_primary_into_the_backup_in_place() {
+    use super::common::{assert_same, manifest, Manifest};
+    let env = Env::new();
+    let (c, url) = archiving_cluster(&env, "");
+    let run = |args: &[&str]| run_pg(&env, args);
+    c.psql("CREATE TABLE t (id int PRIMARY KEY, pad text)");
+    c.psql("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 200000) g");
+    c.psql("CHECKPOINT");
+    let doc = serde_json::from_slice::<serde_json::Value>(
+        &run(&["--json", "backup", "--source", &url, "--physical"]).stdout,
+    )
+    .unwrap();
+    let id = doc["snapshot_id"].as_str().unwrap().to_string();
+
+    // The primary goes on past the backup, then fails.
+    c.psql("UPDATE t SET pad = 'changed' WHERE id <= 10");
+    c.psql("INSERT INTO t VALUES (0, 'after the backup')");
+    c.psql("CHECKPOINT");
+    let data = c.data.clone();
+    let delta = |extra: &[&str]| {
+        let mut args = vec!["--json", "restore", id.as_str(), "--immediate", "--delta"];
+        args.extend(extra);
+        args.extend(["--target", data.to_str().unwrap()]);
+        run(&args)
+    };
+    let out = delta(&[]);
+    assert_eq!(code(&out), 2, "a running server: {}", text(&out));
+    assert!(stderr(&out).contains("postmaster.pid"), "{}", text(&out));
+    c.stop();
+
+    let other = env.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    sh(&format!("chown postgres: {}", other.display()));
+    as_postgres(&format!(
+        "{}/initdb -D {}/data -U postgres >/dev/null",
+        c.bin,
+        other.display()
+    ));
+    let theirs = manifest(&other.join("data"));
+    let mut args = vec!["restore", id.as_str(), "--immediate", "--delta", "--target"];
+    let other_data = other.join("data");
+    args.push(other_data.to_str().unwrap());
+    let out = run(&args);
+    assert_eq!(code(&out), 2, "another cluster: {}", text(&out));
+    assert!(
+        stderr(&out).contains("belongs to cluster"),
+        "{}",
+        text(&out)
+    );
+    assert_same(&theirs, &manifest(&other_data));
+
+    std::fs::write(data.join("base/stray"), b"left by the failed primary").unwrap();
+    std::fs::write(data.join("pg_wal/0000000100000000000000F0"), b"junk").unwrap();
+    std::fs::write(data.join("standby.signal"), b"").unwrap();
+    let out = run(&[
+        "restore",
+        &id,
+        "--immediate",
+        "--target",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "not empty, no --delta: {}", text(&out));
+    assert!(stderr(&out).contains("--delta"), "{}", text(&out));
+    assert!(data.join("base/stray").exists(), "nothing changed");
+
+    let files = env.path("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let file_snap = env.backup(&[&files]);
+    let out = env.run(&[
+        "restore",
+        &file_snap,
+        "--delta",
+        "--target",
+        env.path("files-out").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "a file snapshot: {}", text(&out));
+
+    // The rebuild.
+    let out = delta(&[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let d = &doc["delta"];
+    let n = |k: &str| d[k].as_u64().unwrap();
+    assert!(n("removed") >= 3, "the strays: {doc}");
+    assert!(n("bytes_written") > 0, "the changed blocks: {doc}");
+    assert_eq!(
+        n("bytes_written") + n("bytes_unchanged"),
+        n("bytes"),
+        "{doc}"
+    );
+    assert!(
+        n("bytes_unchanged") > 3 * n("bytes_written"),
+        "most of the directory was already right: {doc}"
+    );
+    for stray in [
+        "base/stray",
+        "pg_wal/0000000100000000000000F0",
+        "standby.signal",
+    ] {
+        assert!(!data.join(stray).exists(), "{stray} removed");
+    }
+
+    // Exactly what a fresh restore writes (times aside of directories and
+    // links, which follow the order entries were made in, and of the two
+    // files the restore writes itself).
+    let fresh = env.path("fresh/data");
+    let out = run(&[
+        "restore",
+        &id,
+        "--immediate",
+        "--target",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let normal = |mut m: Manifest| {
+        for (p, e) in m.iter_mut() {
+            if e.kind != 'f'
+                || p.ends_with("postgresql.auto.conf")
+                || p.ends_with("recovery.signal")
+            {
+                e.mtime_ns = 0;
+            }
+        }
+        m
+    };
+    assert_same(&normal(manifest(&fresh)), &normal(manifest(&data)));
+
+    // A second delta finds everything right but what the first added:
+    // the recovery settings and recovery.signal.
+    let out = delta(&[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["delta"]["removed"], 1, "{doc}");
+    assert!(
+        doc["delta"]["bytes_written"].as_u64().unwrap() < 4096,
+        "{doc}"
+    );
+
+    // And the server starts on it with the backup's rows, not the later ones.
+    let r = Cluster::start_restored(&data, &env.path("delta-run"));
+    assert_eq!(r.psql("SELECT count(*) FROM t"), "200000");
+    assert_eq!(
+        r.psql("SELECT count(*) FROM t WHERE pad = 'changed' OR id = 0"),
+        "0"
+    );
 }

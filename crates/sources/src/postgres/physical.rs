@@ -235,11 +235,16 @@ pub struct PhysicalRestored {
     pub settings: Vec<String>,
     /// Bytes of the archive.
     pub bytes: u64,
+    /// With `--delta`: what was compared, written and removed.
+    pub delta: Option<super::delta::DeltaStats>,
 }
 
-/// Restores the base backup in `snapshot` into the new data directory
-/// `target` and configures recovery to `goal` through `fetch`. The
-/// directory must not exist or be empty; everything is made durable.
+/// Restores the base backup in `snapshot` into the data directory `target`
+/// and configures recovery to `goal` through `fetch`. Without `delta` the
+/// directory must not exist or be empty; with it, an existing data
+/// directory of the same cluster (stopped) is rewritten in place, only what
+/// differs (see [`super::delta`]). Everything is made durable.
+#[allow(clippy::too_many_arguments)]
 pub fn restore(
     repo: &IndexedRepository,
     snapshot: &Snapshot,
@@ -248,38 +253,35 @@ pub fn restore(
     goal: &RecoveryTarget,
     timeline: Option<&str>,
     fetch: &FetchCommand,
+    delta: bool,
 ) -> Result<PhysicalRestored> {
     let meta = PhysicalMeta::of(snapshot).ok_or_else(|| {
         SourceError::WrongSnapshot(format!("snapshot {id} is not a PostgreSQL physical backup"))
     })?;
-    match std::fs::read_dir(target) {
-        Ok(mut d) => {
-            if d.next().is_some() {
-                return Err(SourceError::Exists {
-                    what: format!("{} (not empty)", target.display()),
-                });
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+    let occupied = match std::fs::read_dir(target) {
+        Ok(mut d) => d.next().is_some(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => return Err(RepoError::io("open", target, e).into()),
+    };
+    if occupied && !delta {
+        return Err(SourceError::Usage(format!(
+            "{} is not empty: restore into a new or empty directory, or give --delta to rewrite an existing data directory of this cluster in place; nothing was changed",
+            target.display()
+        )));
     }
-    std::fs::create_dir_all(target).map_err(|e| RepoError::io("create", target, e))?;
     let node = browse::find_node(repo, snapshot, id, &format!("/{}", meta.archive))?;
-    let (reader, mut writer) = std::io::pipe().map_err(|e| RepoError::io("pipe", target, e))?;
-    let bytes = std::thread::scope(|s| -> Result<u64> {
-        let feeder = s.spawn(move || browse::dump(repo, &node, &mut writer));
-        let mut archive = tar::Archive::new(reader);
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_ownerships(true);
-        archive.set_overwrite(false);
-        let unpacked = archive.unpack(target);
-        let fed = feeder
-            .join()
-            .unwrap_or_else(|_| Err(RepoError::Internal("the archive feeder panicked".into())));
-        let n = fed?;
-        unpacked.map_err(|e| RepoError::io("unpack into", target, e))?;
-        Ok(n)
-    })?;
+    let (bytes, delta) = if occupied {
+        let sys = meta
+            .system_id
+            .parse()
+            .map_err(|_| SourceError::WrongSnapshot("bad system identifier".into()))?;
+        super::delta::check_target(target, sys)?;
+        let stats = super::delta::apply(repo, &node, BLOCK, target)?;
+        (node.size, Some(stats))
+    } else {
+        std::fs::create_dir_all(target).map_err(|e| RepoError::io("create", target, e))?;
+        (unpack(repo, &node, target)?, None)
+    };
     let mut settings = vec![format!(
         "restore_command = '{}'",
         format!(
@@ -341,6 +343,30 @@ pub fn restore(
         target: target.to_path_buf(),
         settings,
         bytes,
+        delta,
+    })
+}
+
+/// Unpacks the archive `node` into the empty directory `target`.
+fn unpack(
+    repo: &IndexedRepository,
+    node: &lifeboat_repo::tree::Node,
+    target: &Path,
+) -> Result<u64> {
+    let (reader, mut writer) = std::io::pipe().map_err(|e| RepoError::io("pipe", target, e))?;
+    std::thread::scope(|s| -> Result<u64> {
+        let feeder = s.spawn(move || browse::dump(repo, node, &mut writer));
+        let mut archive = tar::Archive::new(reader);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.set_overwrite(false);
+        let unpacked = archive.unpack(target);
+        let fed = feeder
+            .join()
+            .unwrap_or_else(|_| Err(RepoError::Internal("the archive feeder panicked".into())));
+        let n = fed?;
+        unpacked.map_err(|e| RepoError::io("unpack into", target, e))?;
+        Ok(n)
     })
 }
 
