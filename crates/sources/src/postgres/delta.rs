@@ -82,7 +82,9 @@ struct Member {
 }
 
 /// Rewrites `target` into the archive `node` (a base backup cut in
-/// `block`-byte tar blocks).
+/// `block`-byte tar blocks). The whole archive is read as a plan (headers
+/// only) before anything is written, so an archive cut otherwise is refused
+/// with the directory untouched.
 pub fn apply(
     repo: &IndexedRepository,
     node: &Node,
@@ -90,7 +92,61 @@ pub fn apply(
     target: &Path,
 ) -> Result<DeltaStats> {
     let block = u64::from(block);
-    let chunks = &node.content;
+    let members = plan(repo, &node.content, block)?;
+    let mut stats = DeltaStats::default();
+    let mut keep: HashSet<PathBuf> = HashSet::new();
+    for (m, data) in &members {
+        let path = target.join(&m.path);
+        match m.kind {
+            b'0' | 0 | b'7' => {
+                sync_file(
+                    repo,
+                    &path,
+                    m,
+                    &node.content[data.clone()],
+                    block,
+                    &mut stats,
+                )?;
+            }
+            b'5' => {
+                if std::fs::symlink_metadata(&path).is_ok_and(|md| !md.is_dir()) {
+                    remove(&path)?;
+                }
+                std::fs::create_dir_all(&path).map_err(|e| RepoError::io("create", &path, e))?;
+                set_attributes(&path, m)?;
+            }
+            _ => {
+                if std::fs::read_link(&path).ok().as_deref() != Some(m.link.as_path()) {
+                    if std::fs::symlink_metadata(&path).is_ok() {
+                        remove(&path)?;
+                    }
+                    std::os::unix::fs::symlink(&m.link, &path)
+                        .map_err(|e| RepoError::io("create symlink", &path, e))?;
+                }
+                lchown(&path, m.uid, m.gid)?;
+            }
+        }
+        // The member and every directory above it stay.
+        let mut p = m.path.as_path();
+        while keep.insert(p.to_path_buf()) {
+            match p.parent() {
+                Some(q) if !q.as_os_str().is_empty() => p = q,
+                _ => break,
+            }
+        }
+    }
+    stats.removed = remove_extras(target, Path::new(""), &keep)?;
+    Ok(stats)
+}
+
+/// The archive's members (files, directories, symlinks; paths made safe)
+/// with the range of `chunks` holding each one's data, checked to be cut
+/// as a base backup is.
+fn plan(
+    repo: &IndexedRepository,
+    chunks: &[Id],
+    block: u64,
+) -> Result<Vec<(Member, std::ops::Range<usize>)>> {
     let raw_len = |id: &Id| -> Result<u64> {
         repo.index()
             .get(id)
@@ -99,11 +155,10 @@ pub fn apply(
     };
     let not_cut = || {
         SourceError::WrongSnapshot(
-            "the base backup's archive is not cut in tar blocks, so --delta cannot compare it; restore into an empty directory".into(),
+            "the base backup's archive is not cut in tar blocks, so --delta cannot compare it; restore into an empty directory (nothing was changed)".into(),
         )
     };
-    let mut stats = DeltaStats::default();
-    let mut keep: HashSet<PathBuf> = HashSet::new();
+    let mut members = vec![];
     let mut long_name: Option<PathBuf> = None;
     let mut long_link: Option<PathBuf> = None;
     let mut pad = 0usize;
@@ -118,7 +173,8 @@ pub fn apply(
             break;
         };
         let n_blocks = size.div_ceil(block) as usize;
-        let data = chunks.get(i..i + n_blocks).ok_or_else(not_cut)?;
+        let range = i..i + n_blocks;
+        let data = chunks.get(range.clone()).ok_or_else(not_cut)?;
         i += n_blocks;
         for (k, id) in data.iter().enumerate() {
             if raw_len(id)? != (size - k as u64 * block).min(block) {
@@ -159,58 +215,29 @@ pub fn apply(
             _ => {}
         }
         let field = |r: std::ops::Range<usize>| tar_number(&h[r]).unwrap_or(0);
-        let m = Member {
-            path: long_name.take().unwrap_or_else(|| ustar_path(h)),
-            kind,
-            size,
-            mode: field(100..108) as u32 & 0o7777,
-            uid: field(108..116) as u32,
-            gid: field(116..124) as u32,
-            mtime: field(136..148),
-            link: long_link.take().unwrap_or_else(|| c_path(&h[157..257])),
-        };
-        let rel = safe_relative(&m.path)?;
-        let path = target.join(&rel);
-        match m.kind {
-            b'0' | 0 | b'7' => {
-                sync_file(repo, &path, &m, data, block, &mut stats)?;
-            }
-            b'5' => {
-                if std::fs::symlink_metadata(&path).is_ok_and(|md| !md.is_dir()) {
-                    remove(&path)?;
-                }
-                std::fs::create_dir_all(&path).map_err(|e| RepoError::io("create", &path, e))?;
-                set_attributes(&path, &m)?;
-            }
-            b'2' => {
-                if std::fs::read_link(&path).ok().as_deref() != Some(m.link.as_path()) {
-                    if std::fs::symlink_metadata(&path).is_ok() {
-                        remove(&path)?;
-                    }
-                    std::os::unix::fs::symlink(&m.link, &path)
-                        .map_err(|e| RepoError::io("create symlink", &path, e))?;
-                }
-                lchown(&path, m.uid, m.gid)?;
-            }
-            other => {
-                return Err(SourceError::WrongSnapshot(format!(
-                    "the base backup holds {} as a tar member of type {:?}, which --delta does not restore; restore into an empty directory",
-                    rel.display(),
-                    other as char
-                )))
-            }
+        let path = safe_relative(&long_name.take().unwrap_or_else(|| ustar_path(h)))?;
+        if !matches!(kind, b'0' | 0 | b'7' | b'5' | b'2') {
+            return Err(SourceError::WrongSnapshot(format!(
+                "the base backup holds {} as a tar member of type {:?}, which --delta does not restore; restore into an empty directory (nothing was changed)",
+                path.display(),
+                kind as char
+            )));
         }
-        // The member and every directory above it stay.
-        let mut p = rel.as_path();
-        while keep.insert(p.to_path_buf()) {
-            match p.parent() {
-                Some(q) if !q.as_os_str().is_empty() => p = q,
-                _ => break,
-            }
-        }
+        members.push((
+            Member {
+                path,
+                kind,
+                size,
+                mode: field(100..108) as u32 & 0o7777,
+                uid: field(108..116) as u32,
+                gid: field(116..124) as u32,
+                mtime: field(136..148),
+                link: long_link.take().unwrap_or_else(|| c_path(&h[157..257])),
+            },
+            range,
+        ));
     }
-    stats.removed = remove_extras(target, Path::new(""), &keep)?;
-    Ok(stats)
+    Ok(members)
 }
 
 /// Makes the regular file at `path` hold the member: each block hashed
