@@ -620,13 +620,31 @@ pub enum WalCommand {
     /// Archive one WAL file (PostgreSQL's `archive_command`, run in the data
     /// directory): compressed, encrypted, durable before it returns 0.
     /// Pushing the same file again succeeds; a different file under an
-    /// archived name fails.
+    /// archived name fails. Then it starts `wal push-ahead` for the files
+    /// waiting behind it, so the server's next pushes return at once
+    /// (`LIFEBOAT_WAL_PUSH_AHEAD`: how many, default 8; 0 turns it off).
     Push {
         /// The file (`%p`).
         path: PathBuf,
         /// The cluster's data directory (default: the current directory).
         #[arg(long, env = "PGDATA", value_name = "DIR")]
         pgdata: Option<PathBuf>,
+    },
+    /// Archive the WAL files waiting in `pg_wal/archive_status` (`.ready`)
+    /// before the server asks, and record each in `pg_wal/lifeboat-pushed`
+    /// once durable: `wal push` acknowledges a recorded file (same bytes,
+    /// same repository) without opening the repository. `wal push` starts
+    /// this by itself.
+    PushAhead {
+        /// The cluster's data directory (default: the current directory).
+        #[arg(long, env = "PGDATA", value_name = "DIR")]
+        pgdata: Option<PathBuf>,
+        /// A file not to archive (the one `wal push` just did). Repeatable.
+        #[arg(long, value_name = "NAME")]
+        skip: Vec<String>,
+        /// At most this many files.
+        #[arg(long, default_value_t = 8)]
+        max: usize,
     },
     /// Write one archived WAL file where PostgreSQL asks (its
     /// `restore_command`). Exit 1 when the archive does not have it.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use lifeboat_repo::logs::LogPut;
+use lifeboat_sources::postgres::ahead;
 use lifeboat_sources::postgres::wal::{self, Fetched};
 use serde_json::json;
 
@@ -18,16 +19,28 @@ fn data_dir(given: Option<PathBuf>) -> PathBuf {
 }
 
 pub fn run(ctx: &Ctx, cmd: WalCommand) -> Result<u8> {
+    // A file archived ahead is acknowledged without opening the repository.
+    if let WalCommand::Push { path, pgdata } = &cmd {
+        let pgdata = data_dir(pgdata.clone());
+        if ahead::archived_ahead(path, &pgdata, &repository_name(ctx))? {
+            let name = file_name(path);
+            ctx.out.outcome(
+                &json!({ "wal": name, "already_archived": false, "archived_ahead": true }),
+                &[],
+                || format!("archived {name} (ahead of the server's asking)\n"),
+            )?;
+            start_push_ahead(ctx, &pgdata, &name);
+            return Ok(exit::SUCCESS);
+        }
+    }
     let repo = ctx.open()?;
     match cmd {
         WalCommand::Push { path, pgdata } => {
-            let put = wal::push(&repo, &path, &data_dir(pgdata))?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let pgdata = data_dir(pgdata);
+            let put = wal::push(&repo, &path, &pgdata)?;
+            let name = file_name(&path);
             ctx.out.outcome(
-                &json!({ "wal": name, "already_archived": put == LogPut::AlreadyStored }),
+                &json!({ "wal": name, "already_archived": put == LogPut::AlreadyStored, "archived_ahead": false }),
                 &[],
                 || match put {
                     LogPut::Stored => format!("archived {name}\n"),
@@ -36,6 +49,16 @@ pub fn run(ctx: &Ctx, cmd: WalCommand) -> Result<u8> {
                     }
                 },
             )?;
+            start_push_ahead(ctx, &pgdata, &name);
+            Ok(exit::SUCCESS)
+        }
+        WalCommand::PushAhead { pgdata, skip, max } => {
+            let pgdata = data_dir(pgdata);
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let n = ahead::push_ahead(&repo, &pgdata, &repository_name(ctx), &skip, max, threads)?;
+            ctx.out.outcome(&json!({ "archived_ahead": n }), &[], || {
+                format!("archived {n} waiting file(s) ahead\n")
+            })?;
             Ok(exit::SUCCESS)
         }
         WalCommand::Fetch { name, dest, pgdata } => {
@@ -157,6 +180,60 @@ fn prefetch_depth() -> usize {
         .unwrap_or(8)
 }
 
+/// The repository as given (`--repo` or `LIFEBOAT_REPOSITORY`): what a
+/// push-ahead record names.
+fn repository_name(ctx: &Ctx) -> String {
+    ctx.global.repo.clone().unwrap_or_default()
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// How many waiting files a push archives ahead (`LIFEBOAT_WAL_PUSH_AHEAD`).
+fn push_ahead_depth() -> usize {
+    std::env::var("LIFEBOAT_WAL_PUSH_AHEAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+}
+
+/// Starts `wal push-ahead` in the background when files wait behind
+/// `name` (it outlives this push; one runs at a time).
+fn start_push_ahead(ctx: &Ctx, pgdata: &std::path::Path, name: &str) {
+    let depth = push_ahead_depth();
+    if depth == 0 || ahead::waiting(pgdata, 2).iter().all(|n| n == name) {
+        return;
+    }
+    let mut cmd = lifeboat_child(ctx);
+    cmd.args(["-q", "wal", "push-ahead", "--pgdata"])
+        .arg(pgdata)
+        .args(["--skip", name, "--max", &depth.to_string()]);
+    let _ = cmd.spawn();
+}
+
+/// This program again, on the same repository and password, detached from
+/// the caller's output.
+fn lifeboat_child(ctx: &Ctx) -> std::process::Command {
+    let me = std::env::current_exe().unwrap_or_else(|_| "lifeboat".into());
+    let mut cmd = std::process::Command::new(me);
+    if let Some(r) = &ctx.global.repo {
+        cmd.args(["--repo", r]);
+    }
+    if let Some(p) = &ctx.global.password_file {
+        cmd.arg("--password-file").arg(p);
+    }
+    if let Some(c) = &ctx.global.password_command {
+        cmd.args(["--password-command", c]);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
 /// Starts `wal prefetch` for the segments after `name` that the spool
 /// lacks, detached: this fetch returns at once, and PostgreSQL's next ones
 /// find their segments waiting.
@@ -173,22 +250,10 @@ fn start_prefetch(ctx: &Ctx, name: &str, dest: &std::path::Path, pgdata: &std::p
     if wanted.is_empty() {
         return;
     }
-    let Ok(me) = std::env::current_exe() else {
-        return;
-    };
-    let mut cmd = std::process::Command::new(me);
-    if let Some(r) = &ctx.global.repo {
-        cmd.args(["--repo", r]);
-    }
-    if let Some(p) = &ctx.global.password_file {
-        cmd.arg("--password-file").arg(p);
-    }
+    let mut cmd = lifeboat_child(ctx);
     cmd.args(["-q", "wal", "prefetch", "--pgdata"])
         .arg(pgdata)
-        .args(&wanted)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .args(&wanted);
     // Not waited for: it outlives this fetch (and is reaped by init).
     let _ = cmd.spawn();
 }

@@ -1470,3 +1470,83 @@ fn a_delta_restore_rewrites_a_failed_primary_into_the_backup_in_place() {
         "0"
     );
 }
+
+/// `wal push` archives the files waiting behind it (`.ready` in
+/// `pg_wal/archive_status`) ahead, in the background; the server's push of
+/// one of them then returns without opening the repository (here: with no
+/// password at all), and only for exactly the recorded bytes: a file
+/// changed since falls back to an ordinary push, which refuses it.
+#[test]
+fn wal_push_archives_waiting_files_ahead_and_acknowledges_them_without_the_repository() {
+    let env = Env::new();
+    let pgdata = env.path("pgdata");
+    let status = pgdata.join("pg_wal/archive_status");
+    std::fs::create_dir_all(pgdata.join("global")).unwrap();
+    std::fs::create_dir_all(&status).unwrap();
+    let sys: u64 = 7_443_254_837_113_460_999;
+    let mut control = vec![0u8; 8192];
+    control[..8].copy_from_slice(&sys.to_le_bytes());
+    std::fs::write(pgdata.join("global/pg_control"), &control).unwrap();
+    let segment = |n: u64| {
+        let mut b = super::common::random_bytes(16 << 20, n);
+        b[24..32].copy_from_slice(&sys.to_le_bytes());
+        b[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+        b
+    };
+    let name = |n: u64| format!("0000000100000000000000{n:02X}");
+    for n in 1..=5 {
+        std::fs::write(pgdata.join("pg_wal").join(name(n)), segment(n)).unwrap();
+        std::fs::write(status.join(format!("{}.ready", name(n))), b"").unwrap();
+    }
+    let push = |n: u64, with_password: bool| {
+        let mut cmd = env.cmd();
+        if !with_password {
+            cmd.env_remove("LIFEBOAT_PASSWORD")
+                .env_remove("LIFEBOAT_PASSWORD_FILE");
+        }
+        let path = pgdata.join("pg_wal").join(name(n));
+        cmd.args(["--json", "wal", "push", path.to_str().unwrap(), "--pgdata"])
+            .arg(&pgdata)
+            .output()
+            .unwrap()
+    };
+    // The server pushes 1, and marks it done.
+    let out = push(1, true);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    std::fs::rename(
+        status.join(format!("{}.ready", name(1))),
+        status.join(format!("{}.done", name(1))),
+    )
+    .unwrap();
+    let records = pgdata.join("pg_wal/lifeboat-pushed");
+    wait_for(60, "2 to 5 archived ahead", || {
+        (2..=5).all(|n| records.join(name(n)).exists())
+    });
+    assert!(
+        !records.join(name(1)).exists(),
+        "the pushed one is not recorded"
+    );
+    let report = env.json(&["wal", "verify"], 0);
+    assert_eq!(
+        report[0]["timelines"][0]["ranges"][0]["segments"], 5,
+        "{report}"
+    );
+
+    // 2 is acknowledged without the repository: no password is needed.
+    let out = push(2, false);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["archived_ahead"], true, "{doc}");
+    assert!(!records.join(name(2)).exists(), "a record is used once");
+
+    // 3 changed after it was archived ahead: no shortcut, the ordinary
+    // push finds the different content and fails.
+    let mut other = segment(33);
+    other[..8].copy_from_slice(&segment(3)[..8]);
+    std::fs::write(pgdata.join("pg_wal").join(name(3)), &other).unwrap();
+    let out = push(3, false);
+    assert_ne!(code(&out), 0, "no password, no shortcut: {}", text(&out));
+    let out = push(3, true);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(stderr(&out).contains("different"), "{}", text(&out));
+}

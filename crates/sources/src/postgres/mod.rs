@@ -2,6 +2,7 @@
 //! per-table row counts at that same snapshot) and their restore into a new
 //! database, validated against the recorded counts.
 
+pub mod ahead;
 pub mod delta;
 mod logical;
 pub mod physical;
