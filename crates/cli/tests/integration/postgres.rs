@@ -1450,6 +1450,34 @@ fn a_delta_restore_rewrites_a_failed_primary_into_the_backup_in_place() {
         m
     };
     assert_same(&normal(manifest(&fresh)), &normal(manifest(&data)));
+    use std::os::unix::fs::MetadataExt;
+    // One owner throughout, the server's user: pg_basebackup's own
+    // backup_manifest (2048:1024 in its tar) included.
+    let server_uid = std::fs::metadata(c.data.join("PG_VERSION")).unwrap().uid();
+    let owners: std::collections::BTreeSet<u32> =
+        manifest(&fresh).values().map(|e| e.uid).collect();
+    assert_eq!(owners, [server_uid].into(), "owners of the restored files");
+
+    // Restored as the server's user itself (nothing to chown): the same.
+    let mine = env.path("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    sh(&format!(
+        "chown -R postgres: {} {}",
+        mine.display(),
+        env.repo.display()
+    ));
+    as_postgres(&format!(
+        "LIFEBOAT_REPOSITORY={} LIFEBOAT_PASSWORD_FILE={} LIFEBOAT_PG_BINDIR={} {} -q restore {id} --immediate --target {}/data",
+        env.repo.display(),
+        env.path("pg/password").display(),
+        c.bin,
+        assert_cmd::cargo::cargo_bin("lifeboat").display(),
+        mine.display()
+    ));
+    assert_same(
+        &normal(manifest(&fresh)),
+        &normal(manifest(&mine.join("data"))),
+    );
 
     // A second delta finds everything right but what the first added:
     // the recovery settings and recovery.signal.

@@ -75,8 +75,6 @@ struct Member {
     kind: u8,
     size: u64,
     mode: u32,
-    uid: u32,
-    gid: u32,
     mtime: u64,
     link: PathBuf,
 }
@@ -123,7 +121,6 @@ pub fn apply(
                     std::os::unix::fs::symlink(&m.link, &path)
                         .map_err(|e| RepoError::io("create symlink", &path, e))?;
                 }
-                lchown(&path, m.uid, m.gid)?;
             }
         }
         // The member and every directory above it stay.
@@ -229,8 +226,6 @@ fn plan(
                 kind,
                 size,
                 mode: field(100..108) as u32 & 0o7777,
-                uid: field(108..116) as u32,
-                gid: field(116..124) as u32,
                 mtime: field(136..148),
                 link: long_link.take().unwrap_or_else(|| c_path(&h[157..257])),
             },
@@ -296,19 +291,11 @@ fn sync_file(
     Ok(())
 }
 
+/// Sets the member's mode (owners are the caller's: one owner for the
+/// whole data directory).
 fn set_attributes(path: &Path, m: &Member) -> Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(m.mode))
-        .map_err(|e| RepoError::io("chmod", path, e))?;
-    lchown(path, m.uid, m.gid)
-}
-
-fn lchown(path: &Path, uid: u32, gid: u32) -> Result<()> {
-    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
-        Ok(()) => Ok(()),
-        // Not root: the files are ours already.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
-        Err(e) => Err(RepoError::io("chown", path, e).into()),
-    }
+        .map_err(|e| RepoError::io("chmod", path, e).into())
 }
 
 fn remove(path: &Path) -> Result<()> {

@@ -270,6 +270,7 @@ pub fn restore(
         )));
     }
     let node = browse::find_node(repo, snapshot, id, &format!("/{}", meta.archive))?;
+    let given_owner = owner_of(target).ok();
     let (bytes, delta) = if occupied {
         let sys = meta
             .system_id
@@ -282,6 +283,18 @@ pub fn restore(
         std::fs::create_dir_all(target).map_err(|e| RepoError::io("create", target, e))?;
         (unpack(repo, &node, target)?, None)
     };
+    if as_root() {
+        // One owner for the whole directory: that of a directory prepared
+        // for the server (not root's, or the failed primary's under
+        // --delta), else the server's user on the backed-up host
+        // (PG_VERSION's owner in the archive). pg_basebackup gives the files
+        // it adds itself (backup_manifest) a made-up 2048:1024.
+        let owner = match given_owner {
+            Some(o) if o.0 != 0 => o,
+            _ => owner_of(&target.join("PG_VERSION"))?,
+        };
+        chown_tree(target, owner)?;
+    }
     let mut settings = vec![format!(
         "restore_command = '{}'",
         format!(
@@ -358,7 +371,8 @@ fn unpack(
         let feeder = s.spawn(move || browse::dump(repo, node, &mut writer));
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(true);
-        archive.set_preserve_ownerships(true);
+        // As another user every file is ours (and chown would fail).
+        archive.set_preserve_ownerships(as_root());
         archive.set_overwrite(false);
         let unpacked = archive.unpack(target);
         let fed = feeder
@@ -384,6 +398,36 @@ fn chmod(p: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
         .map_err(|e| RepoError::io("chmod", p, e).into())
+}
+
+/// Whether this process runs as root (and so sets owners).
+fn as_root() -> bool {
+    // SAFETY: plain syscall; no memory is passed.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn owner_of(p: &Path) -> Result<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).map_err(|e| RepoError::io("read", p, e))?;
+    Ok((m.uid(), m.gid()))
+}
+
+/// Gives `dir` and everything under it (links themselves, not followed)
+/// to `owner`.
+fn chown_tree(dir: &Path, owner: (u32, u32)) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(dir).map_err(|e| RepoError::io("read", dir, e))?;
+    if (m.uid(), m.gid()) != owner {
+        std::os::unix::fs::lchown(dir, Some(owner.0), Some(owner.1))
+            .map_err(|e| RepoError::io("chown", dir, e))?;
+    }
+    if m.is_dir() {
+        for e in std::fs::read_dir(dir).map_err(|e| RepoError::io("read", dir, e))? {
+            let e = e.map_err(|e| RepoError::io("read", dir, e))?;
+            chown_tree(&e.path(), owner)?;
+        }
+    }
+    Ok(())
 }
 
 fn chown_like(p: &Path, like: &std::fs::Metadata) -> Result<()> {
