@@ -7,7 +7,7 @@
 set -uo pipefail
 
 export LIFEBOAT_REPOSITORY=${LIFEBOAT_REPOSITORY:-/srv/backup/db-repo}
-export LIFEBOAT_PASSWORD_FILE=${LIFEBOAT_PASSWORD_FILE:-/etc/lifeboat/db.password}
+export LIFEBOAT_PASSWORD_FILE=${LIFEBOAT_PASSWORD_FILE:-/var/lib/postgresql/lifeboat.key}
 # Where the server is: libpq's URL form; the password, if any, from ~/.pgpass.
 server=${PG_SERVER:-postgres://backup@localhost:5432/}
 database_url=${PG_DATABASE_URL:-postgres://backup@localhost:5432/app}

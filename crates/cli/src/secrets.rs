@@ -12,6 +12,11 @@ use anyhow::{bail, Context, Result};
 pub struct Secret(Vec<u8>);
 
 impl Secret {
+    /// Holds `bytes` (wiped when dropped).
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(bytes)
+    }
+
     /// The bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.0

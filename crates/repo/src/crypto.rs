@@ -196,12 +196,29 @@ impl KdfParams {
         iterations: 3,
         parallelism: 1,
     };
+    /// For a generated secret (`key add --generate`): 256 random bits need
+    /// no stretching, a guess costs 2^255 tries either way, so the key opens
+    /// in well under a millisecond (what `wal push` and `wal fetch`, one
+    /// process per WAL file, want).
+    pub const GENERATED_SECRET: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
     /// Cheap parameters for tests (`LIFEBOAT_INSECURE_FAST_KDF=1`).
     pub const INSECURE_FAST: KdfParams = KdfParams {
         memory_kib: 64,
         iterations: 1,
         parallelism: 1,
     };
+}
+
+impl KdfParams {
+    /// The relative cost of one derivation (memory × passes): keys are
+    /// tried cheapest first.
+    pub fn cost(&self) -> u64 {
+        u64::from(self.memory_kib) * u64::from(self.iterations)
+    }
 }
 
 /// A key object: the master key wrapped by a key derived from a password.

@@ -77,6 +77,8 @@ pub struct KeyInfo {
     pub created: String,
     /// `user@host` that created it.
     pub created_by: String,
+    /// Its Argon2id cost (a generated secret's is minimal).
+    pub params: crate::crypto::KdfParams,
 }
 
 /// Intact keys (oldest first) and the errors of damaged or stray key objects.
@@ -175,20 +177,25 @@ impl Repository {
             Err(e) if e.is_not_found() => return Err(RepoError::NotARepository { location }),
             Err(e) => return Err(e.into()),
         };
-        let mut keys = store.list(Kind::Key)?;
-        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut names = store.list(Kind::Key)?;
+        names.sort_by(|a, b| a.name.cmp(&b.name));
         // A damaged key object must not pass for a wrong password.
         let mut damaged = vec![];
-        for k in keys {
-            let (id, kf) = match read_key(store.as_ref(), &k.name) {
-                Ok(key) => key,
+        let mut keys = vec![];
+        for k in names {
+            match read_key(store.as_ref(), &k.name) {
+                Ok(key) => keys.push(key),
                 Err(e @ RepoError::Damaged { .. }) => {
                     tracing::warn!("{e}");
                     damaged.push(k.name);
-                    continue;
                 }
                 Err(e) => return Err(e),
-            };
+            }
+        }
+        // Cheapest first: a generated secret's key is tried in microseconds
+        // before a password's Argon2 is paid.
+        keys.sort_by_key(|(id, kf)| (kf.params.cost(), *id));
+        for (id, kf) in keys {
             if let Some(key) = kf.unwrap_with(password)? {
                 let plain = key.open(&sealed_config).map_err(|_| {
                     RepoError::damaged(
@@ -392,6 +399,7 @@ impl Repository {
                     id,
                     created: kf.created,
                     created_by: kf.created_by,
+                    params: kf.params,
                 }),
                 Err(e @ RepoError::Damaged { .. }) => bad.push(e),
                 Err(RepoError::Store(e)) if e.is_not_found() => {} // removed since the listing

@@ -737,3 +737,38 @@ fn a_stream_set_stores_every_stream_and_its_late_metadata_or_nothing() {
     );
     assert_eq!(repo.snapshots().unwrap().0.len(), 1, "no second snapshot");
 }
+
+/// Keys are tried cheapest first: a generated secret's key opens the
+/// repository before any password key's Argon2 is run. Here the costly keys
+/// have out-of-range parameters, so trying any of them first fails the
+/// open (each is placed at random among the key names).
+#[test]
+fn the_cheapest_key_is_tried_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let generated = repo
+        .add_key(b"generated secret", KdfParams::GENERATED_SECRET)
+        .unwrap();
+    for n in 0..8 {
+        let mut kf = lifeboat_repo::crypto::KeyFile::wrap(
+            repo.key(),
+            b"another",
+            KdfParams::INSECURE_FAST,
+            format!("costly {n}"),
+        )
+        .unwrap();
+        kf.params.memory_kib = 5 * 1024 * 1024;
+        let bytes = serde_json::to_vec(&kf).unwrap();
+        repo.store()
+            .put(
+                lifeboat_store::Kind::Key,
+                &Id::hash_of(&bytes).to_hex(),
+                &bytes,
+            )
+            .unwrap();
+    }
+    let opened = Repository::open(repo.store().clone(), b"generated secret").unwrap();
+    let (keys, _) = opened.keys().unwrap();
+    let current: Vec<_> = keys.iter().filter(|k| k.current).map(|k| k.id).collect();
+    assert_eq!(current, [generated]);
+}

@@ -1029,3 +1029,75 @@ fn mistakes_with_paths_are_usage_errors_in_words() {
     let c = String::from_utf8(env.ok(&["check"]).stdout).unwrap();
     assert!(c.starts_with("checked 1 snapshot, "), "{c}");
 }
+
+/// `key add --generate FILE`: a random 256-bit secret written 0600 (never
+/// over an existing file, never printed) whose key has minimal KDF cost
+/// and opens the repository as a password file; `key passwd --generate`
+/// replaces the key in use by one.
+#[test]
+fn a_generated_secret_is_written_privately_and_opens_the_repository() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let file = env.path("db.key");
+    let f = file.to_str().unwrap();
+    let out = env.run(&["--json", "key", "add", "--generate", f]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret = std::fs::read_to_string(&file).unwrap();
+    let hex = secret.strip_suffix('\n').unwrap();
+    assert_eq!(hex.len(), 64, "{secret:?}");
+    assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(!text(&out).contains(hex), "the secret is never printed");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let keys = env.json(&["key", "list"], 0);
+    let added = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == doc["added"])
+        .unwrap();
+    assert_eq!(added["params"]["memory_kib"], 64, "{keys}");
+    assert_eq!(added["params"]["iterations"], 1, "{keys}");
+
+    let with_file = |file: &std::path::Path, args: &[&str]| {
+        env.cmd()
+            .env_remove("LIFEBOAT_PASSWORD")
+            .env("LIFEBOAT_PASSWORD_FILE", file)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = with_file(&file, &["--json", "key", "list"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let current: Vec<_> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["current"] == true)
+        .map(|k| k["id"].clone())
+        .collect();
+    assert_eq!(
+        current,
+        [doc["added"].clone()],
+        "the generated key opened it"
+    );
+
+    // An existing file is refused and kept; no key is added.
+    let out = env.run(&["key", "add", "--generate", f]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(stderr(&out).contains("exists"), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), secret);
+    assert_eq!(env.json(&["key", "list"], 0).as_array().unwrap().len(), 2);
+
+    // passwd --generate: the key in use (the generated one) is replaced.
+    let second = env.path("db2.key");
+    let out = with_file(
+        &file,
+        &["key", "passwd", "--generate", second.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(code(&with_file(&second, &["snapshots"])), 0);
+    assert_eq!(code(&with_file(&file, &["snapshots"])), 1, "the old secret");
+}
