@@ -49,7 +49,8 @@ const FLAG_ZSTD: u8 = 1;
 pub struct Encoder {
     level: i32,
     zstd: Option<zstd::bulk::Compressor<'static>>,
-    /// nonce ‖ flag ‖ payload ‖ tag, grown as needed, never re-zeroed.
+    /// nonce ‖ flag ‖ payload ‖ tag; its capacity grows as needed and is
+    /// never zeroed.
     buf: Vec<u8>,
 }
 
@@ -70,29 +71,31 @@ impl Encoder {
 
     /// The stored form of `plain`, valid until the next call.
     pub fn encode(&mut self, key: &MasterKey, plain: &[u8]) -> &[u8] {
+        let head = NONCE_LEN + 1;
         let bound = zstd::zstd_safe::compress_bound(plain.len()).max(plain.len());
-        let need = NONCE_LEN + 1 + bound + TAG_LEN;
-        if self.buf.len() < need {
-            self.buf.resize(need, 0);
-        }
-        let body = &mut self.buf[NONCE_LEN..];
-        let mut len = None;
+        // Only the header is ever initialized ahead: the payload goes into
+        // the spare capacity, so a one-off large blob (a 16 MiB WAL
+        // segment) pays no page faults for a zeroed buffer it never fills.
+        self.buf.clear();
+        self.buf.resize(head, 0);
+        self.buf.reserve(bound + TAG_LEN);
+        let mut flag = FLAG_RAW;
         if let (Some(z), true) = (self.zstd.as_mut(), plain.len() >= 64) {
-            match z.compress_to_buffer(plain, &mut body[1..1 + bound]) {
-                Ok(n) if n < plain.len() - plain.len() / 32 => {
-                    body[0] = FLAG_ZSTD;
-                    len = Some(n);
-                }
-                _ => {}
+            let mut at = std::io::Cursor::new(&mut self.buf);
+            at.set_position(head as u64);
+            match z.compress_to_buffer(plain, &mut at) {
+                Ok(n) if n < plain.len() - plain.len() / 32 => flag = FLAG_ZSTD,
+                _ => self.buf.truncate(head),
             }
         }
-        let len = len.unwrap_or_else(|| {
-            body[0] = FLAG_RAW;
-            body[1..1 + plain.len()].copy_from_slice(plain);
-            plain.len()
-        });
+        if flag == FLAG_RAW {
+            self.buf.extend_from_slice(plain);
+        }
+        self.buf[NONCE_LEN] = flag;
+        let len = self.buf.len() - NONCE_LEN;
+        self.buf.resize(self.buf.len() + TAG_LEN, 0);
         // The buffer was sized for the nonce and the tag just above.
-        let sealed = key.seal_in_place(&mut self.buf, 1 + len).unwrap_or(0);
+        let sealed = key.seal_in_place(&mut self.buf, len).unwrap_or(0);
         &self.buf[..sealed]
     }
 
@@ -244,6 +247,30 @@ pub fn decode(
             .decode(key, stored, id, raw_len)
             .map(<[u8]>::to_vec),
     })
+}
+
+/// Decodes one large blob, decrypting in place in `stored` (left
+/// scrambled), into a buffer of its own: no copy of a compressed blob's
+/// plaintext, and no zeroed buffer for it (a 16 MiB WAL segment fetched on
+/// `restore_command`'s critical path).
+pub fn decode_owned(
+    key: &MasterKey,
+    stored: &mut [u8],
+    id: &Id,
+    raw_len: u32,
+) -> Result<Vec<u8>, DecodeError> {
+    let mut plain = Vec::new();
+    if raw_len as usize >= 4 << 20 {
+        plain.reserve_exact(raw_len as usize);
+        crate::sys::advise_huge_pages(&mut plain);
+    }
+    let framed = key.open_in_place(stored)?;
+    let raw = framed.first() == Some(&FLAG_RAW);
+    let got = unframe(framed, &mut plain, &mut None, key, id, raw_len)?;
+    if raw {
+        return Ok(got.to_vec());
+    }
+    Ok(plain)
 }
 
 #[cfg(test)]

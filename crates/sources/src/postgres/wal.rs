@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use lifeboat_repo::logs::LogPut;
+use lifeboat_repo::logs::{LogPiece, LogPut};
 use lifeboat_repo::{RepoError, Repository};
 use serde::Serialize;
 
@@ -136,9 +136,10 @@ pub fn push(repo: &Repository, path: &Path, pgdata: &Path) -> Result<LogPut> {
         .ok_or_else(|| SourceError::Usage(format!("{} has no WAL file name", path.display())))?;
     let kind = WalFile::parse(name)?;
     let sys = system_id(pgdata)?;
-    let bytes = std::fs::read(path).map_err(|e| RepoError::io("read", path, e))?;
+    let piece = LogPiece::read(&object_name(sys, name), path)?;
+    let bytes = piece.data();
     if let WalFile::Segment { .. } = kind {
-        match segment_header(&bytes) {
+        match segment_header(bytes) {
             Some((seg_sys, size)) if seg_sys == sys && size as usize == bytes.len() => {}
             Some((seg_sys, _)) if seg_sys != sys => {
                 return Err(SourceError::Usage(format!(
@@ -156,7 +157,7 @@ pub fn push(repo: &Repository, path: &Path, pgdata: &Path) -> Result<LogPut> {
             }
         }
     }
-    Ok(repo.put_log(&object_name(sys, name), &bytes)?)
+    Ok(repo.put_log_piece(&piece)?)
 }
 
 /// Whether a fetch found the file.
@@ -259,9 +260,12 @@ pub fn prefetch(repo: &Repository, names: &[String], pgdata: &Path) -> Result<us
     std::fs::create_dir_all(&spool).map_err(|e| RepoError::io("create", &spool, e))?;
     let sys = system_id(pgdata)?;
     let got = std::sync::atomic::AtomicUsize::new(0);
+    // Popped from the end: the nearest segment, which replay wants first,
+    // goes last in the list.
     let queue = std::sync::Mutex::new(
         names
             .iter()
+            .rev()
             .filter(|n| !spool.join(n).exists())
             .cloned()
             .collect::<Vec<_>>(),
