@@ -189,15 +189,28 @@ pub struct InitArgs {
 pub struct BackupArgs {
     /// Files and directories to back up (with --stdin-from-command: the
     /// command and its arguments, after `--`).
-    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "files_from", "source"])]
+    #[arg(value_name = "PATH", required_unless_present_any = ["stdin", "files_from", "source", "source_command"])]
     pub paths: Vec<PathBuf>,
     /// Back up a database instead of paths: `postgres://USER@HOST:PORT/DBNAME`
     /// (libpq conventions: `PGPASSWORD`, `~/.pgpass`, `?host=/run/postgresql`
     /// for a socket, `?sslmode=require`). A logical dump (`pg_dump`, custom
     /// format) at an exported snapshot, with every table's row count at that
     /// snapshot recorded for validating restores.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "files_from"])]
+    /// `command:CMD` is the same as --source-command CMD.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "files_from", "source_command"])]
     pub source: Option<String>,
+    /// Back up the standard output of this shell command, an exporter
+    /// (`kubectl get all,cm,secret -A -o yaml`, `etcdctl snapshot save
+    /// /dev/stdout`). Its stderr is shown and its last lines are kept in
+    /// the snapshot; when it exits non-zero or is killed, no snapshot is
+    /// written. The command is recorded: keep secrets in the environment or
+    /// in files, never in it.
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "files_from"])]
+    pub source_command: Option<String>,
+    /// With a command source: the shell command that restores its output
+    /// (reading it on stdin), recorded so `restore` runs it.
+    #[arg(long, value_name = "CMD")]
+    pub restore_command: Option<String>,
     /// With --source postgres://…: a physical base backup of the whole
     /// cluster (`pg_basebackup`, page checksums verified as it reads)
     /// instead of a logical dump; with archived WAL (`wal push`) it restores
@@ -212,9 +225,10 @@ pub struct BackupArgs {
     /// When it exits non-zero or is killed, no snapshot is written.
     #[arg(long, conflicts_with = "stdin")]
     pub stdin_from_command: bool,
-    /// File name for the stream in the snapshot.
-    #[arg(long, default_value = "stdin")]
-    pub stdin_name: String,
+    /// File name for the stream in the snapshot (default `stdin`; `stdout`
+    /// for a command source).
+    #[arg(long, value_name = "NAME")]
+    pub stdin_name: Option<String>,
     /// Save a stream even when it is empty (refused by default: an empty
     /// dump is nearly always a producer that failed).
     #[arg(long)]
@@ -361,8 +375,15 @@ pub struct RestoreArgs {
     /// For a PostgreSQL backup: the new database, `postgres://USER@HOST/NEWDB`
     /// (built under a staging name, its row counts compared with the
     /// backup's, then renamed into place).
-    #[arg(short, long, required_unless_present = "validate_only")]
+    /// Needed but for --validate-only and a command backup with a restore
+    /// command.
+    #[arg(short, long)]
     pub target: Option<PathBuf>,
+    /// A command backup: give its stream to this shell command on stdin
+    /// (instead of the one recorded at backup; without --target, the
+    /// recorded one runs). Its output goes to stderr; it must exit 0.
+    #[arg(long, value_name = "CMD", conflicts_with = "target")]
+    pub restore_command: Option<String>,
     /// Database backups: prove the archive readable and complete, and its
     /// row counts equal to the recorded ones, without restoring anything.
     #[arg(long, conflicts_with = "target")]

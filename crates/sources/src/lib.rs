@@ -9,6 +9,7 @@
 //! drives through their environment, never their arguments, and are never
 //! shown.
 
+pub mod command;
 pub mod error;
 pub mod postgres;
 pub mod producer;
@@ -63,14 +64,25 @@ impl Source for PostgresPhysical {
 }
 
 /// How a source is read.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SourceOptions {
     /// A database's files rather than a logical dump (PostgreSQL: a base backup).
     pub physical: bool,
+    /// A command source's stream name (default `stdout`).
+    pub stream_name: Option<String>,
+    /// A command source's restore command, recorded for `restore`.
+    pub restore_command: Option<String>,
 }
 
 /// The source a URL names.
 pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
+    if let Some(command) = url.strip_prefix(command::PREFIX) {
+        return Ok(Box::new(command::CommandSource {
+            command: command.to_string(),
+            stream: opts.stream_name.clone().unwrap_or_else(|| "stdout".into()),
+            restore_command: opts.restore_command.clone(),
+        }));
+    }
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
     if postgres::SCHEMES.contains(&scheme) {
         let url = ConnUrl::parse(url, postgres::SCHEMES)?;
@@ -81,9 +93,34 @@ pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
         });
     }
     Err(SourceError::Usage(format!(
-        "unsupported source {}: use postgres://USER@HOST:PORT/DBNAME",
+        "unsupported source {}: use postgres://USER@HOST:PORT/DBNAME or command:CMD",
         url::redact(url)
     )))
+}
+
+/// What a snapshot holds, in a few words for listings: the source kind
+/// and the point it recovers to (`postgres base backup, to 0/5000100 on
+/// timeline 1`; `postgres dump of shop`; `command kubectl`); `-` for
+/// files and plain streams.
+pub fn describe(snapshot: &lifeboat_repo::Snapshot) -> String {
+    let Some(m) = snapshot.source.as_ref() else {
+        return "-".into();
+    };
+    let field = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    match (field("kind"), field("mode")) {
+        ("postgres", "physical") => format!(
+            "postgres base backup, to {} on timeline {}",
+            field("stop_lsn"),
+            m.get("timeline").and_then(|v| v.as_u64()).unwrap_or(0)
+        ),
+        ("postgres", "logical") => format!("postgres dump of {}", field("database")),
+        ("postgres", "logical-cluster") => "postgres dump of every database".into(),
+        ("command", _) => {
+            let program = field("command").split_whitespace().next().unwrap_or("");
+            format!("command {program}")
+        }
+        (kind, _) => kind.to_string(),
+    }
 }
 
 /// Whether `s` is a source or target URL rather than a path.

@@ -20,6 +20,8 @@ pub struct Producer {
     child: Child,
     stdout: ChildStdout,
     stderr: Option<StderrTail>,
+    /// Where the kept stderr goes once the producer exited 0.
+    said: Option<Arc<Mutex<String>>>,
 }
 
 /// The last [`STDERR_KEPT`] bytes of a child's stderr, read on a thread
@@ -31,7 +33,13 @@ pub struct StderrTail {
 
 impl StderrTail {
     /// Starts reading `pipe`.
-    pub fn spawn(mut pipe: impl Read + Send + 'static) -> StderrTail {
+    pub fn spawn(pipe: impl Read + Send + 'static) -> StderrTail {
+        StderrTail::spawn_echoing(pipe, false)
+    }
+
+    /// Starts reading `pipe`; with `echo`, what it reads is also written
+    /// to our stderr as it comes (a command the user runs through us).
+    pub fn spawn_echoing(mut pipe: impl Read + Send + 'static, echo: bool) -> StderrTail {
         let kept = Arc::new(Mutex::new(Vec::new()));
         let k = kept.clone();
         let thread = std::thread::spawn(move || {
@@ -39,6 +47,9 @@ impl StderrTail {
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
                     break;
+                }
+                if echo {
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), &buf[..n]);
                 }
                 let mut k = k.lock().unwrap_or_else(|e| e.into_inner());
                 k.extend_from_slice(&buf[..n]);
@@ -71,10 +82,20 @@ impl Producer {
     /// With `capture_stderr`, its stderr is kept for the error message;
     /// otherwise it goes to ours.
     pub fn spawn(
+        cmd: Command,
+        program: &str,
+        target: &str,
+        capture_stderr: bool,
+    ) -> Result<Producer> {
+        Producer::start(cmd, program, target, capture_stderr, false)
+    }
+
+    fn start(
         mut cmd: Command,
         program: &str,
         target: &str,
         capture_stderr: bool,
+        echo: bool,
     ) -> Result<Producer> {
         cmd.stdin(Stdio::null()).stdout(Stdio::piped());
         cmd.stderr(if capture_stderr {
@@ -92,14 +113,30 @@ impl Producer {
             target: target.to_string(),
             message: "no output pipe".into(),
         })?;
-        let stderr = child.stderr.take().map(StderrTail::spawn);
+        let stderr = child
+            .stderr
+            .take()
+            .map(|e| StderrTail::spawn_echoing(e, echo));
         Ok(Producer {
             program: program.to_string(),
             target: target.to_string(),
             child,
             stdout,
             stderr,
+            said: None,
         })
+    }
+
+    /// Like [`Producer::spawn`] with its stderr both kept and shown on ours
+    /// as it comes.
+    pub fn spawn_echoing(cmd: Command, program: &str, target: &str) -> Result<Producer> {
+        Producer::start(cmd, program, target, true, true)
+    }
+
+    /// Where the kept stderr will be once the producer has exited 0 (its
+    /// last lines, trimmed; a backup records them).
+    pub fn stderr_on_success(&mut self) -> Arc<Mutex<String>> {
+        self.said.get_or_insert_with(Default::default).clone()
     }
 
     /// The error of a producer that exited with `status`.
@@ -138,6 +175,9 @@ impl Read for Producer {
             let status = self.child.wait()?;
             if !status.success() {
                 return Err(io::Error::other(self.failed(status).to_string()));
+            }
+            if let (Some(slot), Some(tail)) = (&self.said, self.stderr.as_mut()) {
+                *slot.lock().unwrap_or_else(|e| e.into_inner()) = tail.finish();
             }
         }
         Ok(n)

@@ -82,18 +82,35 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         with_atime: a.with_atime,
         allow_empty: a.allow_empty,
     };
-    let source = if let Some(url) = &a.source {
+    let stdin_name = || a.stdin_name.clone().unwrap_or_else(|| "stdin".into());
+    let url = a.source.clone().or_else(|| {
+        a.source_command
+            .as_ref()
+            .map(|c| format!("{}{c}", lifeboat_sources::command::PREFIX))
+    });
+    let is_command = url
+        .as_deref()
+        .is_some_and(|u| u.starts_with(lifeboat_sources::command::PREFIX));
+    if a.restore_command.is_some() && !is_command {
+        return Err(crate::UsageError(
+            "--restore-command goes with a command source (--source-command CMD)".into(),
+        )
+        .into());
+    }
+    let source = if let Some(url) = &url {
         let source = lifeboat_sources::open(
             url,
             lifeboat_sources::SourceOptions {
                 physical: a.physical,
+                stream_name: a.stdin_name.clone(),
+                restore_command: a.restore_command.clone(),
             },
         )?;
         BackupSource::Streams(source.backup()?)
     } else if a.stdin {
-        BackupSource::stream(a.stdin_name.clone(), std::io::stdin())
+        BackupSource::stream(stdin_name(), std::io::stdin())
     } else if a.stdin_from_command {
-        BackupSource::stream(a.stdin_name.clone(), command_output(&a.paths)?)
+        BackupSource::stream(stdin_name(), command_output(&a.paths)?)
     } else {
         BackupSource::Paths(paths)
     };

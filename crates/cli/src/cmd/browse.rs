@@ -54,7 +54,7 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
             if !group_by.is_none() {
                 t += &format!("{}group {}:\n", if t.is_empty() { "" } else { "\n" }, key);
             }
-            let rows: Vec<[String; 6]> = list
+            let rows: Vec<[String; 7]> = list
                 .iter()
                 .map(|(id, s)| {
                     [
@@ -66,11 +66,16 @@ pub fn snapshots(ctx: &Ctx, a: SnapshotsArgs) -> Result<u8> {
                             .as_ref()
                             .map(|x| ui::bytes(x.bytes_total))
                             .unwrap_or_default(),
+                        lifeboat_sources::describe(s),
                         s.paths.join(" "),
                     ]
                 })
                 .collect();
-            t += &ui::table(["ID", "TIME", "HOST", "TAGS", "SIZE", "PATHS"], &rows, &[4]);
+            t += &ui::table(
+                ["ID", "TIME", "HOST", "TAGS", "SIZE", "SOURCE", "PATHS"],
+                &rows,
+                &[4],
+            );
             total += list.len();
         }
         t += &format!("{total} snapshot{}\n", if total == 1 { "" } else { "s" });

@@ -36,6 +36,10 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     if lifeboat_sources::postgres::physical::PhysicalMeta::of(&snap).is_some() {
         return physical(ctx, &repo, &a, RecoveryTarget::Latest);
     }
+    let command = lifeboat_sources::command::CommandMeta::of(&snap);
+    if a.restore_command.is_some() || (a.target.is_none() && command.is_some()) {
+        return command_restore(ctx, &repo, &id, &snap, &a);
+    }
     if a.delta {
         return Err(crate::UsageError(format!(
             "--delta rewrites a PostgreSQL data directory; snapshot {} is not a physical backup (for files, --overwrite replaces what differs)",
@@ -51,10 +55,11 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     {
         return database(ctx, &repo, &id, &snap, &a);
     }
-    let target = a
-        .target
-        .clone()
-        .ok_or_else(|| crate::UsageError("give --target".into()))?;
+    let target = a.target.clone().ok_or_else(|| {
+        crate::UsageError(
+            "give --target DIR (or, for a database backup, --target URL or --validate-only)".into(),
+        )
+    })?;
     let opts = RestoreOptions {
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
@@ -126,6 +131,34 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
 
 /// A database backup restored into a server (`--target URL`) or validated
 /// (`--validate-only`); both end by comparing row counts with the backup's.
+/// A command backup's stream given to its restore command.
+fn command_restore(
+    ctx: &Ctx,
+    repo: &lifeboat_repo::IndexedRepository,
+    id: &lifeboat_repo::Id,
+    snap: &lifeboat_repo::Snapshot,
+    a: &RestoreArgs,
+) -> Result<u8> {
+    let start = std::time::Instant::now();
+    let done =
+        lifeboat_sources::command::restore(repo, snap, &id.short(), a.restore_command.as_deref())?;
+    let secs = start.elapsed().as_secs_f64();
+    let doc = json!({
+        "snapshot_id": id,
+        "restore_command": done.restore_command,
+        "bytes": done.bytes,
+        "duration_seconds": secs,
+    });
+    ctx.out.outcome(&doc, &[], || {
+        format!(
+            "gave {} of snapshot {} to the restore command; it exited 0 ({secs:.1}s)\n",
+            ui::bytes(done.bytes),
+            id.short()
+        )
+    })?;
+    Ok(exit::SUCCESS)
+}
+
 fn database(
     ctx: &Ctx,
     repo: &lifeboat_repo::IndexedRepository,
