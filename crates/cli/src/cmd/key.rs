@@ -6,19 +6,12 @@ use serde_json::json;
 use lifeboat_repo::crypto::KdfParams;
 use lifeboat_repo::Id;
 
-use crate::args::KeyCommand;
+use crate::args::{KeyCommand, NewPasswordArgs};
 use crate::cmd::{kdf_params, Ctx};
 use crate::{exit, secrets};
 
 pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<u8> {
     let repo = ctx.open()?;
-    let new_pw = |file: Option<&std::path::Path>| {
-        let given = secrets::Given {
-            file,
-            command: None,
-        };
-        secrets::read("LIFEBOAT_NEW_PASSWORD", given, "new password", true)
-    };
     match cmd {
         KeyCommand::List => {
             let (keys, bad) = repo.keys()?;
@@ -48,15 +41,7 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<u8> {
             }
         }
         KeyCommand::Add(a) => {
-            let id = match &a.generate {
-                Some(file) => with_generated(file, |secret| {
-                    repo.add_key(secret, KdfParams::GENERATED_SECRET)
-                })?,
-                None => {
-                    let pw = new_pw(a.new_password_file.as_deref())?;
-                    repo.add_key(pw.bytes(), kdf_params())?
-                }
-            };
+            let id = new_key(&a, |secret, kdf| repo.add_key(secret, kdf))?;
             ctx.out.outcome(
                 &json!({ "added": id, "secret_file": a.generate }),
                 &[],
@@ -75,21 +60,30 @@ pub fn run(ctx: &Ctx, cmd: KeyCommand) -> Result<u8> {
             })?;
         }
         KeyCommand::Passwd(a) => {
-            let id = match &a.generate {
-                Some(file) => with_generated(file, |secret| {
-                    repo.change_password(secret, KdfParams::GENERATED_SECRET)
-                })?,
-                None => {
-                    let pw = new_pw(a.new_password_file.as_deref())?;
-                    repo.change_password(pw.bytes(), kdf_params())?
-                }
-            };
+            let id = new_key(&a, |secret, kdf| repo.change_password(secret, kdf))?;
             ctx.out.outcome(&json!({ "new_key": id }), &[], || {
                 format!("password changed; the key is now {}\n", id.short())
             })?;
         }
     }
     Ok(exit::SUCCESS)
+}
+
+/// Makes a key with `make` for the new password `a` names, or for a
+/// generated secret (`--generate FILE`, minimal KDF cost).
+fn new_key(
+    a: &NewPasswordArgs,
+    make: impl FnOnce(&[u8], KdfParams) -> lifeboat_repo::Result<Id>,
+) -> Result<Id> {
+    if let Some(file) = &a.generate {
+        return with_generated(file, |secret| make(secret, KdfParams::GENERATED_SECRET));
+    }
+    let given = secrets::Given {
+        file: a.new_password_file.as_deref(),
+        command: None,
+    };
+    let pw = secrets::read("LIFEBOAT_NEW_PASSWORD", given, "new password", true)?;
+    Ok(make(pw.bytes(), kdf_params())?)
 }
 
 /// Writes a new random secret (64 hex digits) to `file`, created 0600 and

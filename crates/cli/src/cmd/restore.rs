@@ -129,8 +129,6 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     })
 }
 
-/// A database backup restored into a server (`--target URL`) or validated
-/// (`--validate-only`); both end by comparing row counts with the backup's.
 /// A command backup's stream given to its restore command.
 fn command_restore(
     ctx: &Ctx,
@@ -159,6 +157,8 @@ fn command_restore(
     Ok(exit::SUCCESS)
 }
 
+/// A database backup restored into a server (`--target URL`) or validated
+/// (`--validate-only`); both end by comparing row counts with the backup's.
 fn database(
     ctx: &Ctx,
     repo: &lifeboat_repo::IndexedRepository,
