@@ -85,6 +85,15 @@ pub struct PruneReport {
     /// When the last of them may be deleted: a prune after this time
     /// deletes every pending pack that is still unneeded (Unix seconds).
     pub pending_until: Option<i64>,
+    /// Packs the index lists but the store no longer has, holding nothing
+    /// a snapshot needs: their index entries are dropped.
+    pub packs_missing: usize,
+    /// Packs the index lists but the store no longer has, holding data a
+    /// snapshot needs that no other pack holds: prune refuses while there
+    /// are any (dropping their entries would hide the loss that `check`
+    /// reports).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packs_lost: Vec<Id>,
     /// In a dry run, the fate of every pack that would change.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PackDecision>,
@@ -146,9 +155,29 @@ pub fn plan(
         ..Default::default()
     };
     let by_pack = index.blobs_by_pack();
+    // Used blobs that some pack in the store holds: a missing pack's
+    // blobs may have been stored again elsewhere.
+    let present: HashSet<Id> = index
+        .packs()
+        .iter()
+        .zip(&by_pack)
+        .filter(|(p, _)| listed.contains(&p.id))
+        .flat_map(|(_, blobs)| blobs.iter().map(|b| b.id))
+        .filter(|id| used.contains(id))
+        .collect();
     let mut fates = Vec::with_capacity(index.packs().len());
     for (pos, p) in index.packs().iter().enumerate() {
         let blobs = &by_pack[pos];
+        if !listed.contains(&p.id) {
+            if blobs
+                .iter()
+                .any(|b| used.contains(&b.id) && !present.contains(&b.id))
+            {
+                report.packs_lost.push(p.id);
+            } else {
+                report.packs_missing += 1;
+            }
+        }
         let used_bytes: u64 = blobs
             .iter()
             .filter(|b| used.contains(&b.id))
@@ -252,6 +281,17 @@ pub fn prune(
         fates,
         report: planned,
     } = plan(repo.index(), &used, &listed, now, &opts);
+    if let Some(first) = planned.packs_lost.first() {
+        let more = match planned.packs_lost.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Err(RepoError::Refused(format!(
+            "prune refuses to run: pack {}{more} is missing from the store and holds data that snapshots need; \
+             `lifeboat repair snapshots` drops what it held from the snapshots (`lifeboat check` names them), and prune runs after that",
+            first.short()
+        )));
+    }
     let by_pack = repo.index().blobs_by_pack();
     let recovered = report.packs_recovered;
     let mut report = PruneReport {
@@ -451,6 +491,7 @@ mod tests {
         index.add_pack(&pack(6, None, &[60, 61])); // half used: repack
         index.add_pack(&pack(7, None, &[70])); // gone from the store: drop
         index.add_pack(&IndexPack::tombstone(Id([8; 32]), 0)); // deletion to finish
+        index.add_pack(&pack(9, None, &[10])); // gone, but its used blob is in pack 1
         let used: HashSet<Id> = [10, 11, 50, 60].map(|b| Id([b; 32])).into();
         let listed: HashSet<Id> = [1, 2, 3, 4, 5, 6, 8].map(|n| Id([n; 32])).into();
         let opts = PruneOptions {
@@ -468,8 +509,10 @@ mod tests {
                 Fate::Keep,
                 Fate::Repack,
                 Fate::Delete,
+                Fate::Delete,
             ]
         );
+        assert_eq!((p.report.packs_missing, p.report.packs_lost.len()), (2, 0));
         let r = &p.report;
         assert_eq!(
             (r.packs_marked, r.packs_unmarked, r.packs_repacked),
@@ -489,5 +532,11 @@ mod tests {
             plan(&index, &used, &listed, 1000, &now).fates[1],
             Fate::Delete
         );
+        // A missing pack holding a used blob no other pack has is lost.
+        index.add_pack(&pack(10, None, &[99]));
+        let used: HashSet<Id> = [10, 99].map(|b| Id([b; 32])).into();
+        let p = plan(&index, &used, &listed, 1000, &opts);
+        assert_eq!(p.report.packs_lost, vec![Id([10; 32])]);
+        assert_eq!(p.report.packs_missing, 2);
     }
 }

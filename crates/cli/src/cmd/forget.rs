@@ -202,7 +202,17 @@ fn packs_text(r: &PruneReport) -> String {
         ),
         _ => String::new(),
     };
-    plan + &pending + &format!(
+    let missing = match r.packs_missing {
+        0 => String::new(),
+        n => format!(
+            "{} missing from the store held nothing a snapshot needs: {} index {} {}dropped\n",
+            ui::count(n as u64, "pack"),
+            if n == 1 { "its" } else { "their" },
+            if n == 1 { "entry" } else { "entries" },
+            if r.dry_run { "would be " } else { "" },
+        ),
+    };
+    plan + &pending + &missing + &format!(
         "prune{}: {}; {} {verb}deleted ({}), {} {verb}marked for deletion ({}), {} {verb}repacked ({}), {} unmarked; {}\n",
         if r.dry_run { " (dry run)" } else { "" },
         ui::count(r.packs_before as u64, "pack"),

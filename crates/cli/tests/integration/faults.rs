@@ -143,6 +143,28 @@ fn a_damaged_index_object_blocks_nothing_and_repair_index_rebuilds_it() {
     assert_same(&manifest(&src), &manifest(&under(&out2, &src)));
 }
 
+/// A pack lost from the store while snapshots still need its data: prune
+/// refuses and names it, instead of dropping its index entry (which would
+/// hide the loss from `check`); nothing in the repository changes.
+#[test]
+fn prune_refuses_to_drop_a_lost_pack_that_snapshots_need() {
+    let (env, _) = damaged_setup();
+    let (pack, _) = blob_location(&env, false);
+    fs::remove_file(&pack).unwrap();
+    let name = pack.file_name().unwrap().to_str().unwrap().to_string();
+    let before = (env.objects("index"), env.objects("data"));
+    let p = env.run(&["prune", "--delete-delay", "0s"]);
+    assert_eq!(code(&p), 1, "{}", text(&p));
+    assert!(
+        stderr(&p).contains(&name[..8]) && stderr(&p).contains("repair snapshots"),
+        "{}",
+        text(&p)
+    );
+    assert_eq!((env.objects("index"), env.objects("data")), before);
+    let c = env.json(&["check"], 1);
+    assert!(c["errors"].to_string().contains("missing"), "{c}");
+}
+
 /// Issue 8.19: snapshots that reference a lost pack are rewritten without
 /// what was lost, marked as repaired, and the repository checks clean.
 #[test]
@@ -180,7 +202,8 @@ fn repair_snapshots_drops_lost_files_and_records_them() {
         "{snaps}"
     );
     // The index still names the lost pack until prune drops it.
-    env.ok(&["prune"]);
+    let p = env.json(&["prune"], 0);
+    assert_eq!(p["packs_missing"], 1, "{p}");
     env.json(&["check", "--read-data"], 0);
     let out = env.path("out");
     env.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
