@@ -78,7 +78,7 @@ impl Output {
                 ProgressDrawTarget::hidden()
             },
         );
-        pb.set_style(spinner_style());
+        pb.set_style(style(Shape::Spinner));
         pb.enable_steady_tick(Duration::from_millis(200));
         Bar::new(pb, label)
     }
@@ -110,29 +110,55 @@ pub fn listed(mut problems: Vec<String>, closing: impl FnOnce(usize) -> String) 
     problems
 }
 
-fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        "{spinner} {prefix} {bytes} ({binary_bytes_per_sec}) {elapsed} {wide_msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_spinner())
+/// The three shapes a progress line takes.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// Bytes so far, no total yet.
+    Spinner,
+    /// A known total: a bar.
+    Bar,
+    /// A total that is still growing (the scan is sizing the source).
+    Growing,
 }
 
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        "{prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ")
+/// The widest line a progress line's fixed fields may take: the file
+/// name (`{wide_msg}`) gets what is left, and a line wider than the
+/// terminal would wrap and leave a copy of itself on every redraw.
+fn template(shape: Shape, columns: usize) -> &'static str {
+    match shape {
+        Shape::Spinner if columns >= 70 => {
+            "{spinner} {prefix} {bytes} ({binary_bytes_per_sec}) {elapsed} {wide_msg}"
+        }
+        Shape::Spinner => "{spinner} {prefix} {bytes}",
+        Shape::Bar if columns >= 106 => {
+            "{prefix} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}"
+        }
+        Shape::Bar if columns >= 82 => {
+            "{prefix} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}"
+        }
+        Shape::Bar => "{prefix} {percent}% ETA {eta}",
+        Shape::Growing if columns >= 75 => {
+            "{spinner} {prefix} {bytes} of {total_bytes}+ ({binary_bytes_per_sec}) {wide_msg}"
+        }
+        Shape::Growing => "{spinner} {prefix} {bytes}",
+    }
 }
 
-/// While a scan is still sizing the source, the total is a lower bound:
-/// no bar (it would fill up and stay full), the bytes so far and the total
-/// found so far.
-fn growing_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        "{spinner} {prefix} {bytes} of {total_bytes}+ ({binary_bytes_per_sec}) {wide_msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_spinner())
+/// Our terminal's width (stderr's), 80 when it cannot be told.
+fn columns() -> usize {
+    console::Term::stderr()
+        .size_checked()
+        .map_or(80, |(_, cols)| usize::from(cols))
+}
+
+fn style(shape: Shape) -> ProgressStyle {
+    let fallback = match shape {
+        Shape::Bar => ProgressStyle::default_bar(),
+        _ => ProgressStyle::default_spinner(),
+    };
+    ProgressStyle::with_template(template(shape, columns()))
+        .unwrap_or(fallback)
+        .progress_chars("=> ")
 }
 
 /// A progress bar that the library drives through [`Progress`]: bytes, and
@@ -173,13 +199,13 @@ impl Bar {
 impl Progress for Bar {
     fn set_total(&self, bytes: u64) {
         self.known.store(true, Ordering::Relaxed);
-        self.pb.set_style(bar_style());
+        self.pb.set_style(style(Shape::Bar));
         self.pb.set_length(bytes);
         self.pb.set_position(0);
     }
     fn add_total(&self, bytes: u64) {
         if self.pb.length().is_none() {
-            self.pb.set_style(growing_style());
+            self.pb.set_style(style(Shape::Growing));
             self.pb.set_length(0);
         }
         self.pb.inc_length(bytes);
@@ -205,7 +231,7 @@ impl Progress for Bar {
     }
     fn total_known(&self) {
         self.known.store(true, Ordering::Relaxed);
-        self.pb.set_style(bar_style());
+        self.pb.set_style(style(Shape::Bar));
         let len = self.pb.length().unwrap_or(0).max(self.pb.position());
         self.pb.set_length(len);
     }
@@ -293,6 +319,47 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]], right: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The widest each field of a template can render (indicatif's human
+    /// sizes and durations; our prefix with a million files).
+    fn widest(template: &str) -> usize {
+        let fields = [
+            ("{spinner}", 1),
+            ("{prefix}", "backup 1000000/1000000 files".len()),
+            ("{bytes}", "1023.99 GiB".len()),
+            ("{total_bytes}", "1023.99 GiB".len()),
+            ("{binary_bytes_per_sec}", "1023.99 GiB/s".len()),
+            ("{elapsed}", "59 minutes".len()),
+            ("{eta}", "59 minutes".len()),
+            ("{percent}", 3),
+            ("{bar:20}", 20),
+            ("{wide_msg}", 0),
+        ];
+        let mut line = template.to_string();
+        let mut width = 0;
+        for (field, w) in fields {
+            width += line.matches(field).count() * w;
+            line = line.replace(field, "");
+        }
+        width + line.chars().count()
+    }
+
+    #[test]
+    fn a_progress_line_never_wraps_on_a_terminal_48_columns_or_wider() {
+        for columns in 48..=200 {
+            for shape in [Shape::Spinner, Shape::Bar, Shape::Growing] {
+                let t = template(shape, columns);
+                assert!(
+                    widest(t) <= columns,
+                    "{shape:?} at {columns} columns: {t} takes {}",
+                    widest(t)
+                );
+                assert!(ProgressStyle::with_template(t).is_ok(), "{t}");
+            }
+        }
+        assert!(template(Shape::Bar, 120).contains("{bar:20}"));
+        assert!(template(Shape::Bar, 90).contains("{total_bytes}"));
+    }
 
     #[test]
     fn a_growing_total_never_shows_more_done_than_found() {
