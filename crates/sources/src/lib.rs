@@ -10,6 +10,7 @@
 //! shown.
 
 pub mod command;
+pub mod counts;
 pub mod error;
 pub mod postgres;
 pub mod producer;

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use logical::{ClusterBackup, ClusterMeta, LogicalBackup};
-pub use restore::{restore, restore_cluster, validate, RestoreOptions, Restored, TableCheck};
+pub use crate::counts::{Restored, TableCheck, TableCount};
+pub use restore::{restore, restore_cluster, validate, RestoreOptions};
 
 /// The URL schemes of PostgreSQL sources and targets.
 pub const SCHEMES: &[&str] = &["postgres", "postgresql"];
@@ -55,24 +56,6 @@ pub struct LogicalMeta {
     pub format: String,
     /// Rows per table at the snapshot.
     pub tables: Vec<TableCount>,
-}
-
-/// One table's row count.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TableCount {
-    /// Schema.
-    pub schema: String,
-    /// Table.
-    pub table: String,
-    /// Rows.
-    pub rows: u64,
-}
-
-impl TableCount {
-    /// `schema.table`, as shown.
-    pub fn qualified(&self) -> String {
-        format!("{}.{}", self.schema, self.table)
-    }
 }
 
 impl LogicalMeta {

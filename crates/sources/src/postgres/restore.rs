@@ -8,10 +8,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 
 use lifeboat_repo::{browse, IndexedRepository, Snapshot};
-use serde::Serialize;
 
 use super::psql::{ident, last_error, literal, Session};
-use super::{program, ClusterMeta, LogicalMeta, TableCount};
+use super::{program, ClusterMeta, LogicalMeta};
+use crate::counts::{compare, Restored, TableCheck, TableCount};
 use crate::error::{Result, SourceError};
 use crate::producer::StderrTail;
 use crate::url::ConnUrl;
@@ -28,41 +28,6 @@ pub struct RestoreOptions {
     /// Leave ownership as the connecting user (`pg_restore --no-owner`):
     /// for a server without the original roles.
     pub no_owner: bool,
-}
-
-/// One table's recorded and found row counts.
-#[derive(Debug, Clone, Serialize)]
-pub struct TableCheck {
-    /// `schema.table`.
-    pub table: String,
-    /// Rows the backup recorded.
-    pub recorded: u64,
-    /// Rows found in the restored database or the archive (`None`: the
-    /// table is missing).
-    pub found: Option<u64>,
-}
-
-/// What a restore or a validation found.
-#[derive(Debug, Clone, Serialize)]
-pub struct Restored {
-    /// The target, as shown (`None` for a validation).
-    pub target: Option<String>,
-    /// Every table compared.
-    pub tables: Vec<TableCheck>,
-    /// Rows found in all.
-    pub rows: u64,
-    /// Whether an existing database was replaced.
-    pub replaced: bool,
-}
-
-impl Restored {
-    /// The tables whose counts differ from the backup's.
-    pub fn mismatches(&self) -> Vec<&TableCheck> {
-        self.tables
-            .iter()
-            .filter(|t| t.found != Some(t.recorded))
-            .collect()
-    }
 }
 
 /// The dump of `database` in the snapshot (a backup of one database, or of
@@ -320,28 +285,6 @@ fn parse_ident(s: &str) -> Option<(String, &str)> {
     }
     let end = s.find(['.', ' ', '(']).unwrap_or(s.len());
     Some((s[..end].to_string(), &s[end..]))
-}
-
-fn compare(
-    target: Option<String>,
-    want: &[TableCount],
-    found: impl Fn(&TableCount) -> Option<u64>,
-    replaced: bool,
-) -> Restored {
-    let tables: Vec<TableCheck> = want
-        .iter()
-        .map(|t| TableCheck {
-            table: t.qualified(),
-            recorded: t.rows,
-            found: found(t),
-        })
-        .collect();
-    Restored {
-        target,
-        rows: tables.iter().filter_map(|t| t.found).sum(),
-        tables,
-        replaced,
-    }
 }
 
 /// Restores the snapshot's dump into the database `target` names: built
