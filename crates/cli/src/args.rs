@@ -196,6 +196,10 @@ pub struct BackupArgs {
     /// for a socket, `?sslmode=require`). A logical dump (`pg_dump`, custom
     /// format) at an exported snapshot, with every table's row count at that
     /// snapshot recorded for validating restores.
+    /// `sqlite:///PATH/app.db`: a consistent copy of a SQLite database that
+    /// other processes may be writing (SQLite's online backup API, spooled
+    /// under TMPDIR), checked with `PRAGMA integrity_check` and its rows
+    /// per table recorded.
     /// `command:CMD` is the same as --source-command CMD.
     #[arg(long, value_name = "URL", conflicts_with_all = ["paths", "stdin", "stdin_from_command", "files_from", "source_command"])]
     pub source: Option<String>,
@@ -374,7 +378,9 @@ pub struct RestoreArgs {
     /// absolute place below it: /var/lib/app lands in TARGET/var/lib/app.
     /// For a PostgreSQL backup: the new database, `postgres://USER@HOST/NEWDB`
     /// (built under a staging name, its row counts compared with the
-    /// backup's, then renamed into place).
+    /// backup's, then renamed into place). For a SQLite backup: the new
+    /// file, `sqlite:///PATH/new.db` (written beside it, checked, renamed
+    /// into place).
     /// Needed but for --validate-only and a command backup with a restore
     /// command.
     #[arg(short, long)]

@@ -15,4 +15,5 @@ mod integration {
     mod first_hour;
     mod maintenance;
     mod postgres;
+    mod sqlite;
 }

@@ -14,6 +14,7 @@ pub mod counts;
 pub mod error;
 pub mod postgres;
 pub mod producer;
+pub mod sqlite;
 pub mod url;
 
 use lifeboat_repo::archiver::StreamSet;
@@ -93,8 +94,16 @@ pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
             Box::new(PostgresLogical { url })
         });
     }
+    if scheme == sqlite::SCHEME {
+        if opts.physical {
+            return Err(SourceError::Usage(
+                "--physical is for PostgreSQL; a SQLite backup is always a copy of the database file".into(),
+            ));
+        }
+        return Ok(Box::new(sqlite::SqliteSource::open(url)?));
+    }
     Err(SourceError::Usage(format!(
-        "unsupported source {}: use postgres://USER@HOST:PORT/DBNAME or command:CMD",
+        "unsupported source {}: use postgres://USER@HOST:PORT/DBNAME, sqlite:///PATH or command:CMD",
         url::redact(url)
     )))
 }
@@ -116,6 +125,18 @@ pub fn describe(snapshot: &lifeboat_repo::Snapshot) -> String {
         ),
         ("postgres", "logical") => format!("postgres dump of {}", field("database")),
         ("postgres", "logical-cluster") => "postgres dump of every database".into(),
+        ("sqlite", _) => format!(
+            "sqlite copy of {}, {}",
+            field("file"),
+            match m
+                .get("tables")
+                .and_then(|t| t.as_array())
+                .map_or(0, Vec::len)
+            {
+                1 => "1 table".to_string(),
+                n => format!("{n} tables"),
+            }
+        ),
         ("command", _) => {
             let program = field("command").split_whitespace().next().unwrap_or("");
             format!("command {program}")

@@ -264,7 +264,8 @@ fn parse_host(h: &str) -> std::result::Result<(String, Option<u16>), String> {
     Ok((host, port))
 }
 
-fn decode(s: &str) -> std::result::Result<String, String> {
+/// `s` with its `%XX` escapes decoded.
+pub(crate) fn decode(s: &str) -> std::result::Result<String, String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -169,29 +169,40 @@ fn database(
     use lifeboat_sources::postgres;
     let start = std::time::Instant::now();
     let short = id.short();
-    let restored = match a.target.as_deref().and_then(|t| t.to_str()) {
-        None => postgres::validate(
-            repo,
-            snap,
-            &short,
-            a.database.as_deref(),
-            a.table.as_deref(),
-        )?,
-        Some(url) => {
-            crate::interrupt::set_note(
+    let target = a.target.as_deref().and_then(|t| t.to_str());
+    let restored = if lifeboat_sources::sqlite::SqliteMeta::of(snap).is_some() {
+        if a.table.is_some() || a.database.is_some() {
+            return Err(crate::UsageError(format!(
+                "snapshot {short} is a SQLite database: it is restored whole (no --table, no --database)"
+            ))
+            .into());
+        }
+        lifeboat_sources::sqlite::restore(repo, snap, &short, target, a.overwrite)?
+    } else {
+        match target {
+            None => postgres::validate(
+                repo,
+                snap,
+                &short,
+                a.database.as_deref(),
+                a.table.as_deref(),
+            )?,
+            Some(url) => {
+                crate::interrupt::set_note(
                 "interrupted; the target database was not touched (a staging database lifeboat_restore_… may be left: the next restore into the same name drops it)",
             );
-            let target = lifeboat_sources::ConnUrl::parse(url, postgres::SCHEMES)?;
-            let opts = postgres::RestoreOptions {
-                overwrite: a.overwrite,
-                database: a.database.clone(),
-                table: a.table.clone(),
-                no_owner: a.no_owner,
-            };
-            if target.dbname.is_none() && a.database.is_none() {
-                return cluster(ctx, repo, id, snap, &target, &opts);
+                let target = lifeboat_sources::ConnUrl::parse(url, postgres::SCHEMES)?;
+                let opts = postgres::RestoreOptions {
+                    overwrite: a.overwrite,
+                    database: a.database.clone(),
+                    table: a.table.clone(),
+                    no_owner: a.no_owner,
+                };
+                if target.dbname.is_none() && a.database.is_none() {
+                    return cluster(ctx, repo, id, snap, &target, &opts);
+                }
+                postgres::restore(repo, snap, &short, &target, &opts)?
             }
-            postgres::restore(repo, snap, &short, &target, &opts)?
         }
     };
     let secs = start.elapsed().as_secs_f64();

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use logical::{ClusterBackup, ClusterMeta, LogicalBackup};
 pub use crate::counts::{Restored, TableCheck, TableCount};
+pub use logical::{ClusterBackup, ClusterMeta, LogicalBackup};
 pub use restore::{restore, restore_cluster, validate, RestoreOptions};
 
 /// The URL schemes of PostgreSQL sources and targets.

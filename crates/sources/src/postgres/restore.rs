@@ -373,21 +373,9 @@ pub fn restore(
         Ok(r) if r.mismatches().is_empty() => r,
         Ok(r) => {
             admin.query(&format!("DROP DATABASE {} WITH (FORCE)", ident(&staging)))?;
-            let list: Vec<String> = r
-                .mismatches()
-                .iter()
-                .map(|t| match t.found {
-                    Some(n) => format!("{}: {n} rows, the backup recorded {}", t.table, t.recorded),
-                    None => format!(
-                        "{}: missing, the backup recorded {} rows",
-                        t.table, t.recorded
-                    ),
-                })
-                .collect();
-            return Err(SourceError::Mismatch(format!(
-                "the restored database does not match the backup ({}); nothing was replaced",
-                list.join("; ")
-            )));
+            return Err(r
+                .mismatch_error("nothing was replaced")
+                .unwrap_or_else(|| SourceError::Mismatch("the counts differ".into())));
         }
         Err(e) => {
             let _ = admin.query(&format!("DROP DATABASE {} WITH (FORCE)", ident(&staging)));
