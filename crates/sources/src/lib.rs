@@ -14,6 +14,7 @@ pub mod counts;
 pub mod error;
 pub mod postgres;
 pub mod producer;
+pub mod redis;
 pub mod sqlite;
 pub mod url;
 
@@ -94,6 +95,14 @@ pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
             Box::new(PostgresLogical { url })
         });
     }
+    if scheme == redis::SCHEME || scheme == redis::TLS_SCHEME {
+        if opts.physical {
+            return Err(SourceError::Usage(
+                "--physical is for PostgreSQL; a Redis backup is always the server's RDB snapshot".into(),
+            ));
+        }
+        return Ok(Box::new(redis::RedisSource::open(url)?));
+    }
     if scheme == sqlite::SCHEME {
         if opts.physical {
             return Err(SourceError::Usage(
@@ -103,7 +112,7 @@ pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
         return Ok(Box::new(sqlite::SqliteSource::open(url)?));
     }
     Err(SourceError::Usage(format!(
-        "unsupported source {}: use postgres://USER@HOST:PORT/DBNAME, sqlite:///PATH or command:CMD",
+        "unsupported source {}: use postgres://USER@HOST:PORT/DBNAME, sqlite:///PATH, redis://HOST:PORT or command:CMD",
         url::redact(url)
     )))
 }
@@ -137,6 +146,16 @@ pub fn describe(snapshot: &lifeboat_repo::Snapshot) -> String {
                 n => format!("{n} tables"),
             }
         ),
+        ("redis", _) => {
+            let keys: u64 = m
+                .get("databases")
+                .and_then(|d| d.as_array())
+                .map_or(0, |dbs| dbs.iter().filter_map(|d| d.get("keys")?.as_u64()).sum());
+            match m.get("offset").and_then(|o| o.as_u64()) {
+                Some(o) => format!("redis RDB, {keys} keys, at offset {o}"),
+                None => format!("redis RDB, {keys} keys"),
+            }
+        }
         ("command", _) => {
             let program = field("command").split_whitespace().next().unwrap_or("");
             format!("command {program}")

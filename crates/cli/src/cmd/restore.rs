@@ -178,6 +178,14 @@ fn database(
             .into());
         }
         lifeboat_sources::sqlite::restore(repo, snap, &short, target, a.overwrite)?
+    } else if lifeboat_sources::redis::RedisMeta::of(snap).is_some() {
+        if a.table.is_some() || a.database.is_some() {
+            return Err(crate::UsageError(format!(
+                "snapshot {short} is a Redis snapshot: it is restored whole (no --table, no --database)"
+            ))
+            .into());
+        }
+        lifeboat_sources::redis::restore(repo, snap, &short, target, a.overwrite)?
     } else {
         match target {
             None => postgres::validate(
@@ -208,6 +216,12 @@ fn database(
     let secs = start.elapsed().as_secs_f64();
     let bad = restored.mismatches();
     let ok = bad.is_empty();
+    // A Redis snapshot is counted in keys per database.
+    let (part, unit) = if lifeboat_sources::redis::RedisMeta::of(snap).is_some() {
+        ("database", "keys")
+    } else {
+        ("table", "rows")
+    };
     let doc = json!({
         "snapshot_id": id,
         "validate_only": a.validate_only,
@@ -222,19 +236,19 @@ fn database(
         .iter()
         .map(|t| match t.found {
             Some(n) => format!(
-                "error: {}: {n} rows, the backup recorded {}",
+                "error: {}: {n} {unit}, the backup recorded {}",
                 t.table, t.recorded
             ),
             None => format!(
-                "error: {}: missing, the backup recorded {} rows",
+                "error: {}: missing, the backup recorded {} {unit}",
                 t.table, t.recorded
             ),
         })
         .collect();
     ctx.out.outcome(&doc, &problems, || {
         let counts = format!(
-            "{} of {} match the counts recorded at backup ({} rows)",
-            ui::count((restored.tables.len() - bad.len()) as u64, "table"),
+            "{} of {} match the counts recorded at backup ({} {unit})",
+            ui::count((restored.tables.len() - bad.len()) as u64, part),
             restored.tables.len(),
             restored.rows
         );
