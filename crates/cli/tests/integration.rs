@@ -15,5 +15,6 @@ mod integration {
     mod first_hour;
     mod maintenance;
     mod postgres;
+    mod redis;
     mod sqlite;
 }

@@ -88,6 +88,28 @@ pub trait StreamSet<'a>: Send {
     fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>>;
 }
 
+/// The error a source gives while its streams are read or finished (a
+/// producer that failed, a snapshot that is not valid): carried inside an
+/// `io::Error`, and shown in its own words rather than as a read error of
+/// the stream.
+#[derive(Debug)]
+pub struct SourceFailed(pub String);
+
+impl SourceFailed {
+    /// `message` as the `io::Error` a stream's reader or `finish` returns.
+    pub fn io(message: impl Into<String>) -> std::io::Error {
+        std::io::Error::other(SourceFailed(message.into()))
+    }
+}
+
+impl std::fmt::Display for SourceFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceFailed {}
+
 /// A set of exactly one stream, with no metadata of its own.
 struct OneStream<'a> {
     stream: Option<NamedStream<'a>>,

@@ -110,6 +110,10 @@ pub enum RepoError {
     /// Invalid options given by the caller.
     #[error("{0}")]
     Usage(String),
+    /// A source failed while its streams were read, in its own words
+    /// ([`crate::archiver::SourceFailed`]).
+    #[error("{0}")]
+    Source(String),
     /// The restore target already holds files the restore would replace.
     #[error(
         "restore target {target} already contains {count} of the files to restore (first: {first})"
@@ -169,6 +173,12 @@ impl RepoError {
 
     /// A local file system operation on `path` that failed.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> RepoError {
+        if let Some(f) = source
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<crate::archiver::SourceFailed>())
+        {
+            return RepoError::Source(f.0.clone());
+        }
         RepoError::Io {
             op,
             path: path.into(),

@@ -98,7 +98,8 @@ pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
     if scheme == redis::SCHEME || scheme == redis::TLS_SCHEME {
         if opts.physical {
             return Err(SourceError::Usage(
-                "--physical is for PostgreSQL; a Redis backup is always the server's RDB snapshot".into(),
+                "--physical is for PostgreSQL; a Redis backup is always the server's RDB snapshot"
+                    .into(),
             ));
         }
         return Ok(Box::new(redis::RedisSource::open(url)?));
@@ -150,7 +151,9 @@ pub fn describe(snapshot: &lifeboat_repo::Snapshot) -> String {
             let keys: u64 = m
                 .get("databases")
                 .and_then(|d| d.as_array())
-                .map_or(0, |dbs| dbs.iter().filter_map(|d| d.get("keys")?.as_u64()).sum());
+                .map_or(0, |dbs| {
+                    dbs.iter().filter_map(|d| d.get("keys")?.as_u64()).sum()
+                });
             match m.get("offset").and_then(|o| o.as_u64()) {
                 Some(o) => format!("redis RDB, {keys} keys, at offset {o}"),
                 None => format!("redis RDB, {keys} keys"),

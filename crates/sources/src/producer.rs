@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::error::{Result, SourceError};
+use lifeboat_repo::archiver::SourceFailed;
 
 /// How much of a producer's stderr is kept for its error message.
 const STDERR_KEPT: usize = 8 * 1024;
@@ -174,7 +175,7 @@ impl Read for Producer {
         if n == 0 && !buf.is_empty() {
             let status = self.child.wait()?;
             if !status.success() {
-                return Err(io::Error::other(self.failed(status).to_string()));
+                return Err(SourceFailed::io(self.failed(status).to_string()));
             }
             if let (Some(slot), Some(tail)) = (&self.said, self.stderr.as_mut()) {
                 *slot.lock().unwrap_or_else(|e| e.into_inner()) = tail.finish();

@@ -12,6 +12,7 @@ use super::{program, LogicalMeta, TableCount};
 use crate::error::{Result, SourceError};
 use crate::producer::Producer;
 use crate::url::ConnUrl;
+use lifeboat_repo::archiver::SourceFailed;
 
 /// The user tables of the current database that `pg_dump` dumps the data
 /// of (names hex-encoded: any byte may be in a name).
@@ -131,11 +132,11 @@ impl LogicalBackup {
             .ok_or_else(|| std::io::Error::other("finished twice"))?
             .join()
             .map_err(|_| std::io::Error::other("the row-count thread panicked"))?;
-        let (mut session, tables) = counts.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (mut session, tables) = counts.map_err(|e| SourceFailed::io(e.to_string()))?;
         session
             .query("COMMIT")
             .and_then(|_| session.close())
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            .map_err(|e| SourceFailed::io(e.to_string()))?;
         self.meta.tables = tables;
         Ok(self.meta.clone())
     }
@@ -229,7 +230,7 @@ impl StreamSet<'static> for ClusterBackup {
             return Ok(None);
         };
         let mut backup = LogicalBackup::start(&self.url.with_dbname(&db))
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            .map_err(|e| SourceFailed::io(e.to_string()))?;
         let stream = backup.next_stream()?;
         self.current = Some(backup);
         Ok(stream)

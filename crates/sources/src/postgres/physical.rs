@@ -19,6 +19,7 @@ use super::tarwatch::{member, Kept, TarWatch};
 use crate::error::{Result, SourceError};
 use crate::producer::Producer;
 use crate::url::ConnUrl;
+use lifeboat_repo::archiver::SourceFailed;
 
 /// The stream a physical backup is stored as.
 pub const ARCHIVE: &str = "pgdata.tar";
@@ -150,8 +151,7 @@ impl StreamSet<'static> for PhysicalBackup {
     }
 
     fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>> {
-        let bad =
-            |what: &str| std::io::Error::other(format!("pg_basebackup's archive lacks {what}"));
+        let bad = |what: &str| SourceFailed::io(format!("pg_basebackup's archive lacks {what}"));
         let label = member(&self.kept, "backup_label").ok_or_else(|| bad("backup_label"))?;
         let label = String::from_utf8_lossy(&label).into_owned();
         let field = |k: &str| {

@@ -30,6 +30,7 @@ use lifeboat_repo::Snapshot;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SourceError};
+use lifeboat_repo::archiver::SourceFailed;
 
 pub use restore::restore;
 
@@ -108,7 +109,9 @@ impl RedisUrl {
             },
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or_else(|| bad("an IPv6 address lacks its ']'"))?;
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("an IPv6 address lacks its ']'"))?;
             (h.to_string(), after.strip_prefix(':'))
         } else {
             match hostport.rsplit_once(':') {
@@ -123,7 +126,11 @@ impl RedisUrl {
         Ok(RedisUrl {
             user,
             password,
-            host: if host.is_empty() { "localhost".into() } else { host },
+            host: if host.is_empty() {
+                "localhost".into()
+            } else {
+                host
+            },
             port,
         })
     }
@@ -282,7 +289,7 @@ impl<R: Read> Read for Tee<R> {
                     .unwrap_or_else(|p| p.into_inner())
                     .clone()
                     .unwrap_or_else(|| "the RDB reader stopped".into());
-                return Err(std::io::Error::other(format!(
+                return Err(SourceFailed::io(format!(
                     "the server's snapshot is not a valid RDB file: {why}"
                 )));
             }
@@ -348,7 +355,7 @@ impl StreamSet<'static> for RedisBackup {
             .ok_or_else(|| std::io::Error::other("finished twice"))?
             .finish()
             .map_err(|e| {
-                std::io::Error::other(format!(
+                SourceFailed::io(format!(
                     "the snapshot of {} is not a valid RDB file: {e}; no snapshot was written",
                     self.meta.url
                 ))
@@ -386,8 +393,14 @@ mod tests {
         assert_eq!(u.to_string(), "redis://app@cache.internal:6380");
         assert!(!format!("{u:?}").contains("s3cr"));
         let p = RedisUrl::parse("redis://:pw@10.0.0.5").unwrap();
-        assert_eq!((p.user, p.password.as_deref(), p.port), (None, Some("pw"), 6379));
-        assert_eq!(RedisUrl::parse("redis://[::1]:7000").unwrap().to_string(), "redis://[::1]:7000");
+        assert_eq!(
+            (p.user, p.password.as_deref(), p.port),
+            (None, Some("pw"), 6379)
+        );
+        assert_eq!(
+            RedisUrl::parse("redis://[::1]:7000").unwrap().to_string(),
+            "redis://[::1]:7000"
+        );
         assert_eq!(RedisUrl::parse("redis://").unwrap().host, "localhost");
         for (bad, why) in [
             ("rediss://h:1", "TLS"),

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 /// The newest RDB version understood.
 pub const MAX_VERSION: u32 = 11;
 
-static CRC: crc::Crc<u64, crc::Table<16>> = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
+static CRC: crc::Crc<u64, crc::Table<16>> =
+    crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
 
 /// One database's keys in an RDB file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,7 +135,12 @@ impl<R: Read> Input<R> {
             2 => match b {
                 0x80 => Ok(u64::from(u32::from_be_bytes(self.fixed()?))),
                 0x81 => Ok(u64::from_be_bytes(self.fixed()?)),
-                _ => return Err(bad(format!("bad length byte {b:#04x} at byte {}", self.pos - 1))),
+                _ => {
+                    return Err(bad(format!(
+                        "bad length byte {b:#04x} at byte {}",
+                        self.pos - 1
+                    )))
+                }
             },
             _ => Err(b & 0x3f),
         })
@@ -143,7 +149,10 @@ impl<R: Read> Input<R> {
     fn len(&mut self) -> io::Result<u64> {
         match self.len_or_special()? {
             Ok(n) => Ok(n),
-            Err(_) => Err(bad(format!("a string encoding where a length belongs, at byte {}", self.pos - 1))),
+            Err(_) => Err(bad(format!(
+                "a string encoding where a length belongs, at byte {}",
+                self.pos - 1
+            ))),
         }
     }
 
@@ -176,7 +185,10 @@ impl<R: Read> Input<R> {
                     }
                 }
             }
-            Err(k) => Err(bad(format!("unknown string encoding {k} at byte {}", self.pos - 1))),
+            Err(k) => Err(bad(format!(
+                "unknown string encoding {k} at byte {}",
+                self.pos - 1
+            ))),
         }
     }
 
@@ -257,7 +269,12 @@ impl<R: Read> Input<R> {
                 3 => self.bytes(4, None)?,
                 4 => self.bytes(8, None)?,
                 5 => self.string(None)?,
-                op => return Err(bad(format!("unknown module field {op} at byte {}", self.pos))),
+                op => {
+                    return Err(bad(format!(
+                        "unknown module field {op} at byte {}",
+                        self.pos
+                    )))
+                }
             }
         }
     }
@@ -399,7 +416,10 @@ pub fn read<R: Read>(
         let computed = input.crc.clone().finalize();
         let mut stored = [0u8; 8];
         input.r.read_exact(&mut stored).map_err(|_| {
-            bad(format!("truncated: the checksum after byte {} is missing", input.pos))
+            bad(format!(
+                "truncated: the checksum after byte {} is missing",
+                input.pos
+            ))
         })?;
         input.seen(8);
         let stored = u64::from_le_bytes(stored);
@@ -496,7 +516,13 @@ mod tests {
     fn keys_are_counted_per_database_and_the_checksum_checked() {
         let mut keys = vec![];
         let s = read(&sample()[..], true, |item| {
-            if let Item::Key { db, key, expire_ms, payload } = item {
+            if let Item::Key {
+                db,
+                key,
+                expire_ms,
+                payload,
+            } = item
+            {
                 keys.push((db, key.to_vec(), expire_ms, payload.len()));
             }
             Ok(())
@@ -505,15 +531,35 @@ mod tests {
         assert_eq!(s.version, 10);
         assert_eq!(s.redis_version, "7.0.15");
         assert!(s.checksum_verified);
-        assert_eq!(s.dbs[&0], DbKeys { keys: 2, expires: 1 });
-        assert_eq!(s.dbs[&3], DbKeys { keys: 2, expires: 0 });
+        assert_eq!(
+            s.dbs[&0],
+            DbKeys {
+                keys: 2,
+                expires: 1
+            }
+        );
+        assert_eq!(
+            s.dbs[&3],
+            DbKeys {
+                keys: 2,
+                expires: 0
+            }
+        );
         assert_eq!(keys[0].1, b"42", "{keys:?}");
-        assert_eq!(keys[1], (0, b"h".to_vec(), Some(1_900_000_000_000), 1 + 5 + 10));
+        assert_eq!(
+            keys[1],
+            (0, b"h".to_vec(), Some(1_900_000_000_000), 1 + 5 + 10)
+        );
         assert_eq!(keys[2].1, b"aaaaaaaaaa");
         // A DUMP payload: type, value, version, checksum of the rest.
         let mut payload = vec![];
         read(&sample()[..], true, |item| {
-            if let Item::Key { key: b"aaaaaaaaaa", payload: p, .. } = item {
+            if let Item::Key {
+                key: b"aaaaaaaaaa",
+                payload: p,
+                ..
+            } = item
+            {
                 payload = p.to_vec();
             }
             Ok(())
@@ -533,7 +579,10 @@ mod tests {
         let e = read(&flipped[..], false, |_| Ok(())).unwrap_err();
         assert!(e.to_string().contains("checksum"), "{e}");
         for cut in [0, 5, 9, 20, good.len() - 9, good.len() - 1] {
-            assert!(read(&good[..cut], false, |_| Ok(())).is_err(), "cut at {cut}");
+            assert!(
+                read(&good[..cut], false, |_| Ok(())).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut trailing = good.clone();
         trailing.extend(b"75bd94ef");

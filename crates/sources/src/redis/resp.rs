@@ -84,10 +84,11 @@ impl Conn {
             writer: io::BufWriter::with_capacity(1 << 20, writer),
             shown: shown.clone(),
         };
-        let password = url
-            .password
-            .clone()
-            .or_else(|| std::env::var("REDISCLI_AUTH").ok().filter(|p| !p.is_empty()));
+        let password = url.password.clone().or_else(|| {
+            std::env::var("REDISCLI_AUTH")
+                .ok()
+                .filter(|p| !p.is_empty())
+        });
         if let Some(pw) = password {
             let reply = match &url.user {
                 Some(u) => conn.command(&[b"AUTH", u.as_bytes(), pw.as_bytes()])?,
@@ -195,7 +196,10 @@ impl Conn {
             if let Some(size) = line.strip_prefix(b"$") {
                 let body = if let Some(mark) = size.strip_prefix(b"EOF:") {
                     if mark.len() != EOF_MARK_LEN {
-                        return Err(self.refused("an unexpected answer to PSYNC", &String::from_utf8_lossy(&line)));
+                        return Err(self.refused(
+                            "an unexpected answer to PSYNC",
+                            &String::from_utf8_lossy(&line),
+                        ));
                     }
                     Body::Marked {
                         mark: mark.to_vec(),
@@ -206,7 +210,12 @@ impl Conn {
                     let n = std::str::from_utf8(size)
                         .ok()
                         .and_then(|s| s.parse::<u64>().ok())
-                        .ok_or_else(|| self.refused("an unexpected answer to PSYNC", &String::from_utf8_lossy(&line)))?;
+                        .ok_or_else(|| {
+                            self.refused(
+                                "an unexpected answer to PSYNC",
+                                &String::from_utf8_lossy(&line),
+                            )
+                        })?;
                     Body::Sized(n)
                 };
                 return Ok((
@@ -324,10 +333,20 @@ fn read_line(r: &mut impl BufRead) -> io::Result<Vec<u8>> {
 
 fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
     let line = read_line(r)?;
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("a malformed reply {:?}", String::from_utf8_lossy(&line)));
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a malformed reply {:?}", String::from_utf8_lossy(&line)),
+        )
+    };
     let (&kind, rest) = line.split_first().ok_or_else(bad)?;
     let text = || String::from_utf8_lossy(rest).into_owned();
-    let num = || -> io::Result<i64> { std::str::from_utf8(rest).ok().and_then(|s| s.parse().ok()).ok_or_else(bad) };
+    let num = || -> io::Result<i64> {
+        std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)
+    };
     Ok(match kind {
         b'+' => Reply::Simple(text()),
         b'-' => Reply::Error(text()),
@@ -338,7 +357,10 @@ fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
                 let mut v = Vec::new();
                 r.take(n as u64 + 2).read_to_end(&mut v)?;
                 if v.len() != n as usize + 2 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed the connection mid-reply"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection mid-reply",
+                    ));
                 }
                 v.truncate(n as usize);
                 Reply::Bulk(Some(v))
@@ -346,7 +368,9 @@ fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
         },
         b'*' => match num()? {
             n if n < 0 => Reply::Array(None),
-            n => Reply::Array(Some((0..n).map(|_| read_reply(r)).collect::<io::Result<_>>()?)),
+            n => Reply::Array(Some(
+                (0..n).map(|_| read_reply(r)).collect::<io::Result<_>>()?,
+            )),
         },
         _ => return Err(bad()),
     })
@@ -358,12 +382,16 @@ mod tests {
 
     #[test]
     fn replies_parse() {
-        let mut input: &[u8] = b"+OK\r\n-ERR no\r\n:42\r\n$3\r\nabc\r\n$-1\r\n*2\r\n:1\r\n$0\r\n\r\n";
+        let mut input: &[u8] =
+            b"+OK\r\n-ERR no\r\n:42\r\n$3\r\nabc\r\n$-1\r\n*2\r\n:1\r\n$0\r\n\r\n";
         let mut r = BufReader::new(&mut input);
         assert_eq!(read_reply(&mut r).unwrap(), Reply::Simple("OK".into()));
         assert_eq!(read_reply(&mut r).unwrap(), Reply::Error("ERR no".into()));
         assert_eq!(read_reply(&mut r).unwrap(), Reply::Int(42));
-        assert_eq!(read_reply(&mut r).unwrap(), Reply::Bulk(Some(b"abc".to_vec())));
+        assert_eq!(
+            read_reply(&mut r).unwrap(),
+            Reply::Bulk(Some(b"abc".to_vec()))
+        );
         assert_eq!(read_reply(&mut r).unwrap(), Reply::Bulk(None));
         assert_eq!(
             read_reply(&mut r).unwrap(),

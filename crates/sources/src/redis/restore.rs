@@ -72,7 +72,8 @@ pub fn restore(
                         return Ok(());
                     }
                     if key_db != db {
-                        conn.send(&[b"SELECT", key_db.to_string().as_bytes()]).map_err(io)?;
+                        conn.send(&[b"SELECT", key_db.to_string().as_bytes()])
+                            .map_err(io)?;
                         in_flight += 1;
                         db = key_db;
                     }
@@ -86,7 +87,8 @@ pub fn restore(
                     restored += 1;
                 }
                 Item::Function(code) => {
-                    conn.send(&[b"FUNCTION", b"LOAD", b"REPLACE", code]).map_err(io)?;
+                    conn.send(&[b"FUNCTION", b"LOAD", b"REPLACE", code])
+                        .map_err(io)?;
                     in_flight += 1;
                 }
             }
@@ -115,7 +117,12 @@ pub fn restore(
     let found = |t: &TableCount| {
         db_of(t).map(|db| after.iter().find(|(d, _)| *d == db).map_or(0, |(_, n)| *n))
     };
-    Ok(compare(Some(shown), &recorded(&meta, &expired), found, held > 0))
+    Ok(compare(
+        Some(shown),
+        &recorded(&meta, &expired),
+        found,
+        held > 0,
+    ))
 }
 
 /// Reads every reply in flight; the first refused command fails.
@@ -213,9 +220,9 @@ struct ChannelWriter(crossbeam_channel::Sender<Vec<u8>>);
 
 impl std::io::Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .send(buf.to_vec())
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader stopped"))?;
+        self.0.send(buf.to_vec()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader stopped")
+        })?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
