@@ -14,6 +14,7 @@ mod integration {
     mod faults;
     mod first_hour;
     mod maintenance;
+    mod mariadb;
     mod postgres;
     mod redis;
     mod sqlite;

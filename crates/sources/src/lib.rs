@@ -12,10 +12,12 @@
 pub mod command;
 pub mod counts;
 pub mod error;
+pub mod mariadb;
 pub mod postgres;
 pub mod producer;
 pub mod redis;
 pub mod sqlite;
+pub mod tee;
 pub mod url;
 
 use lifeboat_repo::archiver::StreamSet;
@@ -104,6 +106,14 @@ pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
         }
         return Ok(Box::new(redis::RedisSource::open(url)?));
     }
+    if mariadb::SCHEMES.contains(&scheme) {
+        if opts.physical {
+            return Err(SourceError::Usage(
+                "--physical for MariaDB (mariadb-backup) is not built yet; without it the backup is a consistent mariadb-dump".into(),
+            ));
+        }
+        return Ok(Box::new(mariadb::MariadbSource::open(url)?));
+    }
     if scheme == sqlite::SCHEME {
         if opts.physical {
             return Err(SourceError::Usage(
@@ -113,7 +123,7 @@ pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
         return Ok(Box::new(sqlite::SqliteSource::open(url)?));
     }
     Err(SourceError::Usage(format!(
-        "unsupported source {}: use postgres://USER@HOST:PORT/DBNAME, sqlite:///PATH, redis://HOST:PORT or command:CMD",
+        "unsupported source {}: use postgres://USER@HOST:PORT/DBNAME, mariadb://USER@HOST:PORT/DB, sqlite:///PATH, redis://HOST:PORT or command:CMD",
         url::redact(url)
     )))
 }
@@ -135,6 +145,20 @@ pub fn describe(snapshot: &lifeboat_repo::Snapshot) -> String {
         ),
         ("postgres", "logical") => format!("postgres dump of {}", field("database")),
         ("postgres", "logical-cluster") => "postgres dump of every database".into(),
+        ("mariadb", mode) => {
+            let what = match m.get("database").and_then(|d| d.as_str()) {
+                Some(d) if mode == "logical" => format!("mariadb dump of {d}"),
+                _ => "mariadb dump of every database".into(),
+            };
+            match (m.get("gtid").and_then(|g| g.as_str()), field("binlog_file")) {
+                (Some(g), _) if !g.is_empty() => format!("{what}, at GTID {g}"),
+                (_, f) if !f.is_empty() => format!(
+                    "{what}, at {f}:{}",
+                    m.get("binlog_pos").and_then(|p| p.as_u64()).unwrap_or(0)
+                ),
+                _ => what,
+            }
+        }
         ("sqlite", _) => format!(
             "sqlite copy of {}, {}",
             field("file"),

@@ -178,6 +178,14 @@ fn database(
             .into());
         }
         lifeboat_sources::sqlite::restore(repo, snap, &short, target, a.overwrite)?
+    } else if lifeboat_sources::mariadb::MariadbMeta::of(snap).is_some() {
+        if a.table.is_some() || a.database.is_some() {
+            return Err(crate::UsageError(format!(
+                "snapshot {short} is a MariaDB dump: --table and --database are not built for it yet; name the new database in the target URL"
+            ))
+            .into());
+        }
+        lifeboat_sources::mariadb::restore(repo, snap, &short, target, a.overwrite)?
     } else if lifeboat_sources::redis::RedisMeta::of(snap).is_some() {
         if a.table.is_some() || a.database.is_some() {
             return Err(crate::UsageError(format!(

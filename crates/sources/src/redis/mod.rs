@@ -20,9 +20,6 @@ pub mod resp;
 mod restore;
 
 use std::fmt;
-use std::io::Read;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use lifeboat_repo::archiver::{NamedStream, StreamSet};
 use lifeboat_repo::chunker::Chunking;
@@ -209,7 +206,11 @@ impl crate::Source for RedisSource {
     fn backup(&self) -> Result<Box<dyn StreamSet<'static>>> {
         let conn = resp::Conn::connect(&self.url)?;
         let (replid, offset, transfer) = conn.full_sync()?;
-        let (reader, checked) = Checked::start(transfer);
+        let (reader, checked) = crate::tee::tee(
+            transfer,
+            "the server's snapshot is not a valid RDB file",
+            |r| rdb::read(r, false, |_| Ok(())),
+        );
         Ok(Box::new(RedisBackup {
             reader: Some(reader),
             checked: Some(checked),
@@ -230,112 +231,9 @@ impl crate::Source for RedisSource {
     }
 }
 
-/// The RDB reader [`rdb::read`] runs on, on its own thread, over a copy
-/// of what the repository reads.
-type Parsed = JoinHandle<std::io::Result<rdb::Summary>>;
-
-/// A reader that hands a copy of every byte to the RDB parser.
-struct Tee<R> {
-    inner: R,
-    to_parser: Option<crossbeam_channel::Sender<Vec<u8>>>,
-    parser_error: Arc<Mutex<Option<String>>>,
-}
-
-struct Checked {
-    thread: Parsed,
-}
-
-impl Checked {
-    fn start<R: Read + Send + 'static>(inner: R) -> (Tee<R>, Checked) {
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(16);
-        let parser_error = Arc::new(Mutex::new(None));
-        let e = parser_error.clone();
-        let thread = std::thread::spawn(move || {
-            let r = rdb::read(ChannelReader::new(rx), false, |_| Ok(()));
-            if let Err(err) = &r {
-                *e.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.to_string());
-            }
-            r
-        });
-        (
-            Tee {
-                inner,
-                to_parser: Some(tx),
-                parser_error,
-            },
-            Checked { thread },
-        )
-    }
-
-    fn finish(self) -> std::io::Result<rdb::Summary> {
-        self.thread
-            .join()
-            .map_err(|_| std::io::Error::other("the RDB reader panicked"))?
-    }
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            self.to_parser = None; // the parser sees the end
-            return Ok(0);
-        }
-        if let Some(tx) = &self.to_parser {
-            if tx.send(buf[..n].to_vec()).is_err() {
-                let why = self
-                    .parser_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone()
-                    .unwrap_or_else(|| "the RDB reader stopped".into());
-                return Err(SourceFailed::io(format!(
-                    "the server's snapshot is not a valid RDB file: {why}"
-                )));
-            }
-        }
-        Ok(n)
-    }
-}
-
-/// Reads what a channel of byte buffers carries, until it closes.
-pub(crate) struct ChannelReader {
-    rx: crossbeam_channel::Receiver<Vec<u8>>,
-    current: Vec<u8>,
-    pos: usize,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: crossbeam_channel::Receiver<Vec<u8>>) -> ChannelReader {
-        ChannelReader {
-            rx,
-            current: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.current.len() {
-            match self.rx.recv() {
-                Ok(v) => {
-                    self.current = v;
-                    self.pos = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 struct RedisBackup {
-    reader: Option<Tee<resp::RdbTransfer>>,
-    checked: Option<Checked>,
+    reader: Option<crate::tee::Tee<resp::RdbTransfer>>,
+    checked: Option<crate::tee::Parser<rdb::Summary>>,
     meta: RedisMeta,
 }
 

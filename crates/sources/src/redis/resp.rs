@@ -204,6 +204,7 @@ impl Conn {
                     Body::Marked {
                         mark: mark.to_vec(),
                         pending: Vec::new(),
+                        start: 0,
                         done: false,
                     }
                 } else {
@@ -247,6 +248,8 @@ enum Body {
     Marked {
         mark: Vec<u8>,
         pending: Vec<u8>,
+        /// Where in `pending` the bytes not yet handed out start.
+        start: usize,
         done: bool,
     },
 }
@@ -280,23 +283,27 @@ impl Read for RdbTransfer {
             Body::Marked {
                 mark,
                 pending,
+                start,
                 done,
             } => loop {
                 // Everything but the last 40 bytes may go out.
-                let free = if *done {
+                let end = if *done {
                     pending.len()
                 } else {
                     pending.len().saturating_sub(EOF_MARK_LEN)
                 };
-                if free > 0 {
-                    let n = free.min(buf.len());
-                    buf[..n].copy_from_slice(&pending[..n]);
-                    pending.drain(..n);
+                if *start < end {
+                    let n = (end - *start).min(buf.len());
+                    buf[..n].copy_from_slice(&pending[*start..*start + n]);
+                    *start += n;
                     return Ok(n);
                 }
                 if *done {
                     return Ok(0);
                 }
+                // Only the held-back tail is left: keep it, read on.
+                pending.drain(..*start);
+                *start = 0;
                 let got = self.reader.fill_buf()?;
                 if got.is_empty() {
                     return Err(io::Error::new(

@@ -3,13 +3,14 @@
 //! whole through the RDB reader). Both end by comparing keys per database
 //! with the counts the backup recorded.
 
-use lifeboat_repo::{browse, IndexedRepository, RepoError, Snapshot};
+use lifeboat_repo::{browse, IndexedRepository, Snapshot};
 
 use super::rdb::{self, Item};
 use super::resp::{Conn, Reply};
-use super::{ChannelReader, RedisMeta, RedisUrl};
+use super::{RedisMeta, RedisUrl};
 use crate::counts::{compare, Restored, TableCount};
 use crate::error::{Result, SourceError};
+use crate::tee::read_stored;
 
 /// Commands sent before their replies are read.
 const PIPELINE: usize = 512;
@@ -30,7 +31,8 @@ pub fn restore(
     })?;
     let node = browse::find_node(repo, snapshot, id, &format!("/{}", meta.file))?;
     let Some(target) = target else {
-        let summary = feed(repo, &node, |r| rdb::read(r, false, |_| Ok(())))?.map_err(invalid)?;
+        let summary =
+            read_stored(repo, &node, |r| rdb::read(r, false, |_| Ok(())))?.map_err(invalid)?;
         let found = |t: &TableCount| db_of(t).and_then(|db| summary.dbs.get(&db)).map(|k| k.keys);
         return Ok(compare(None, &recorded(&meta, &[]), found, false));
     };
@@ -54,7 +56,7 @@ pub fn restore(
     let mut db = 0u64;
     let mut in_flight = 0usize;
     let mut restored = 0u64;
-    let loaded = feed(repo, &node, |r| {
+    let loaded = read_stored(repo, &node, |r| {
         let io = |e: SourceError| std::io::Error::other(e.to_string());
         rdb::read(r, true, |item| {
             match item {
@@ -185,47 +187,6 @@ fn keyspace(conn: &mut Conn) -> Result<Vec<(u64, u64)>> {
         .collect())
 }
 
-/// Runs `consume` over the stored file as it is read out of the
-/// repository: the repository's error (damage), else `consume`'s own.
-fn feed<T>(
-    repo: &IndexedRepository,
-    node: &lifeboat_repo::tree::Node,
-    consume: impl FnOnce(ChannelReader) -> std::io::Result<T>,
-) -> Result<std::io::Result<T>> {
-    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(16);
-    std::thread::scope(|s| {
-        let feeder = s.spawn(move || {
-            let mut w = ChannelWriter(tx);
-            browse::dump(repo, node, &mut w)
-        });
-        let consumed = consume(ChannelReader::new(rx));
-        let fed = feeder
-            .join()
-            .unwrap_or_else(|_| Err(RepoError::Internal("the feeder panicked".into())));
-        match fed {
-            // The reader stopped first; the feeder only saw it go.
-            Err(RepoError::Io { .. }) if consumed.is_err() => Ok(consumed),
-            Err(e) => Err(e.into()),
-            Ok(_) => Ok(consumed),
-        }
-    })
-}
-
 fn invalid(e: std::io::Error) -> SourceError {
     SourceError::Mismatch(format!("the stored RDB file is not valid: {e}"))
-}
-
-/// Writes into a channel of byte buffers (a failed send: the reader is gone).
-struct ChannelWriter(crossbeam_channel::Sender<Vec<u8>>);
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.send(buf.to_vec()).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the reader stopped")
-        })?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

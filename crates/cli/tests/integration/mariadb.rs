@@ -1,0 +1,269 @@
+//! MariaDB sources (`mariadb://…`) against the server scripts/test starts:
+//! a dump taken while a client inserts holds a consistent prefix of its
+//! rows, restores into a new database with its counts, views, routines and
+//! triggers, validates without a server, and bad input is refused with
+//! nothing written.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::common::{code, stderr, text, Env};
+
+fn port() -> String {
+    std::env::var("LIFEBOAT_TEST_MARIADB_PORT").unwrap_or_else(|_| {
+        panic!("LIFEBOAT_TEST_MARIADB_PORT is not set: run the tests with scripts/test, which starts a MariaDB server")
+    })
+}
+
+fn sql(db: &str, q: &str) -> String {
+    let out = Command::new("mariadb")
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", port()),
+            "--user=root",
+            "-N",
+            "-B",
+            "-e",
+            q,
+        ])
+        .args((!db.is_empty()).then(|| format!("--database={db}")))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{q}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn url(db: &str) -> String {
+    format!("mariadb://root@127.0.0.1:{}/{db}", port())
+}
+
+#[test]
+fn a_dump_taken_while_a_client_inserts_restores_a_consistent_prefix_with_its_routines() {
+    let db = format!("lb_shop_{}", std::process::id());
+    let new = format!("{db}_restored");
+    sql(
+        "",
+        &format!(
+            "DROP DATABASE IF EXISTS {db}; DROP DATABASE IF EXISTS {new}; CREATE DATABASE {db}"
+        ),
+    );
+    sql(
+        &db,
+        "CREATE TABLE orders (id INT AUTO_INCREMENT PRIMARY KEY, note TEXT, data BLOB) ENGINE=InnoDB;
+         CREATE TABLE empty_one (id INT PRIMARY KEY) ENGINE=InnoDB;
+         CREATE TABLE audit (n INT) ENGINE=InnoDB;
+         CREATE TRIGGER count_orders AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit VALUES (NEW.id);
+         CREATE VIEW recent AS SELECT id, note FROM orders WHERE id > 10;
+         CREATE PROCEDURE total(OUT n INT) SELECT COUNT(*) INTO n FROM orders;
+         INSERT INTO orders (note, data) SELECT CONCAT('it''s (', seq, '),\n\\\\ ;'), UNHEX('00FF28293B27') FROM seq_1_to_5000;",
+    );
+    // A client inserting one row per statement, autocommit, until stopped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut client = Command::new("mariadb")
+        .args([
+            "--host=127.0.0.1",
+            &format!("--port={}", port()),
+            "--user=root",
+            &format!("--database={db}"),
+        ])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    let s = stop.clone();
+    let writer = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            if stdin
+                .write_all(b"INSERT INTO orders (note) VALUES ('during');\n")
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let count = || {
+        sql(&db, "SELECT COUNT(*) FROM orders")
+            .parse::<u64>()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while count() < 5100 {
+        assert!(std::time::Instant::now() < deadline, "the client is stuck");
+    }
+    let before = count();
+    let env = Env::new();
+    let doc = env.json(&["backup", "--source", &url(&db)], 0);
+    let after = count();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let _ = client.wait();
+    let id = doc["snapshot_id"].as_str().unwrap().to_string();
+
+    let snaps = env.json(&["snapshots"], 0);
+    let source = &snaps[0]["snapshot"]["source"];
+    assert_eq!(
+        (source["kind"].as_str(), source["mode"].as_str()),
+        (Some("mariadb"), Some("logical")),
+        "{snaps}"
+    );
+    assert!(
+        source["gtid"].as_str().is_some_and(|g| !g.is_empty()),
+        "{source}"
+    );
+    assert!(
+        source["binlog_file"].is_string() && source["binlog_pos"].is_u64(),
+        "{source}"
+    );
+    let rows = |t: &str| {
+        source["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["table"] == t)
+            .map(|x| x["rows"].as_u64().unwrap())
+    };
+    let recorded = rows("orders").unwrap();
+    assert!(
+        (before..=after).contains(&recorded),
+        "{recorded} not within {before}..={after}"
+    );
+    assert_eq!(rows("empty_one"), Some(0));
+    assert_eq!(
+        rows("audit"),
+        Some(recorded),
+        "the trigger's rows, at the same point"
+    );
+    assert_eq!(rows("recent"), None, "a view is no table");
+    let listing = String::from_utf8(env.ok(&["snapshots"]).stdout).unwrap();
+    assert!(
+        listing.contains(&format!("mariadb dump of {db}, at GTID")),
+        "{listing}"
+    );
+
+    let r = env.json(&["restore", &id, "--target", &url(&new)], 0);
+    assert_eq!(r["counts_match"], true, "{r}");
+    let nth = sql(
+        &db,
+        &format!(
+            "SELECT id FROM orders ORDER BY id LIMIT 1 OFFSET {}",
+            recorded - 1
+        ),
+    );
+    assert_eq!(
+        sql(&new, "SELECT COUNT(*), MAX(id) FROM orders"),
+        format!("{recorded}\t{nth}"),
+        "exactly the first {recorded} rows the client committed"
+    );
+    assert_eq!(
+        sql(&new, "SELECT HEX(data) FROM orders WHERE id = 7"),
+        "00FF28293B27"
+    );
+    assert_eq!(
+        sql(&new, "SELECT note FROM orders WHERE id = 7"),
+        "it's (7),\\n\\\\ ;"
+    );
+    assert_eq!(
+        sql(&new, "SELECT COUNT(*) FROM recent"),
+        (recorded - 10).to_string()
+    );
+    assert_eq!(sql(&new, "CALL total(@n); SELECT @n"), recorded.to_string());
+    sql(&new, "INSERT INTO orders (note) VALUES ('after')");
+    assert_eq!(
+        sql(&new, "SELECT COUNT(*) FROM audit"),
+        (recorded + 1).to_string(),
+        "the trigger fires"
+    );
+
+    // An existing database: refused untouched; replaced with --overwrite.
+    let out = env.run(&["restore", &id, "--target", &url(&new)]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(stderr(&out).contains("--overwrite"), "{}", text(&out));
+    assert_eq!(
+        sql(&new, "SELECT COUNT(*) FROM orders"),
+        (recorded + 1).to_string()
+    );
+    let r = env.json(&["restore", &id, "--target", &url(&new), "--overwrite"], 0);
+    assert_eq!(
+        (r["counts_match"].as_bool(), r["replaced"].as_bool()),
+        (Some(true), Some(true)),
+        "{r}"
+    );
+    assert_eq!(
+        sql(&new, "SELECT COUNT(*) FROM orders"),
+        recorded.to_string()
+    );
+    assert_eq!(
+        sql("", "SHOW DATABASES LIKE 'lifeboat_restore%'"),
+        "",
+        "no staging database left"
+    );
+
+    let v = env.json(&["restore", &id, "--validate-only"], 0);
+    assert_eq!(v["counts_match"], true, "{v}");
+
+    // Every database: the dump holds ours, with the same counts.
+    let all = env.json(&["backup", "--source", &url("")], 0);
+    let all_id = all["snapshot_id"].as_str().unwrap();
+    let v = env.json(&["restore", all_id, "--validate-only"], 0);
+    assert!(
+        v["tables"].to_string().contains(&format!("{db}.orders")),
+        "{v}"
+    );
+    sql("", &format!("DROP DATABASE {db}; DROP DATABASE {new}"));
+}
+
+#[test]
+fn bad_mariadb_input_is_refused_and_writes_nothing() {
+    let env = Env::new();
+    let none = |env: &Env| env.json(&["snapshots"], 0).as_array().unwrap().is_empty();
+    let user = format!("lb_user_{}", std::process::id());
+    sql("", &format!("DROP USER IF EXISTS {user}@'%'; CREATE USER {user}@'%' IDENTIFIED BY 'right-pw'; GRANT ALL ON *.* TO {user}@'%'"));
+
+    let wrong = format!("mariadb://{user}:wrong-pw@127.0.0.1:{}/mysql", port());
+    let out = env.run(&["backup", "--source", &wrong]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(stderr(&out).contains("Access denied"), "{}", text(&out));
+    assert!(!text(&out).contains("wrong-pw"), "{}", text(&out));
+
+    let missing = url("no_such_database_here");
+    let out = env.run(&["backup", "--source", &missing]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no_such_database_here"),
+        "{}",
+        text(&out)
+    );
+
+    let nowhere = format!("mariadb://root@127.0.0.1:{}/x", free_port());
+    let out = env.run(&["backup", "--source", &nowhere]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(stderr(&out).contains("Can't connect"), "{}", text(&out));
+    assert!(none(&env));
+
+    // The password from MYSQL_PWD, never an argument.
+    let ok = format!("mariadb://{user}@127.0.0.1:{}/mysql", port());
+    let out = env
+        .cmd()
+        .env("MYSQL_PWD", "right-pw")
+        .args(["--json", "backup", "--source", &ok])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = env.run(&["backup", "--source", &ok, "--physical"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    sql("", &format!("DROP USER {user}@'%'"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

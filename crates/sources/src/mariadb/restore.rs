@@ -1,0 +1,239 @@
+//! Restoring a MariaDB logical backup: one database into a new database
+//! (created, loaded, counted, and dropped again if anything fails), every
+//! database into a server, or `--validate-only` (the stored dump read whole
+//! through [`dumpscan`](super::dumpscan) and its counts compared). A
+//! database that exists is replaced only with `overwrite`, and only after
+//! the backup was first restored beside it under a staging name and its
+//! counts matched.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use lifeboat_repo::{browse, IndexedRepository, Snapshot};
+
+use super::{dumpscan, hex_literal, ident, MariadbMeta, MariadbUrl, SYSTEM};
+use crate::counts::{compare, Restored, TableCount};
+use crate::error::{Result, SourceError};
+use crate::producer::StderrTail;
+use crate::tee::read_stored;
+
+/// Restores (`target` a URL) or validates (`None`) the MariaDB backup
+/// `snapshot`.
+pub fn restore(
+    repo: &IndexedRepository,
+    snapshot: &Snapshot,
+    id: &str,
+    target: Option<&str>,
+    overwrite: bool,
+) -> Result<Restored> {
+    let meta = MariadbMeta::of(snapshot).ok_or_else(|| {
+        SourceError::WrongSnapshot(format!("snapshot {id} is not a MariaDB backup"))
+    })?;
+    let node = browse::find_node(repo, snapshot, id, &format!("/{}", meta.dump))?;
+    let Some(target) = target else {
+        let default_db = meta.database.clone().unwrap_or_default();
+        let scan = read_stored(repo, &node, |r| dumpscan::scan(r, &default_db))?
+            .map_err(|e| SourceError::Mismatch(format!("the stored dump is not valid: {e}")))?;
+        if !scan.completed {
+            return Err(SourceError::Mismatch(format!(
+                "the stored dump of snapshot {id} lacks its '-- Dump completed' line"
+            )));
+        }
+        let found = |t: &TableCount| scan.rows.get(&(t.schema.clone(), t.table.clone())).copied();
+        return Ok(compare(None, &meta.tables, found, false));
+    };
+    let url = MariadbUrl::parse(target)?;
+    let load = |db: Option<&str>| load(repo, &node, &url, db);
+    match (&meta.database, &url.database) {
+        (Some(_), Some(new)) => {
+            let exists = database_exists(&url, new)?;
+            if exists && !overwrite {
+                return Err(SourceError::Exists {
+                    what: format!("database {new} on {url}"),
+                });
+            }
+            if exists {
+                // Proven on this server first, beside the one it replaces.
+                let staging = format!("lifeboat_restore_{}", std::process::id());
+                let checked = into_new(&url, &staging, &meta, &load);
+                let _ = url.query(None, &format!("DROP DATABASE IF EXISTS {}", ident(&staging)));
+                let checked = checked?;
+                if let Some(e) = checked.mismatch_error(&format!("database {new} was not touched")) {
+                    return Err(e);
+                }
+                url.query(None, &format!("DROP DATABASE {}", ident(new)))?;
+            }
+            let mut r = into_new(&url, new, &meta, &load)?;
+            r.replaced = exists;
+            if let Some(e) = r.mismatch_error(&format!("database {new} was dropped again")) {
+                let _ = url.query(None, &format!("DROP DATABASE IF EXISTS {}", ident(new)));
+                return Err(e);
+            }
+            Ok(r)
+        }
+        (None, None) => {
+            let dbs: Vec<String> = {
+                let mut d: Vec<String> = meta.tables.iter().map(|t| t.schema.clone()).collect();
+                d.dedup();
+                d
+            };
+            let mut present: Vec<&String> = vec![];
+            for d in &dbs {
+                if database_exists(&url, d)? {
+                    present.push(d);
+                }
+            }
+            if !present.is_empty() && !overwrite {
+                return Err(SourceError::Exists {
+                    what: format!(
+                        "database {} on {url}",
+                        present.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+            load(None)?;
+            let found = counts(&url, &meta.tables)?;
+            Ok(compare(Some(url.to_string()), &meta.tables, |t| found(t), !present.is_empty()))
+        }
+        (Some(db), None) => Err(SourceError::Usage(format!(
+            "snapshot {id} holds database {db}: name the new database in the target (…/NEWDB)"
+        ))),
+        (None, Some(_)) => Err(SourceError::Usage(format!(
+            "snapshot {id} holds every database of its server: give the server without a database (mariadb://USER@HOST:PORT/)"
+        ))),
+    }
+}
+
+/// Creates `db`, loads the dump into it and counts it; on failure drops it.
+fn into_new(
+    url: &MariadbUrl,
+    db: &str,
+    meta: &MariadbMeta,
+    load: &dyn Fn(Option<&str>) -> Result<()>,
+) -> Result<Restored> {
+    url.query(None, &format!("CREATE DATABASE {}", ident(db)))?;
+    let loaded = load(Some(db)).and_then(|()| {
+        let tables: Vec<TableCount> = meta
+            .tables
+            .iter()
+            .map(|t| TableCount {
+                schema: db.to_string(),
+                ..t.clone()
+            })
+            .collect();
+        let found = counts(url, &tables)?;
+        Ok(compare(
+            Some(url.with_database(Some(db)).to_string()),
+            &meta.tables,
+            |t| {
+                found(&TableCount {
+                    schema: db.to_string(),
+                    ..t.clone()
+                })
+            },
+            false,
+        ))
+    });
+    if loaded.is_err() {
+        let _ = url.query(None, &format!("DROP DATABASE IF EXISTS {}", ident(db)));
+    }
+    loaded
+}
+
+fn database_exists(url: &MariadbUrl, db: &str) -> Result<bool> {
+    let rows = url.query(
+        None,
+        &format!(
+            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = {}",
+            hex_literal(db)
+        ),
+    )?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.first())
+        .is_some_and(|n| n != "0"))
+}
+
+/// Rows of each table in the server now (`None`: the table is missing).
+fn counts(url: &MariadbUrl, tables: &[TableCount]) -> Result<impl Fn(&TableCount) -> Option<u64>> {
+    let mut found = std::collections::HashMap::new();
+    for t in tables
+        .iter()
+        .filter(|t| !SYSTEM.contains(&t.schema.as_str()))
+    {
+        let q = format!(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+            hex_literal(&t.schema),
+            hex_literal(&t.table)
+        );
+        let present = url
+            .query(None, &q)?
+            .first()
+            .and_then(|r| r.first())
+            .is_some_and(|n| n != "0");
+        if present {
+            let rows = url.query(
+                None,
+                &format!(
+                    "SELECT COUNT(*) FROM {}.{}",
+                    ident(&t.schema),
+                    ident(&t.table)
+                ),
+            )?;
+            if let Some(n) = rows
+                .first()
+                .and_then(|r| r.first())
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                found.insert((t.schema.clone(), t.table.clone()), n);
+            }
+        }
+    }
+    Ok(move |t: &TableCount| found.get(&(t.schema.clone(), t.table.clone())).copied())
+}
+
+/// Feeds the stored dump to the `mariadb` client (into `db`, if given).
+fn load(
+    repo: &IndexedRepository,
+    node: &lifeboat_repo::tree::Node,
+    url: &MariadbUrl,
+    db: Option<&str>,
+) -> Result<()> {
+    let shown = url.with_database(db).to_string();
+    let tool = |message: String| SourceError::Tool {
+        program: "mariadb".into(),
+        target: shown.clone(),
+        message,
+    };
+    let mut c = url.command("mariadb");
+    c.arg("--batch").arg("--default-character-set=utf8mb4");
+    if let Some(d) = db {
+        c.arg(format!("--database={d}"));
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            tool(format!(
+                "cannot run it: {}",
+                lifeboat_repo::error::io_words(&e)
+            ))
+        })?;
+    let mut said = StderrTail::spawn(child.stderr.take().expect("piped"));
+    let mut stdin = child.stdin.take().expect("piped");
+    let fed = browse::dump(repo, node, &mut stdin).and_then(|_| {
+        stdin
+            .flush()
+            .map_err(|e| lifeboat_repo::RepoError::io("write to", "mariadb", e))
+    });
+    drop(stdin);
+    let status = child.wait().map_err(|e| tool(e.to_string()))?;
+    let words = said.finish();
+    if !status.success() {
+        return Err(tool(words.lines().last().unwrap_or("failed").to_string()));
+    }
+    fed?;
+    Ok(())
+}
