@@ -122,7 +122,7 @@ fn a_database_backs_up_restores_and_validates_from_the_command_line() {
     // A mistyped parameter and an unknown scheme are usage errors.
     for bad in [
         format!("{}&sslmod=require", url(&db)),
-        "mysql://h/db".to_string(),
+        "oracle://h/db".to_string(),
     ] {
         assert_eq!(code(&run(&["backup", "--source", &bad])), 2);
     }
