@@ -128,6 +128,32 @@ pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
     )))
 }
 
+/// Restores a database snapshot into the target URL (`None`: validates
+/// it), replacing what is there only with `overwrite`; the counts found
+/// against the recorded ones.
+pub type RestoreFn = fn(
+    &lifeboat_repo::IndexedRepository,
+    &lifeboat_repo::Snapshot,
+    &str,
+    Option<&str>,
+    bool,
+) -> Result<counts::Restored>;
+
+/// The restore of a snapshot restored whole (SQLite, MariaDB, Redis), and
+/// what it is in words; `None` for the rest (PostgreSQL dumps take
+/// `--table` and `--database`, files and commands restore otherwise).
+pub fn restorer_of(snapshot: &lifeboat_repo::Snapshot) -> Option<(&'static str, RestoreFn)> {
+    if sqlite::SqliteMeta::of(snapshot).is_some() {
+        Some(("a SQLite database", sqlite::restore))
+    } else if mariadb::MariadbMeta::of(snapshot).is_some() {
+        Some(("a MariaDB dump", mariadb::restore))
+    } else if redis::RedisMeta::of(snapshot).is_some() {
+        Some(("a Redis snapshot", redis::restore))
+    } else {
+        None
+    }
+}
+
 /// What a snapshot holds, in a few words for listings: the source kind
 /// and the point it recovers to (`postgres base backup, to 0/5000100 on
 /// timeline 1`; `postgres dump of shop`; `command kubectl`); `-` for

@@ -170,30 +170,14 @@ fn database(
     let start = std::time::Instant::now();
     let short = id.short();
     let target = a.target.as_deref().and_then(|t| t.to_str());
-    let restored = if lifeboat_sources::sqlite::SqliteMeta::of(snap).is_some() {
+    let restored = if let Some((what, restore)) = lifeboat_sources::restorer_of(snap) {
         if a.table.is_some() || a.database.is_some() {
             return Err(crate::UsageError(format!(
-                "snapshot {short} is a SQLite database: it is restored whole (no --table, no --database)"
+                "snapshot {short} is {what}: it is restored whole (--table and --database are for PostgreSQL dumps)"
             ))
             .into());
         }
-        lifeboat_sources::sqlite::restore(repo, snap, &short, target, a.overwrite)?
-    } else if lifeboat_sources::mariadb::MariadbMeta::of(snap).is_some() {
-        if a.table.is_some() || a.database.is_some() {
-            return Err(crate::UsageError(format!(
-                "snapshot {short} is a MariaDB dump: --table and --database are not built for it yet; name the new database in the target URL"
-            ))
-            .into());
-        }
-        lifeboat_sources::mariadb::restore(repo, snap, &short, target, a.overwrite)?
-    } else if lifeboat_sources::redis::RedisMeta::of(snap).is_some() {
-        if a.table.is_some() || a.database.is_some() {
-            return Err(crate::UsageError(format!(
-                "snapshot {short} is a Redis snapshot: it is restored whole (no --table, no --database)"
-            ))
-            .into());
-        }
-        lifeboat_sources::redis::restore(repo, snap, &short, target, a.overwrite)?
+        restore(repo, snap, &short, target, a.overwrite)?
     } else {
         match target {
             None => postgres::validate(
