@@ -116,12 +116,10 @@ import sqlite3, sys, time, os
 db = sqlite3.connect(sys.argv[1], isolation_level=None)
 db.execute("PRAGMA busy_timeout = 60000")
 db.execute("PRAGMA synchronous = NORMAL")
-end = time.monotonic() + float(sys.argv[2])
-n = 0
+stop = sys.argv[2]
 stamps = []
-while time.monotonic() < end:
+while len(stamps) % 256 or not os.path.exists(stop):
     db.execute("INSERT INTO events (payload) VALUES (?)", (os.urandom(200),))
-    n += 1
     stamps.append(time.monotonic())
 print(" ".join(f"{t:.4f}" for t in stamps))
 """
@@ -144,12 +142,19 @@ def sqlite_make(path, mb):
 
 
 def writer_rate(path, backup_cmd):
-    """Commits per second of the writer: while `backup_cmd` runs (over its
-    duration), or over 10 s alone."""
+    """Commits per second of the writer while `backup_cmd` runs, or over
+    5 s alone. The database starts from the same copy each time, and the
+    writer stops when the measurement does."""
+    shutil.copyfile(f"{W}/pristine.db", path)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
     with open(f"{W}/writer.py", "w") as f:
         f.write(WRITER)
-    window = 60 if backup_cmd else 10
-    w = subprocess.Popen([sys.executable, f"{W}/writer.py", path, str(window)], stdout=subprocess.PIPE, text=True)
+    stop = f"{W}/writer.stop"
+    if os.path.exists(stop):
+        os.remove(stop)
+    w = subprocess.Popen([sys.executable, f"{W}/writer.py", path, stop], stdout=subprocess.PIPE, text=True)
     time.sleep(2)  # the writer at full speed
     t0 = time.monotonic()
     if backup_cmd:
@@ -157,6 +162,7 @@ def writer_rate(path, backup_cmd):
     else:
         time.sleep(5)
     t1 = time.monotonic()
+    open(stop, "w").close()
     out, _ = w.communicate()
     # Writer stamps are its own monotonic clock, the same clock as ours.
     stamps = [float(s) for s in out.split()]
@@ -166,8 +172,8 @@ def writer_rate(path, backup_cmd):
 
 def sqlite_bench(res):
     path = f"{W}/app.db"
-    sqlite_make(path, SQLITE_MB)
-    res["sqlite_bytes"] = os.path.getsize(path)
+    sqlite_make(f"{W}/pristine.db", SQLITE_MB)
+    res["sqlite_bytes"] = os.path.getsize(f"{W}/pristine.db")
     s = res.setdefault("sqlite", {"alone": [], "during": [], "during_niced": [], "backup_s": [], "backup_niced_s": []})
     for _ in range(RUNS):
         s["alone"].append(writer_rate(path, None)[0])
