@@ -10,7 +10,6 @@
 //! The commands are recorded in the snapshot as given: secrets belong in
 //! the environment or in files the command reads, never in the command.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use lifeboat_repo::archiver::{NamedStream, StreamSet};
@@ -21,7 +20,7 @@ use lifeboat_repo::{browse, IndexedRepository, RepoError};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SourceError};
-use crate::producer::{Producer, StderrTail};
+use crate::producer::Producer;
 
 /// The URL form's prefix: `command:CMD`.
 pub const PREFIX: &str = "command:";
@@ -180,47 +179,18 @@ pub fn restore(
         })?;
     let node: Node = browse::find_node(repo, snapshot, id, &format!("/{}", meta.stream))?;
     let program = program_name(&command);
-    let tool = |message: String| SourceError::Tool {
-        program: program.clone(),
-        target: format!("the restore of snapshot {id}"),
-        message,
-    };
-    let mut child = shell(&command)
-        .stdin(Stdio::piped())
-        // Its output to our stderr: our stdout carries the outcome (--json).
-        .stdout(our_stderr())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            tool(format!(
-                "cannot run it: {}",
-                lifeboat_repo::error::io_words(&e)
-            ))
-        })?;
-    let mut said = StderrTail::spawn_echoing(child.stderr.take().expect("piped"), true);
-    let mut stdin = child.stdin.take().expect("piped");
-    let fed = browse::dump(repo, &node, &mut stdin).and_then(|n| {
-        stdin
-            .flush()
-            .map_err(|e| RepoError::io("write to", &program, e))?;
-        Ok(n)
-    });
-    drop(stdin);
-    let status = child
-        .wait()
-        .map_err(|e| tool(lifeboat_repo::error::io_words(&e)))?;
-    let words = said.finish();
-    let words = words.lines().last().unwrap_or("").to_string();
-    if !status.success() {
-        return Err(tool(if words.is_empty() {
-            format!("{status}")
-        } else {
-            format!("{words} ({status})")
-        }));
-    }
+    let target = format!("the restore of snapshot {id}");
+    let mut cmd = shell(&command);
+    // Its output to our stderr: our stdout carries the outcome (--json).
+    cmd.stdout(our_stderr());
+    let fed = crate::producer::feed_stored(repo, &node, cmd, &program, &target, true)?;
     let bytes = fed.map_err(|e| match e {
         // The command exited 0 without reading everything.
-        RepoError::Io { .. } => tool("it exited before reading the whole stream".into()),
+        RepoError::Io { .. } => SourceError::Tool {
+            program: program.clone(),
+            target: target.clone(),
+            message: "it exited before reading the whole stream".into(),
+        },
         e => e.into(),
     })?;
     Ok(CommandRestored {

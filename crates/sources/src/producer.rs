@@ -184,3 +184,56 @@ impl Read for Producer {
         Ok(n)
     }
 }
+
+/// Gives the stored file `node` to `cmd` on its standard input (its
+/// stdout is the caller's to set); its stderr is kept for the error, and
+/// shown on ours as it comes with `echo`. A command that cannot start or
+/// exits non-zero is a [`SourceError::Tool`] in its own words; once it
+/// exited 0, the feed's own result: the bytes given, or why not all were.
+pub fn feed_stored(
+    repo: &lifeboat_repo::IndexedRepository,
+    node: &lifeboat_repo::tree::Node,
+    mut cmd: Command,
+    program: &str,
+    target: &str,
+    echo: bool,
+) -> Result<std::result::Result<u64, lifeboat_repo::RepoError>> {
+    use std::io::Write;
+    let tool = |message: String| SourceError::Tool {
+        program: program.to_string(),
+        target: target.to_string(),
+        message,
+    };
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            tool(format!(
+                "cannot run it: {}",
+                lifeboat_repo::error::io_words(&e)
+            ))
+        })?;
+    let mut said = StderrTail::spawn_echoing(child.stderr.take().expect("piped"), echo);
+    let mut stdin = child.stdin.take().expect("piped");
+    let fed = lifeboat_repo::browse::dump(repo, node, &mut stdin).and_then(|n| {
+        stdin
+            .flush()
+            .map_err(|e| lifeboat_repo::RepoError::io("write to", program, e))?;
+        Ok(n)
+    });
+    drop(stdin);
+    let status = child
+        .wait()
+        .map_err(|e| tool(lifeboat_repo::error::io_words(&e)))?;
+    let words = said.finish();
+    let words = words.lines().last().unwrap_or("");
+    if !status.success() {
+        return Err(tool(if words.is_empty() {
+            format!("{status}")
+        } else {
+            format!("{words} ({status})")
+        }));
+    }
+    Ok(fed)
+}

@@ -6,15 +6,11 @@
 //! the backup was first restored beside it under a staging name and its
 //! counts matched.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use lifeboat_repo::{browse, IndexedRepository, Snapshot};
 
 use super::{dumpscan, hex_literal, ident, MariadbMeta, MariadbUrl, SYSTEM};
 use crate::counts::{compare, Restored, TableCount};
 use crate::error::{Result, SourceError};
-use crate::producer::StderrTail;
 use crate::tee::read_stored;
 
 /// Restores (`target` a URL) or validates (`None`) the MariaDB backup
@@ -200,40 +196,12 @@ fn load(
     db: Option<&str>,
 ) -> Result<()> {
     let shown = url.with_database(db).to_string();
-    let tool = |message: String| SourceError::Tool {
-        program: "mariadb".into(),
-        target: shown.clone(),
-        message,
-    };
     let mut c = url.command("mariadb");
     c.arg("--batch").arg("--default-character-set=utf8mb4");
     if let Some(d) = db {
         c.arg(format!("--database={d}"));
     }
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            tool(format!(
-                "cannot run it: {}",
-                lifeboat_repo::error::io_words(&e)
-            ))
-        })?;
-    let mut said = StderrTail::spawn(child.stderr.take().expect("piped"));
-    let mut stdin = child.stdin.take().expect("piped");
-    let fed = browse::dump(repo, node, &mut stdin).and_then(|_| {
-        stdin
-            .flush()
-            .map_err(|e| lifeboat_repo::RepoError::io("write to", "mariadb", e))
-    });
-    drop(stdin);
-    let status = child.wait().map_err(|e| tool(e.to_string()))?;
-    let words = said.finish();
-    if !status.success() {
-        return Err(tool(words.lines().last().unwrap_or("failed").to_string()));
-    }
-    fed?;
+    c.stdout(std::process::Stdio::null());
+    crate::producer::feed_stored(repo, node, c, "mariadb", &shown, false)??;
     Ok(())
 }
