@@ -152,6 +152,11 @@ pub enum Command {
     /// `restore_command = 'lifeboat wal fetch %f %p'`, and `wal verify`.
     #[command(subcommand)]
     Wal(WalCommand),
+    /// MariaDB/MySQL binary-log archiving for point-in-time restores:
+    /// `binlog stream` receives a server's binary logs as a replica does,
+    /// `binlog verify` shows what is archived and where it has gaps.
+    #[command(subcommand)]
+    Binlog(BinlogCommand),
     /// Print lifeboat's version and the repository format versions it reads.
     Version,
     /// Print a shell completion script (`lifeboat completions bash >
@@ -408,10 +413,16 @@ pub struct RestoreArgs {
     pub no_owner: bool,
     /// Physical backups: recover to this instant (`2026-12-02 14:05:00+00`,
     /// RFC 3339 also): every transaction committed at or before it, none
-    /// after. With `latest`, the newest base backup that can reach it is
-    /// chosen.
+    /// after. MariaDB backups: replay the archived binary logs onto the dump
+    /// up to this instant, every transaction committed before it (binary
+    /// logs keep whole seconds). With `latest`, the newest backup that can
+    /// reach it is chosen.
     #[arg(long, value_name = "TIME", group = "recovery")]
     pub time: Option<String>,
+    /// MariaDB backups: replay the archived binary logs up to and
+    /// including this transaction (`0-1-4242`).
+    #[arg(long, value_name = "GTID", group = "recovery")]
+    pub gtid: Option<String>,
     /// Physical backups: recover to this WAL position (`0/3000060`).
     #[arg(long, value_name = "LSN", group = "recovery")]
     pub lsn: Option<String>,
@@ -425,7 +436,8 @@ pub struct RestoreArgs {
     /// Physical backups: recover only until the backup is consistent.
     #[arg(long, group = "recovery")]
     pub immediate: bool,
-    /// Physical backups: replay all archived WAL (the default).
+    /// Physical backups: replay all archived WAL (the default). MariaDB
+    /// backups: replay every archived binary log onto the dump.
     #[arg(long, group = "recovery")]
     pub latest: bool,
     /// Physical backups: the timeline to follow (`latest`, the default;
@@ -638,6 +650,40 @@ pub enum RepairCommand {
         /// Show what would be done; change nothing.
         #[arg(short = 'n', long)]
         dry_run: bool,
+    },
+}
+
+/// `binlog …`.
+#[derive(Debug, Subcommand)]
+pub enum BinlogCommand {
+    /// Receive a server's binary logs as it writes them (`mariadb-binlog
+    /// --read-from-remote-server --raw --stop-never`, as a replica) and
+    /// make them durable in the repository at least every second: a logical
+    /// backup of that server then restores to any time or GTID after it
+    /// (`restore --time`, `--gtid`, `--latest`). Needs a user with
+    /// REPLICATION SLAVE (and REPLICA MONITOR / BINLOG MONITOR). Runs until
+    /// interrupted; reconnects by itself and resumes where it stopped.
+    Stream {
+        /// The server: `mariadb://USER@HOST:PORT/` (password as for
+        /// backups: `MYSQL_PWD` or `?defaults-file=`).
+        #[arg(long, value_name = "URL")]
+        source: String,
+        /// Where logs are received before they are uploaded (default:
+        /// ~/.local/state/lifeboat/binlog-stream/HOST-PORT).
+        #[arg(long, value_name = "DIR")]
+        spool: Option<PathBuf>,
+        /// The replica server id to connect with: distinct from every
+        /// server's and every other replica's (default: mariadb-binlog's).
+        #[arg(long, value_name = "ID")]
+        server_id: Option<u32>,
+    },
+    /// List the binary logs archived per server, with the transactions and
+    /// times they span, and find gaps (a log never archived). Exit 1 on a
+    /// gap or a damaged log.
+    Verify {
+        /// Only this server (its `@@server_id`).
+        #[arg(long, value_name = "ID")]
+        server_id: Option<u32>,
     },
 }
 

@@ -15,6 +15,7 @@ mod integration {
     mod first_hour;
     mod maintenance;
     mod mariadb;
+    mod mariadb_pitr;
     mod postgres;
     mod redis;
     mod sqlite;

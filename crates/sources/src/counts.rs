@@ -47,6 +47,22 @@ pub struct Restored {
     pub rows: u64,
     /// Whether an existing database was replaced.
     pub replaced: bool,
+    /// The archived log replayed after the backup was restored (a
+    /// point-in-time restore), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<Replayed>,
+}
+
+/// What a point-in-time restore replayed onto the restored backup.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Replayed {
+    /// Transactions of the log replayed through (of a one-database
+    /// backup, only that database's changes in them are applied).
+    pub transactions: u64,
+    /// The last one's id (a MariaDB GTID), if any was replayed.
+    pub last: Option<String>,
+    /// The last one's commit time (RFC 3339), if any was replayed.
+    pub last_time: Option<String>,
 }
 
 impl Restored {
@@ -102,5 +118,6 @@ pub fn compare(
         rows: tables.iter().filter_map(|t| t.found).sum(),
         tables,
         replaced,
+        replayed: None,
     }
 }

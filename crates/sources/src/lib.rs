@@ -13,6 +13,7 @@ pub mod command;
 pub mod counts;
 pub mod error;
 pub mod mariadb;
+pub mod partial;
 pub mod postgres;
 pub mod producer;
 pub mod redis;

@@ -237,3 +237,16 @@ pub fn feed_stored(
     }
     Ok(fed)
 }
+
+/// A receiver a stream drives (`pg_receivewal`, `mariadb-binlog`) must not
+/// outlive it: an interrupted stream exits at once, and so does its child.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only this process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}

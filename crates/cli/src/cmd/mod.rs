@@ -2,6 +2,7 @@
 //! and its result into output and an exit code.
 
 mod backup;
+mod binlog;
 mod browse;
 mod cat;
 mod check;
@@ -182,6 +183,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Cat { kind, id } => cat::run(&ctx, kind, id.as_deref()),
         Command::Repair(r) => repair::run(&ctx, r),
         Command::Wal(w) => wal::run(&ctx, w),
+        Command::Binlog(b) => binlog::run(&ctx, b),
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Version => meta::version(&ctx),
         Command::Completions { shell } => meta::completions(shell),

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::args::RestoreArgs;
 use crate::cmd::Ctx;
 use crate::{exit, ui};
+use lifeboat_sources::mariadb::{self, pitr::BinlogTarget};
 use lifeboat_sources::postgres::physical::{self, RecoveryTarget};
 
 pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
@@ -15,6 +16,9 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         "interrupted; the restore is incomplete: run it again with --overwrite into the same target, or into an empty one",
     );
     let repo = ctx.open_indexed()?;
+    if let Some((id, snap, goal)) = binlog_recovery(&repo, &a)? {
+        return database(ctx, &repo, &id, &snap, &a, Some(goal));
+    }
     if let Some(goal) = recovery_target(&a)? {
         return physical(ctx, &repo, &a, goal);
     }
@@ -53,7 +57,7 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
             .and_then(|t| t.to_str())
             .is_some_and(lifeboat_sources::is_url)
     {
-        return database(ctx, &repo, &id, &snap, &a);
+        return database(ctx, &repo, &id, &snap, &a, None);
     }
     let target = a.target.clone().ok_or_else(|| {
         crate::UsageError(
@@ -165,6 +169,7 @@ fn database(
     id: &lifeboat_repo::Id,
     snap: &lifeboat_repo::Snapshot,
     a: &RestoreArgs,
+    goal: Option<BinlogTarget>,
 ) -> Result<u8> {
     use lifeboat_sources::postgres;
     let start = std::time::Instant::now();
@@ -177,7 +182,17 @@ fn database(
             ))
             .into());
         }
-        restore(repo, snap, &short, target, a.overwrite)?
+        match goal {
+            Some(g) => lifeboat_sources::mariadb::restore_to(
+                repo,
+                snap,
+                &short,
+                target,
+                a.overwrite,
+                Some(g),
+            )?,
+            None => restore(repo, snap, &short, target, a.overwrite)?,
+        }
     } else {
         match target {
             None => postgres::validate(
@@ -222,6 +237,7 @@ fn database(
         "tables": restored.tables,
         "rows": restored.rows,
         "replaced": restored.replaced,
+        "replayed": restored.replayed,
         "duration_seconds": secs,
     });
     let problems: Vec<String> = bad
@@ -249,16 +265,87 @@ fn database(
                 "snapshot {short} is readable and complete: {counts}; nothing was restored\n"
             ),
             Some(t) => format!(
-                "restored snapshot {short} into {t}{} in {secs:.1}s: {counts}\n",
+                "restored snapshot {short} into {t}{} in {secs:.1}s: {counts}\n{}",
                 if restored.replaced {
                     ", replacing the database that was there"
                 } else {
                     ""
+                },
+                match &restored.replayed {
+                    Some(r) => match (&r.last, &r.last_time) {
+                        (Some(g), Some(at)) => format!(
+                            "then replayed the archived binary logs through {}, up to GTID {g} (committed {at})\n",
+                            ui::count(r.transactions, "transaction")
+                        ),
+                        _ => "the archived binary logs hold no transaction to replay after the backup\n".into(),
+                    },
+                    None => String::new(),
                 }
             ),
         }
     })?;
     Ok(if ok { exit::SUCCESS } else { exit::FAILURE })
+}
+
+/// A point-in-time restore of a MariaDB backup (`--time`, `--gtid` or
+/// `--latest` with a `mariadb://` target): the snapshot (with `latest`,
+/// the newest whose consistent point precedes the goal) and the goal.
+fn binlog_recovery(
+    repo: &lifeboat_repo::IndexedRepository,
+    a: &RestoreArgs,
+) -> Result<Option<(lifeboat_repo::Id, lifeboat_repo::Snapshot, BinlogTarget)>> {
+    let usage = |m: String| anyhow::Error::from(crate::UsageError(m));
+    let to_mariadb = a
+        .target
+        .as_deref()
+        .and_then(|t| t.to_str())
+        .is_some_and(|t| {
+            mariadb::SCHEMES
+                .iter()
+                .any(|s| t.starts_with(&format!("{s}://")))
+        });
+    let goal = if let Some(g) = &a.gtid {
+        BinlogTarget::Gtid(g.parse().map_err(usage)?)
+    } else if let Some(t) = a.time.as_deref().filter(|_| to_mariadb) {
+        let ts = parse_time(t).ok_or_else(|| {
+            usage(format!("--time {t:?}: use an instant with its zone, like 2026-12-02 14:05:00+00 or 2026-12-02T14:05:00Z"))
+        })?;
+        if ts.subsec_nanosecond() != 0 {
+            return Err(usage(format!(
+                "--time {t:?}: binary logs keep whole seconds; give a time without a fraction (or --gtid for one exact transaction)"
+            )));
+        }
+        BinlogTarget::Time(ts.as_second())
+    } else if a.latest && to_mariadb {
+        BinlogTarget::Latest
+    } else {
+        return Ok(None);
+    };
+    if !to_mariadb {
+        return Err(usage(
+            "--gtid replays MariaDB binary logs: give the new database as --target mariadb://USER@HOST:PORT/NEWDB".into(),
+        ));
+    }
+    if a.lsn.is_some()
+        || a.xid.is_some()
+        || a.restore_point.is_some()
+        || a.immediate
+        || a.timeline.is_some()
+        || a.delta
+    {
+        return Err(usage(
+            "--lsn, --xid, --name, --immediate, --timeline and --delta are for PostgreSQL physical backups".into(),
+        ));
+    }
+    let filter = a.filter.filter();
+    let (id, snap) = if a.snapshot == "latest" {
+        let (all, _) = repo.snapshots()?;
+        let candidates = all.into_iter().filter(|(_, s)| filter.matches(s)).collect();
+        mariadb::pitr::choose(candidates, goal)?
+    } else {
+        repo.find_snapshot(&a.snapshot, &filter)?
+    };
+    Ok(Some((id, snap, goal)))
 }
 
 /// The recovery target the options ask for, if any.

@@ -11,8 +11,12 @@
 //! caller's own `MYSQL_PWD`, or from an option file
 //! (`?defaults-file=/etc/lifeboat/my.cnf`); never from arguments.
 
+pub mod archive;
+pub mod binlog;
 pub mod dumpscan;
+pub mod pitr;
 mod restore;
+pub mod stream;
 
 use std::fmt;
 use std::process::Command;
@@ -27,7 +31,7 @@ use crate::error::{Result, SourceError};
 use crate::producer::Producer;
 use crate::tee::{tee, Parser, Tee};
 
-pub use restore::restore;
+pub use restore::{restore, restore_to};
 
 /// The URL schemes.
 pub const SCHEMES: &[&str] = &["mariadb", "mysql"];
@@ -235,6 +239,10 @@ pub struct MariadbMeta {
     pub server_version: String,
     /// The stream holding the dump (plain SQL).
     pub dump: String,
+    /// The server's `@@server_id` (with binary logging on): whose archived
+    /// binary logs replay onto this dump.
+    #[serde(default)]
+    pub server_id: Option<u32>,
     /// The binary log file of the dump's consistent point.
     pub binlog_file: Option<String>,
     /// Its position there.
@@ -278,10 +286,10 @@ impl crate::Source for MariadbSource {
         // unreachable server are named before anything is stored.
         let info = self
             .url
-            .query(db.as_deref(), "SELECT VERSION(), @@log_bin")?;
-        let (version, log_bin) = match info.first().map(Vec::as_slice) {
-            Some([v, b]) => (v.clone(), b == "1"),
-            _ => (String::new(), false),
+            .query(db.as_deref(), "SELECT VERSION(), @@log_bin, @@server_id")?;
+        let (version, log_bin, server_id) = match info.first().map(Vec::as_slice) {
+            Some([v, b, id]) => (v.clone(), b == "1", id.parse().ok()),
+            _ => (String::new(), false, None),
         };
         let mut cmd = self.url.command("mariadb-dump");
         cmd.args([
@@ -327,6 +335,7 @@ impl crate::Source for MariadbSource {
                 dump: format!("{}.sql", db.as_deref().unwrap_or("all-databases")),
                 database: db,
                 server_version: version,
+                server_id: server_id.filter(|_| log_bin),
                 binlog_file: None,
                 binlog_pos: None,
                 gtid: None,

@@ -6,8 +6,9 @@
 //! the backup was first restored beside it under a staging name and its
 //! counts matched.
 
-use lifeboat_repo::{browse, IndexedRepository, Snapshot};
+use lifeboat_repo::{browse, IndexedRepository, RepoError, Snapshot};
 
+use super::pitr::{self, BinlogTarget};
 use super::{dumpscan, hex_literal, ident, MariadbMeta, MariadbUrl, SYSTEM};
 use crate::counts::{compare, Restored, TableCount};
 use crate::error::{Result, SourceError};
@@ -21,6 +22,20 @@ pub fn restore(
     id: &str,
     target: Option<&str>,
     overwrite: bool,
+) -> Result<Restored> {
+    restore_to(repo, snapshot, id, target, overwrite, None)
+}
+
+/// [`restore`], then (with `goal`) the archived binary logs replayed onto
+/// it up to the goal: a point-in-time restore. The goal is proven
+/// reachable, and the logs fetched, before anything is restored.
+pub fn restore_to(
+    repo: &IndexedRepository,
+    snapshot: &Snapshot,
+    id: &str,
+    target: Option<&str>,
+    overwrite: bool,
+    goal: Option<BinlogTarget>,
 ) -> Result<Restored> {
     let meta = MariadbMeta::of(snapshot).ok_or_else(|| {
         SourceError::WrongSnapshot(format!("snapshot {id} is not a MariaDB backup"))
@@ -39,7 +54,20 @@ pub fn restore(
         return Ok(compare(None, &meta.tables, found, false));
     };
     let url = MariadbUrl::parse(target)?;
+    let logs = tempfile::tempdir().map_err(|e| RepoError::io("create", std::env::temp_dir(), e))?;
+    let replay = goal
+        .map(|g| pitr::prepare(repo, &meta, id, g, logs.path()))
+        .transpose()?;
+    // The dump loaded into `db` (every database: `None`); once its counts
+    // match, the logs replayed onto it.
     let load = |db: Option<&str>| load(repo, &node, &url, db);
+    let replay = |db: Option<&str>, r: &mut Restored| {
+        if let Some(p) = &replay {
+            pitr::replay(&url, p, meta.database.as_deref(), db)?;
+            r.replayed = Some(p.replayed.clone());
+        }
+        Ok(())
+    };
     match (&meta.database, &url.database) {
         (Some(_), Some(new)) => {
             let exists = database_exists(&url, new)?;
@@ -51,7 +79,7 @@ pub fn restore(
             if exists {
                 // Proven on this server first, beside the one it replaces.
                 let staging = format!("lifeboat_restore_{}", std::process::id());
-                let checked = into_new(&url, &staging, &meta, &load);
+                let checked = into_new(&url, &staging, &meta, &load, &replay);
                 let _ = url.query(None, &format!("DROP DATABASE IF EXISTS {}", ident(&staging)));
                 let checked = checked?;
                 if let Some(e) = checked.mismatch_error(&format!("database {new} was not touched")) {
@@ -59,7 +87,7 @@ pub fn restore(
                 }
                 url.query(None, &format!("DROP DATABASE {}", ident(new)))?;
             }
-            let mut r = into_new(&url, new, &meta, &load)?;
+            let mut r = into_new(&url, new, &meta, &load, &replay)?;
             r.replaced = exists;
             if let Some(e) = r.mismatch_error(&format!("database {new} was dropped again")) {
                 let _ = url.query(None, &format!("DROP DATABASE IF EXISTS {}", ident(new)));
@@ -89,7 +117,11 @@ pub fn restore(
             }
             load(None)?;
             let found = counts(&url, &meta.tables)?;
-            Ok(compare(Some(url.to_string()), &meta.tables, |t| found(t), !present.is_empty()))
+            let mut r = compare(Some(url.to_string()), &meta.tables, |t| found(t), !present.is_empty());
+            if r.mismatches().is_empty() {
+                replay(None, &mut r)?;
+            }
+            Ok(r)
         }
         (Some(db), None) => Err(SourceError::Usage(format!(
             "snapshot {id} holds database {db}: name the new database in the target (…/NEWDB)"
@@ -100,12 +132,14 @@ pub fn restore(
     }
 }
 
-/// Creates `db`, loads the dump into it and counts it; on failure drops it.
+/// Creates `db`, loads the dump into it and counts it, then (the counts
+/// matching) replays the logs onto it; on failure drops it.
 fn into_new(
     url: &MariadbUrl,
     db: &str,
     meta: &MariadbMeta,
     load: &dyn Fn(Option<&str>) -> Result<()>,
+    replay: &dyn Fn(Option<&str>, &mut Restored) -> Result<()>,
 ) -> Result<Restored> {
     url.query(None, &format!("CREATE DATABASE {}", ident(db)))?;
     let loaded = load(Some(db)).and_then(|()| {
@@ -118,7 +152,7 @@ fn into_new(
             })
             .collect();
         let found = counts(url, &tables)?;
-        Ok(compare(
+        let mut r = compare(
             Some(url.with_database(Some(db)).to_string()),
             &meta.tables,
             |t| {
@@ -128,7 +162,11 @@ fn into_new(
                 })
             },
             false,
-        ))
+        );
+        if r.mismatches().is_empty() {
+            replay(Some(db), &mut r)?;
+        }
+        Ok(r)
     });
     if loaded.is_err() {
         let _ = url.query(None, &format!("DROP DATABASE IF EXISTS {}", ident(db)));

@@ -182,6 +182,7 @@ pub fn validate(
             tables: vec![],
             rows: 0,
             replaced: false,
+            replayed: None,
         };
         for m in &c.databases {
             let one = validate(repo, snapshot, id, Some(&m.database), None)?;

@@ -23,6 +23,7 @@ use super::program;
 use super::psql::Session;
 use super::wal::{object_name, WalFile};
 use crate::error::{Result, SourceError};
+use crate::partial;
 use crate::producer::StderrTail;
 use crate::url::ConnUrl;
 
@@ -49,22 +50,6 @@ pub struct StreamStatus {
     pub partial: bool,
     /// How long since the file last changed in the spool.
     pub lag: Duration,
-}
-
-/// The object name of a partial upload of `segment`, stamped `nanos`.
-pub fn partial_name(system_id: u64, segment: &str, nanos: u128) -> String {
-    format!("{}-partial-{nanos:024x}", object_name(system_id, segment))
-}
-
-/// The newest partial object of `segment`, if any.
-pub fn newest_partial(repo: &Repository, system_id: u64, segment: &str) -> Result<Option<String>> {
-    let prefix = format!("{}-partial-", object_name(system_id, segment));
-    Ok(repo
-        .list_logs()?
-        .into_iter()
-        .map(|o| o.name)
-        .filter(|n| n.starts_with(&prefix))
-        .max())
 }
 
 /// Streams until `stop` is set: `pg_receivewal` restarted whenever it ends
@@ -125,7 +110,7 @@ pub fn run(
             if opts.synchronous {
                 cmd.arg("--synchronous");
             }
-            die_with_parent(&mut cmd);
+            crate::producer::die_with_parent(&mut cmd);
             let mut c = cmd
                 .spawn()
                 .map_err(|e| tool(&shown, lifeboat_repo::error::io_words(&e)))?;
@@ -166,19 +151,6 @@ fn receivewal(url: &ConnUrl, opts: &StreamOptions) -> Command {
     cmd
 }
 
-/// The receiver must not outlive the stream (an interrupted `wal stream`
-/// exits at once).
-fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and touches only this process.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-}
-
 /// One pass over the spool: completed segments and history files become
 /// WAL objects (and leave the spool); a changed partial segment is
 /// uploaded anew.
@@ -210,15 +182,7 @@ fn upload(
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(|e| RepoError::io("read", &path, e))?;
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos();
-            let older = newest_partial(repo, sys, segment)?;
-            repo.put_log(&partial_name(sys, segment, nanos), &bytes)?;
-            if let Some(o) = older {
-                let _ = repo.delete_log(&o);
-            }
+            partial::put(repo, &object_name(sys, segment), &bytes)?;
             seen.insert(name.clone(), (meta.len(), changed));
             report(&StreamStatus {
                 file: segment.to_string(),
@@ -233,10 +197,7 @@ fn upload(
         }
         let bytes = std::fs::read(&path).map_err(|e| RepoError::io("read", &path, e))?;
         repo.put_log(&object_name(sys, &name), &bytes)?;
-        // The whole segment supersedes its partial uploads.
-        while let Some(p) = newest_partial(repo, sys, &name)? {
-            repo.delete_log(&p)?;
-        }
+        partial::supersede(repo, &object_name(sys, &name))?;
         std::fs::remove_file(&path).map_err(|e| RepoError::io("remove", &path, e))?;
         seen.remove(&format!("{name}.partial"));
         report(&StreamStatus {

@@ -201,7 +201,7 @@ pub fn fetch(repo: &Repository, name: &str, dest: &Path, pgdata: &Path) -> Resul
         Err(RepoError::Store(e)) if e.is_not_found() => {
             // A segment `wal stream` was still receiving when it last
             // uploaded: its newest partial holds every streamed record.
-            match super::stream::newest_partial(repo, sys, name)? {
+            match crate::partial::newest(repo, &object_name(sys, name))? {
                 Some(p) if name.len() == 24 => repo.get_log(&p)?,
                 _ => return Ok(Fetched::NotArchived),
             }
