@@ -251,5 +251,72 @@ fn restores_to_instants_and_gtids_hold_exactly_the_rows_committed_up_to_each() {
         );
     }
     drop(streamer);
+
+    // A damaged archived log: named, and nothing created.
+    let log = std::fs::read_dir(env.repo.join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("binlog-")
+        })
+        .min()
+        .unwrap();
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&log, bytes).unwrap();
+    let out = restore(&["--latest"], &never);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let name = log.file_name().unwrap().to_str().unwrap();
+    assert!(stderr(&out).contains(name), "{}", text(&out));
+    assert_eq!(
+        sql(
+            "",
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{never}'"
+            )
+        ),
+        "0"
+    );
+    let out = env.run(&["binlog", "verify"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
     sql("", &format!("DROP DATABASE {db}"));
+}
+
+#[test]
+fn a_stream_that_cannot_connect_says_so_and_stores_nothing() {
+    let env = Env::new();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spool = env.path("spool");
+    let spool = spool.to_str().unwrap();
+    let nowhere = format!("mariadb://root@127.0.0.1:{free}/");
+    let out = env.run(&["binlog", "stream", "--source", &nowhere, "--spool", spool]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(stderr(&out).contains("Can't connect"), "{}", text(&out));
+    let wrong = format!("mariadb://root:not-the-password@127.0.0.1:{}/", port());
+    let user = format!("lb_stream_{}", std::process::id());
+    sql(
+        "",
+        &format!("DROP USER IF EXISTS {user}@'%'; CREATE USER {user}@'%' IDENTIFIED BY 'right-pw'"),
+    );
+    let wrong = wrong.replace("root", &user);
+    let out = env.run(&["binlog", "stream", "--source", &wrong, "--spool", spool]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(stderr(&out).contains("Access denied"), "{}", text(&out));
+    assert!(!text(&out).contains("not-the-password"), "{}", text(&out));
+    sql("", &format!("DROP USER {user}@'%'"));
+    assert!(std::fs::read_dir(env.repo.join("logs"))
+        .unwrap()
+        .next()
+        .is_none());
+    let out = env.run(&["restore", "latest", "--gtid", "0-1-5", "--target", "/tmp/x"]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
 }
