@@ -13,7 +13,14 @@ bench/RESULTS.md:
   under 20 %), once at normal priority and once with the backup under
   `nice -n 19` as a cron job would run it.
 
-Called by bench/sources.sh. Sizes: REDIS_MB, SQLITE_MB; RUNS (default 3)."""
+- MariaDB: `lifeboat backup --source mariadb://…` against `mariadb-dump
+  --single-transaction … > /dev/null` (the same options lifeboat passes) on
+  a database of >= 500 MB (target: within 10 %); the restore into a new
+  database (load, then every table counted) against the bare `mariadb <
+  dump.sql` load.
+
+Called by bench/sources.sh. Sizes: REDIS_MB, SQLITE_MB, MARIADB_ROWS; RUNS
+(default 3). A run of some sections keeps the others' last results."""
 
 import os, shutil, signal, statistics, subprocess, sys, time, json, sqlite3
 
@@ -24,7 +31,10 @@ REDIS_MB = int(os.environ.get("REDIS_MB", "1100"))
 SQLITE_MB = int(os.environ.get("SQLITE_MB", "1100"))
 LIFEBOAT = os.path.join(ROOT, "target/release/lifeboat")
 BEGIN, END = "<!-- sources bench: begin -->", "<!-- sources bench: end -->"
-RPORT, TPORT = 6490, 6491
+RPORT, TPORT, MPORT = 6490, 6491, 6492
+MARIADB_ROWS = int(os.environ.get("MARIADB_ROWS", "2500000"))
+DUMP_OPTS = ("--single-transaction --routines --triggers --events --hex-blob "
+             "--default-character-set=utf8mb4")
 
 
 def sh(cmd, **kw):
@@ -187,6 +197,54 @@ def sqlite_bench(res):
         s["backup_niced_s"].append(secs)
 
 
+def mariadb_server(d):
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    sh(f"mariadb-install-db --no-defaults --datadir={d}/data --user=root "
+       f"--auth-root-authentication-method=normal --skip-test-db > {d}/install.log 2>&1")
+    p = subprocess.Popen(["mariadbd", "--no-defaults", "--user=root", f"--datadir={d}/data",
+                          f"--socket={d}/sock", f"--port={MPORT}", "--bind-address=127.0.0.1",
+                          f"--log-bin={d}/binlog", "--server-id=1", "--innodb-buffer-pool-size=1G",
+                          f"--log-error={d}/log"])
+    deadline = time.monotonic() + 60
+    while subprocess.run(["mariadb", "-h127.0.0.1", f"-P{MPORT}", "-uroot", "-e", "SELECT 1"],
+                         capture_output=True).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("mariadbd did not start")
+        time.sleep(0.2)
+    return p
+
+
+def mariadb_bench(res):
+    d = f"{W}/mariadb"
+    srv = mariadb_server(d)
+    client = f"mariadb -h127.0.0.1 -P{MPORT} -uroot"
+    try:
+        sh(f"{client} -e \"CREATE DATABASE bench; CREATE TABLE bench.orders (id BIGINT PRIMARY KEY, "
+           f"customer CHAR(32), note TEXT, qty INT) ENGINE=InnoDB; "
+           f"INSERT INTO bench.orders SELECT seq, MD5(seq), REPEAT(SHA2(seq * 7, 256), 3), seq % 1000 "
+           f"FROM seq_1_to_{MARIADB_ROWS}\"")
+        dump = f"{W}/bench.sql"
+        sh(f"mariadb-dump -h127.0.0.1 -P{MPORT} -uroot {DUMP_OPTS} bench > {dump}")
+        res["mariadb_dump_bytes"] = os.path.getsize(dump)
+        res["mariadb_rows"] = MARIADB_ROWS
+        r = res["mariadb"] = {"mariadb-dump": [], "lifeboat": [], "lifeboat second": [],
+                              "restore": [], "mariadb load": []}
+        url = f"mariadb://root@127.0.0.1:{MPORT}"
+        for _ in range(RUNS):
+            r["mariadb-dump"].append(timed(f"mariadb-dump -h127.0.0.1 -P{MPORT} -uroot {DUMP_OPTS} bench > /dev/null"))
+            lb = repo("mariadb-repo")
+            r["lifeboat"].append(timed(f"{lb} backup --source {url}/bench"))
+            r["lifeboat second"].append(timed(f"{lb} backup --source {url}/bench"))
+            sh(f"{client} -e 'DROP DATABASE IF EXISTS restored; DROP DATABASE IF EXISTS loaded; CREATE DATABASE loaded'")
+            r["restore"].append(timed(f"{lb} restore latest --target {url}/restored"))
+            r["mariadb load"].append(timed(f"{client} loaded < {dump}"))
+        os.remove(dump)
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.wait()
+
+
 def report(res):
     m = lambda v: statistics.median(v)
     lbv = subprocess.run([LIFEBOAT, "--version"], capture_output=True, text=True).stdout.strip()
@@ -194,7 +252,9 @@ def report(res):
     lines = [BEGIN, "## Database sources", "",
              f"Written by `bench/sources.sh` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
              f"{lbv}, Redis {rv.removeprefix('v=')}, SQLite {sqlite3.sqlite_version} (the writer's); "
-             f"{os.cpu_count()} cores; medians of {RUNS} runs; repositories on the local disk.", ""]
+             f"{os.cpu_count()} cores; medians of {RUNS} runs; repositories on the local disk. Sections "
+             "measured on: " + ", ".join(f"{k.removesuffix('_measured')} {v}" for k, v in sorted(res.items())
+                                         if k.endswith("_measured")) + ".", ""]
     if "redis" in res:
         r = res["redis"]
         ratio = m(r["lifeboat"]) / m(r["redis-cli --rdb"])
@@ -206,6 +266,21 @@ def report(res):
                   f"| second backup (deduplicated) | {m(r['lifeboat second']):.1f} | "
                   f"{m(r['lifeboat second']) / m(r['redis-cli --rdb']):.2f} | |",
                   f"| restore into an empty server (`RESTORE` per key), counts compared | {m(r['restore']):.1f} | | |", ""]
+    if "mariadb" in res:
+        r = res["mariadb"]
+        ratio = m(r["lifeboat"]) / m(r["mariadb-dump"])
+        lines += [f"MariaDB {res.get('mariadb_version', '')}: one InnoDB table of {res['mariadb_rows']:,} rows, a "
+                  f"{res['mariadb_dump_bytes'] / 2**20:.0f} MiB dump (binary log on, so both dumps also record "
+                  "the binlog position).", "",
+                  "| measurement | seconds | ÷ bare | target |", "|---|---:|---:|---:|",
+                  f"| `mariadb-dump {DUMP_OPTS} > /dev/null` | {m(r['mariadb-dump']):.1f} | 1.00 | |",
+                  f"| `lifeboat backup --source mariadb://…` (first, into an empty repository) | "
+                  f"{m(r['lifeboat']):.1f} | {ratio:.2f} | ≤ 1.1 ({'met' if ratio <= 1.1 else '**not met**'}) |",
+                  f"| second backup (deduplicated) | {m(r['lifeboat second']):.1f} | "
+                  f"{m(r['lifeboat second']) / m(r['mariadb-dump']):.2f} | |",
+                  f"| `mariadb NEWDB < dump.sql` (bare load) | {m(r['mariadb load']):.1f} | 1.00 | |",
+                  f"| `lifeboat restore … --target mariadb://…/NEWDB` (load, then every table counted) | "
+                  f"{m(r['restore']):.1f} | {m(r['restore']) / m(r['mariadb load']):.2f} | reported |", ""]
     if "sqlite" in res:
         s = res["sqlite"]
         alone = m(s["alone"])
@@ -232,16 +307,39 @@ def report(res):
     print(block)
 
 
+def previous():
+    """The raw results of the last run, from bench/RESULTS.md."""
+    try:
+        old = open(os.path.join(ROOT, "bench/RESULTS.md")).read()
+        block = old[old.index(BEGIN):old.index(END)]
+        raw = json.loads(block[block.index("```\n{") + 4:block.rindex("\n```")])
+        # Results from before sections were dated carry the block's date.
+        written = block.split("` on ", 1)[1][:10]
+        for section in ("redis", "sqlite", "mariadb"):
+            if section in raw:
+                raw.setdefault(f"{section}_measured", written)
+        return raw
+    except (ValueError, OSError):
+        return {}
+
+
 def main():
-    which = sys.argv[1:] or ["redis", "sqlite"]
+    which = sys.argv[1:] or ["redis", "sqlite", "mariadb"]
     os.makedirs(W, exist_ok=True)
     with open(f"{W}/password", "w") as f:
         f.write("bench-password-not-secret\n")
-    res = {}
+    res = previous()
+    when = time.strftime('%Y-%m-%d', time.gmtime())
+    for w in which:
+        res[f"{w}_measured"] = when
     if "redis" in which:
         redis_bench(res)
     if "sqlite" in which:
         sqlite_bench(res)
+    if "mariadb" in which:
+        res["mariadb_version"] = subprocess.run(["mariadbd", "--version"], capture_output=True,
+                                                text=True).stdout.split()[2]
+        mariadb_bench(res)
     report(res)
 
 

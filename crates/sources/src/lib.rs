@@ -108,12 +108,7 @@ pub fn open(url: &str, opts: SourceOptions) -> Result<Box<dyn Source>> {
         return Ok(Box::new(redis::RedisSource::open(url)?));
     }
     if mariadb::SCHEMES.contains(&scheme) {
-        if opts.physical {
-            return Err(SourceError::Usage(
-                "--physical for MariaDB (mariadb-backup) is not built yet; without it the backup is a consistent mariadb-dump".into(),
-            ));
-        }
-        return Ok(Box::new(mariadb::MariadbSource::open(url)?));
+        return Ok(Box::new(mariadb::MariadbSource::open(url, opts.physical)?));
     }
     if scheme == sqlite::SCHEME {
         if opts.physical {
@@ -147,7 +142,7 @@ pub fn restorer_of(snapshot: &lifeboat_repo::Snapshot) -> Option<(&'static str, 
     if sqlite::SqliteMeta::of(snapshot).is_some() {
         Some(("a SQLite database", sqlite::restore))
     } else if mariadb::MariadbMeta::of(snapshot).is_some() {
-        Some(("a MariaDB dump", mariadb::restore))
+        Some(("a MariaDB backup", mariadb::restore))
     } else if redis::RedisMeta::of(snapshot).is_some() {
         Some(("a Redis snapshot", redis::restore))
     } else {
@@ -175,6 +170,7 @@ pub fn describe(snapshot: &lifeboat_repo::Snapshot) -> String {
         ("mariadb", mode) => {
             let what = match m.get("database").and_then(|d| d.as_str()) {
                 Some(d) if mode == "logical" => format!("mariadb dump of {d}"),
+                _ if mode == "physical" => "mariadb physical backup".into(),
                 _ => "mariadb dump of every database".into(),
             };
             match (m.get("gtid").and_then(|g| g.as_str()), field("binlog_file")) {

@@ -51,7 +51,9 @@ pub fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
         ))
         .into());
     }
+    let physical_mariadb = mariadb::MariadbMeta::of(&snap).is_some_and(|m| m.mode == "physical");
     if a.validate_only
+        || physical_mariadb
         || a.target
             .as_deref()
             .and_then(|t| t.to_str())
@@ -260,7 +262,14 @@ fn database(
             restored.tables.len(),
             restored.rows
         );
+        let physical = mariadb::MariadbMeta::of(snap).is_some_and(|m| m.mode == "physical");
         match &restored.target {
+            None if physical => format!(
+                "snapshot {short} is readable and complete (every chunk of the mariadb-backup archive checked); nothing was restored\n"
+            ),
+            Some(t) if physical => format!(
+                "restored snapshot {short} into {t} and prepared it (mariadb-backup --prepare) in {secs:.1}s: it is consistent at the backup's point; start the server on it (mariadbd --datadir={t}, owned by the server's user)\n"
+            ),
             None => format!(
                 "snapshot {short} is readable and complete: {counts}; nothing was restored\n"
             ),

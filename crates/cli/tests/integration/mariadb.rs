@@ -257,7 +257,88 @@ fn bad_mariadb_input_is_refused_and_writes_nothing() {
     assert_eq!(code(&out), 0, "{}", text(&out));
     let out = env.run(&["backup", "--source", &ok, "--physical"]);
     assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(stderr(&out).contains("whole server"), "{}", text(&out));
     sql("", &format!("DROP USER {user}@'%'"));
+}
+
+#[test]
+fn a_physical_backup_restores_into_a_data_directory_a_server_starts_on() {
+    let env = Env::new();
+    let db = format!("lb_phys_{}", std::process::id());
+    sql(
+        "",
+        &format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"),
+    );
+    sql(
+        &db,
+        "CREATE TABLE parts (id INT PRIMARY KEY, name TEXT) ENGINE=InnoDB;
+         INSERT INTO parts SELECT seq, CONCAT('part ', seq) FROM seq_1_to_2000;",
+    );
+    let b = env.json(&["backup", "--source", &url(""), "--physical"], 0);
+    let id = b["snapshot_id"].as_str().unwrap().to_string();
+    let snaps = env.json(&["snapshots"], 0);
+    let source = &snaps[0]["snapshot"]["source"];
+    assert_eq!(source["mode"], "physical", "{snaps}");
+    assert!(
+        source["binlog_file"].as_str().is_some(),
+        "the binlog point is recorded: {snaps}"
+    );
+    assert!(source["files"].as_u64().unwrap() > 10, "{snaps}");
+    env.ok(&["restore", &id, "--validate-only"]);
+
+    let datadir = env.path("datadir");
+    let out = env.run(&["restore", &id, "--target", datadir.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("prepared"), "{}", text(&out));
+    // Not over a data directory that is there.
+    let out = env.run(&["restore", &id, "--target", datadir.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+
+    // A server on the restored directory has every row.
+    let port = free_port();
+    let mut server = Command::new("mariadbd")
+        .arg("--no-defaults")
+        .arg("--user=root")
+        .arg(format!("--datadir={}", datadir.display()))
+        .arg(format!("--socket={}", env.path("restored.sock").display()))
+        .arg(format!("--port={port}"))
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!(
+            "--log-error={}",
+            env.path("restored.log").display()
+        ))
+        .spawn()
+        .unwrap();
+    let count = || {
+        Command::new("mariadb")
+            .args([
+                "--host=127.0.0.1",
+                &format!("--port={port}"),
+                "--user=root",
+                "-N",
+                "-B",
+            ])
+            .args(["-e", &format!("SELECT COUNT(*), MAX(name) FROM {db}.parts")])
+            .output()
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let got = loop {
+        let out = count();
+        if out.status.success() {
+            break String::from_utf8(out.stdout).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server on the restored directory did not answer: {}",
+            std::fs::read_to_string(env.path("restored.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(got.trim(), "2000\tpart 999");
+    sql("", &format!("DROP DATABASE {db}"));
 }
 
 fn free_port() -> u16 {

@@ -14,9 +14,11 @@
 pub mod archive;
 pub mod binlog;
 pub mod dumpscan;
+pub mod physical;
 pub mod pitr;
 mod restore;
 pub mod stream;
+pub mod xbstream;
 
 use std::fmt;
 use std::process::Command;
@@ -251,6 +253,12 @@ pub struct MariadbMeta {
     pub gtid: Option<String>,
     /// Rows per table in the dump (schema = database).
     pub tables: Vec<TableCount>,
+    /// A physical backup: the files in its archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    /// A physical backup: the InnoDB LSN it is consistent at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<String>,
 }
 
 impl MariadbMeta {
@@ -264,13 +272,16 @@ impl MariadbMeta {
 /// A MariaDB or MySQL server (one database or all) to back up.
 pub struct MariadbSource {
     url: MariadbUrl,
+    physical: bool,
 }
 
 impl MariadbSource {
-    /// The source a `mariadb://` URL names.
-    pub fn open(url: &str) -> Result<MariadbSource> {
+    /// The source a `mariadb://` URL names: dumped, or with `physical`
+    /// copied by mariadb-backup.
+    pub fn open(url: &str, physical: bool) -> Result<MariadbSource> {
         Ok(MariadbSource {
             url: MariadbUrl::parse(url)?,
+            physical,
         })
     }
 }
@@ -281,6 +292,9 @@ impl crate::Source for MariadbSource {
     }
 
     fn backup(&self) -> Result<Box<dyn StreamSet<'static>>> {
+        if self.physical {
+            return physical::backup(&self.url);
+        }
         let db = self.url.database.clone();
         // Connects first: wrong credentials, an unknown database or an
         // unreachable server are named before anything is stored.
@@ -340,6 +354,8 @@ impl crate::Source for MariadbSource {
                 binlog_pos: None,
                 gtid: None,
                 tables: vec![],
+                files: None,
+                lsn: None,
             },
         }))
     }

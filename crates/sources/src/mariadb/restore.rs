@@ -40,6 +40,14 @@ pub fn restore_to(
     let meta = MariadbMeta::of(snapshot).ok_or_else(|| {
         SourceError::WrongSnapshot(format!("snapshot {id} is not a MariaDB backup"))
     })?;
+    if meta.mode == "physical" {
+        if goal.is_some() {
+            return Err(SourceError::Usage(format!(
+                "snapshot {id} is a physical backup: restore it, start the server on it, and replay binary logs onto a logical backup instead (point-in-time restores replay onto dumps)"
+            )));
+        }
+        return super::physical::restore(repo, snapshot, id, &meta, target, overwrite);
+    }
     let node = browse::find_node(repo, snapshot, id, &format!("/{}", meta.dump))?;
     let Some(target) = target else {
         let default_db = meta.database.clone().unwrap_or_default();
