@@ -193,12 +193,25 @@ impl Read for Producer {
 pub fn feed_stored(
     repo: &lifeboat_repo::IndexedRepository,
     node: &lifeboat_repo::tree::Node,
-    mut cmd: Command,
+    cmd: Command,
     program: &str,
     target: &str,
     echo: bool,
 ) -> Result<std::result::Result<u64, lifeboat_repo::RepoError>> {
-    use std::io::Write;
+    feed_stored_through(repo, node, cmd, program, target, echo, |w| w)
+}
+
+/// [`feed_stored`] through a writer `through` wraps around the command's
+/// stdin (a filter of what it is given); dropping it closes the stdin.
+pub fn feed_stored_through<W: std::io::Write>(
+    repo: &lifeboat_repo::IndexedRepository,
+    node: &lifeboat_repo::tree::Node,
+    mut cmd: Command,
+    program: &str,
+    target: &str,
+    echo: bool,
+    through: impl FnOnce(std::process::ChildStdin) -> W,
+) -> Result<std::result::Result<u64, lifeboat_repo::RepoError>> {
     let tool = |message: String| SourceError::Tool {
         program: program.to_string(),
         target: target.to_string(),
@@ -215,14 +228,13 @@ pub fn feed_stored(
             ))
         })?;
     let mut said = StderrTail::spawn_echoing(child.stderr.take().expect("piped"), echo);
-    let mut stdin = child.stdin.take().expect("piped");
-    let fed = lifeboat_repo::browse::dump(repo, node, &mut stdin).and_then(|n| {
-        stdin
-            .flush()
+    let mut sink = through(child.stdin.take().expect("piped"));
+    let fed = lifeboat_repo::browse::dump(repo, node, &mut sink).and_then(|n| {
+        sink.flush()
             .map_err(|e| lifeboat_repo::RepoError::io("write to", program, e))?;
         Ok(n)
     });
-    drop(stdin);
+    drop(sink);
     let status = child
         .wait()
         .map_err(|e| tool(lifeboat_repo::error::io_words(&e)))?;

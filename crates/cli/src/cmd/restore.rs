@@ -178,22 +178,25 @@ fn database(
     let short = id.short();
     let target = a.target.as_deref().and_then(|t| t.to_str());
     let restored = if let Some((what, restore)) = lifeboat_sources::restorer_of(snap) {
-        if a.table.is_some() || a.database.is_some() {
+        let is_mariadb = mariadb::MariadbMeta::of(snap).is_some();
+        if a.database.is_some() || (a.table.is_some() && !is_mariadb) {
             return Err(crate::UsageError(format!(
-                "snapshot {short} is {what}: it is restored whole (--table and --database are for PostgreSQL dumps)"
+                "snapshot {short} is {what}: it is restored whole (--database is for PostgreSQL dumps, --table for PostgreSQL and MariaDB dumps)"
             ))
             .into());
         }
-        match goal {
-            Some(g) => lifeboat_sources::mariadb::restore_to(
+        if is_mariadb {
+            mariadb::restore_to(
                 repo,
                 snap,
                 &short,
                 target,
                 a.overwrite,
-                Some(g),
-            )?,
-            None => restore(repo, snap, &short, target, a.overwrite)?,
+                goal,
+                a.table.as_deref(),
+            )?
+        } else {
+            restore(repo, snap, &short, target, a.overwrite)?
         }
     } else {
         match target {

@@ -207,6 +207,35 @@ fn a_dump_taken_while_a_client_inserts_restores_a_consistent_prefix_with_its_rou
     let v = env.json(&["restore", &id, "--validate-only"], 0);
     assert_eq!(v["counts_match"], true, "{v}");
 
+    // One table, into a new database: that table alone, counted.
+    let one = format!("{db}_one");
+    let r = env.json(
+        &["restore", &id, "--table", "orders", "--target", &url(&one)],
+        0,
+    );
+    assert_eq!(r["counts_match"], true, "{r}");
+    assert_eq!(r["tables"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(sql(&one, "SHOW FULL TABLES"), "orders\tBASE TABLE");
+    assert_eq!(
+        sql(&one, "SELECT COUNT(*) FROM orders"),
+        recorded.to_string()
+    );
+    let out = env.run(&[
+        "restore",
+        &id,
+        "--table",
+        "no_such",
+        "--target",
+        &url(&format!("{db}_none")),
+    ]);
+    assert_eq!(code(&out), 2, "{}", text(&out));
+    assert!(
+        stderr(&out).contains("holds no table no_such"),
+        "{}",
+        text(&out)
+    );
+    sql("", &format!("DROP DATABASE {one}"));
+
     // Every database: the dump holds ours, with the same counts.
     let all = env.json(&["backup", "--source", &url("")], 0);
     let all_id = all["snapshot_id"].as_str().unwrap();

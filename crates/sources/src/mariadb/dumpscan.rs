@@ -196,6 +196,84 @@ fn ident(s: &[u8]) -> Option<(String, &[u8])> {
     }
 }
 
+/// A writer that passes on, of a one-database `mariadb-dump` script, only
+/// what restores one table: the script's opening settings, that table's
+/// structure, rows and triggers, and the closing settings. The script is
+/// cut by the section comments mariadb-dump writes (`-- Table structure for
+/// table`, `-- Dumping data for table`, views, routines, events), which
+/// always stand on lines of their own: every newline inside a value is
+/// written as `\n`.
+pub struct OneTable<W: std::io::Write> {
+    out: W,
+    /// The table as the section comments quote it.
+    quoted: String,
+    line: Vec<u8>,
+    keep: bool,
+}
+
+impl<W: std::io::Write> OneTable<W> {
+    /// Passes `table`'s part of the script on to `out`.
+    pub fn new(out: W, table: &str) -> OneTable<W> {
+        OneTable {
+            out,
+            quoted: format!("`{}`", table.replace('`', "``")),
+            line: Vec::new(),
+            keep: true,
+        }
+    }
+
+    fn decide(&mut self) {
+        const TABLE: [&[u8]; 2] = [
+            b"-- Table structure for table ",
+            b"-- Dumping data for table ",
+        ];
+        const OTHER: [&[u8]; 4] = [
+            b"-- Temporary table structure for view ",
+            b"-- Final view structure for view ",
+            b"-- Dumping routines for database ",
+            b"-- Dumping events for database ",
+        ];
+        let l = self.line.as_slice();
+        if let Some(p) = TABLE.iter().find(|p| l.starts_with(p)) {
+            let name = l[p.len()..].trim_ascii_end();
+            self.keep = name == self.quoted.as_bytes();
+        } else if OTHER.iter().any(|p| l.starts_with(p)) {
+            self.keep = false;
+        } else if l.starts_with(b"/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;") {
+            // The closing settings.
+            self.keep = true;
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for OneTable<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..=i]);
+            self.decide();
+            if self.keep {
+                self.out.write_all(&self.line)?;
+            }
+            self.line.clear();
+            rest = &rest[i + 1..];
+        }
+        self.line.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.line.is_empty() {
+            self.decide();
+            if self.keep {
+                self.out.write_all(&self.line)?;
+            }
+            self.line.clear();
+        }
+        self.out.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +340,35 @@ mod tests {
             prop_assert_eq!(s.rows.get(&("db".to_string(), "t".to_string())).copied(), Some(rows.len() as u64));
             prop_assert!(s.completed);
         }
+    }
+
+    #[test]
+    fn one_table_keeps_its_structure_rows_and_triggers_and_the_settings() {
+        use std::io::Write;
+        let dump = "/*!40101 SET NAMES utf8mb4 */;\n--\n-- Table structure for table `audit`\n--\nCREATE TABLE `audit` (n int);\n--\n-- Dumping data for table `audit`\n--\nINSERT INTO `audit` VALUES (1);\n--\n-- Table structure for table `orders`\n--\nCREATE TABLE `orders` (id int);\n--\n-- Dumping data for table `orders`\n--\nINSERT INTO `orders` VALUES (1,'-- Table structure for table `audit`\\n'),(2,'x');\nDELIMITER ;;\nCREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW INSERT INTO audit VALUES (1) */;;\nDELIMITER ;\n--\n-- Dumping routines for database 'shop'\n--\nCREATE PROCEDURE p() SELECT 1;\n/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;\n/*!40101 SET SQL_MODE=@OLD_SQL_MODE */;\n-- Dump completed on 2026-12-07\n";
+        let mut out = vec![];
+        let mut f = OneTable::new(&mut out, "orders");
+        // Written in pieces that cut lines anywhere.
+        for piece in dump.as_bytes().chunks(7) {
+            f.write_all(piece).unwrap();
+        }
+        f.flush().unwrap();
+        drop(f);
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.starts_with("/*!40101 SET NAMES utf8mb4 */;"), "{out}");
+        assert!(
+            out.contains("CREATE TABLE `orders`") && out.contains("(2,'x')"),
+            "{out}"
+        );
+        assert!(out.contains("CREATE TRIGGER t"), "{out}");
+        assert!(
+            !out.contains("CREATE TABLE `audit`") && !out.contains("VALUES (1);"),
+            "{out}"
+        );
+        assert!(!out.contains("CREATE PROCEDURE"), "{out}");
+        assert!(
+            out.contains("SET SQL_MODE=@OLD_SQL_MODE") && out.contains("Dump completed"),
+            "{out}"
+        );
     }
 }

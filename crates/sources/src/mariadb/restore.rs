@@ -23,12 +23,13 @@ pub fn restore(
     target: Option<&str>,
     overwrite: bool,
 ) -> Result<Restored> {
-    restore_to(repo, snapshot, id, target, overwrite, None)
+    restore_to(repo, snapshot, id, target, overwrite, None, None)
 }
 
 /// [`restore`], then (with `goal`) the archived binary logs replayed onto
 /// it up to the goal: a point-in-time restore. The goal is proven
-/// reachable, and the logs fetched, before anything is restored.
+/// reachable, and the logs fetched, before anything is restored. With
+/// `table`, only that table of a one-database dump (into a new database).
 pub fn restore_to(
     repo: &IndexedRepository,
     snapshot: &Snapshot,
@@ -36,10 +37,32 @@ pub fn restore_to(
     target: Option<&str>,
     overwrite: bool,
     goal: Option<BinlogTarget>,
+    table: Option<&str>,
 ) -> Result<Restored> {
-    let meta = MariadbMeta::of(snapshot).ok_or_else(|| {
+    let mut meta = MariadbMeta::of(snapshot).ok_or_else(|| {
         SourceError::WrongSnapshot(format!("snapshot {id} is not a MariaDB backup"))
     })?;
+    if let Some(t) = table {
+        if goal.is_some() {
+            return Err(SourceError::Usage(
+                "--table does not combine with --time, --gtid or --latest: restore the database to that point, then copy the table from it".into(),
+            ));
+        }
+        if meta.mode != "logical" {
+            return Err(SourceError::Usage(format!(
+                "--table restores from a one-database dump; snapshot {id} is a {} backup: restore it into a scratch server and copy the table from there",
+                meta.mode
+            )));
+        }
+        let names: Vec<String> = meta.tables.iter().map(|t| t.table.clone()).collect();
+        meta.tables.retain(|x| x.table == t);
+        if meta.tables.is_empty() {
+            return Err(SourceError::Usage(format!(
+                "snapshot {id} holds no table {t} (it holds {})",
+                names.join(", ")
+            )));
+        }
+    }
     if meta.mode == "physical" {
         if goal.is_some() {
             return Err(SourceError::Usage(format!(
@@ -68,7 +91,7 @@ pub fn restore_to(
         .transpose()?;
     // The dump loaded into `db` (every database: `None`); once its counts
     // match, the logs replayed onto it.
-    let load = |db: Option<&str>| load(repo, &node, &url, db);
+    let load = |db: Option<&str>| load(repo, &node, &url, db, table);
     let replay = |db: Option<&str>, r: &mut Restored| {
         if let Some(p) = &replay {
             pitr::replay(&url, p, meta.database.as_deref(), db)?;
@@ -234,12 +257,14 @@ fn counts(url: &MariadbUrl, tables: &[TableCount]) -> Result<impl Fn(&TableCount
     Ok(move |t: &TableCount| found.get(&(t.schema.clone(), t.table.clone())).copied())
 }
 
-/// Feeds the stored dump to the `mariadb` client (into `db`, if given).
+/// Feeds the stored dump (or only `table`'s part of it) to the `mariadb`
+/// client (into `db`, if given).
 fn load(
     repo: &IndexedRepository,
     node: &lifeboat_repo::tree::Node,
     url: &MariadbUrl,
     db: Option<&str>,
+    table: Option<&str>,
 ) -> Result<()> {
     let shown = url.with_database(db).to_string();
     let mut c = url.command("mariadb");
@@ -248,6 +273,13 @@ fn load(
         c.arg(format!("--database={d}"));
     }
     c.stdout(std::process::Stdio::null());
-    crate::producer::feed_stored(repo, node, c, "mariadb", &shown, false)??;
+    match table {
+        Some(t) => {
+            crate::producer::feed_stored_through(repo, node, c, "mariadb", &shown, false, |w| {
+                dumpscan::OneTable::new(w, t)
+            })??
+        }
+        None => crate::producer::feed_stored(repo, node, c, "mariadb", &shown, false)??,
+    };
     Ok(())
 }
