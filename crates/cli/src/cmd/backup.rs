@@ -108,6 +108,9 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         )?;
         BackupSource::Streams(source.backup()?)
     } else if a.stdin {
+        // `pg_dump | lifeboat backup --stdin`: the pipe widened as for the
+        // producers lifeboat runs itself.
+        lifeboat_sources::producer::widen_pipe(&std::io::stdin());
         BackupSource::stream(stdin_name(), std::io::stdin())
     } else if a.stdin_from_command {
         BackupSource::stream(stdin_name(), command_output(&a.paths)?)
