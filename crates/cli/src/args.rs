@@ -63,6 +63,16 @@ pub struct Global {
         conflicts_with = "password_file"
     )]
     pub password_command: Option<String>,
+    /// The plan file (`lifeboat.toml`: regions, components, objectives)
+    /// for the plan commands.
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "LIFEBOAT_CONFIG",
+        global = true,
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -157,6 +167,10 @@ pub enum Command {
     /// `binlog verify` shows what is archived and where it has gaps.
     #[command(subcommand)]
     Binlog(BinlogCommand),
+    /// The DR plan as code (`lifeboat.toml`, or -c FILE): `plan check`
+    /// validates it and names every objective it cannot meet.
+    #[command(subcommand)]
+    Plan(PlanCommand),
     /// Print lifeboat's version and the repository format versions it reads.
     Version,
     /// Print a shell completion script (`lifeboat completions bash >
@@ -651,6 +665,17 @@ pub enum RepairCommand {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
+}
+
+/// `plan …`.
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Validate the plan — every problem at its line and column, unknown
+    /// keys with the nearest known one — then hold each component against
+    /// its objectives: the worst data loss its schedule or log stream
+    /// allows against its RPO. Exit 2 on a problem in the plan, 1 when an
+    /// objective cannot be met.
+    Check,
 }
 
 /// `binlog …`.

@@ -16,6 +16,7 @@ mod integration {
     mod maintenance;
     mod mariadb;
     mod mariadb_pitr;
+    mod plan;
     mod postgres;
     mod redis;
     mod sqlite;

@@ -11,6 +11,7 @@ mod forget;
 mod init;
 mod key;
 mod meta;
+mod plan;
 mod repair;
 mod restore;
 mod tag;
@@ -184,6 +185,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Repair(r) => repair::run(&ctx, r),
         Command::Wal(w) => wal::run(&ctx, w),
         Command::Binlog(b) => binlog::run(&ctx, b),
+        Command::Plan(p) => plan::run(&ctx, p),
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Version => meta::version(&ctx),
         Command::Completions { shell } => meta::completions(shell),
