@@ -171,6 +171,15 @@ pub enum Command {
     /// validates it and names every objective it cannot meet.
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Run the plan's backups now: the components named, or those due by
+    /// their schedules (never run, or not since their last scheduled time).
+    /// Each runs as `lifeboat backup` into its region's repository, tagged
+    /// component=NAME, and is recorded in the ledger. Exit 1 if any failed.
+    Run(RunArgs),
+    /// The plan's posture at a glance: per component its tier, RPO and RTO,
+    /// the data-loss window now (the age of its newest backup) against the
+    /// RPO, and its last run. Exit 1 when a component is outside its RPO.
+    Status,
     /// Print lifeboat's version and the repository format versions it reads.
     Version,
     /// Print a shell completion script (`lifeboat completions bash >
@@ -665,6 +674,16 @@ pub enum RepairCommand {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
+}
+
+/// `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Components to back up (default: those due).
+    pub components: Vec<String>,
+    /// Every component, due or not.
+    #[arg(long, conflicts_with = "components")]
+    pub all: bool,
 }
 
 /// `plan …`.

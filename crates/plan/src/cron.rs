@@ -145,6 +145,20 @@ impl Schedule {
             .and_then(|m| jiff::Timestamp::from_second(m * 60).ok())
     }
 
+    /// The latest run at or before `at`, within a year back (none: it did
+    /// not run in that year).
+    pub fn last_before(&self, at: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let end = at.as_second().div_euclid(60);
+        (end - 366 * 24 * 60..=end)
+            .rev()
+            .find(|m| {
+                jiff::Timestamp::from_second(m * 60)
+                    .map(|t| self.matches(&t.to_zoned(jiff::tz::TimeZone::UTC).datetime()))
+                    .unwrap_or(false)
+            })
+            .and_then(|m| jiff::Timestamp::from_second(m * 60).ok())
+    }
+
     /// The longest time between two runs over a year from `from`
     /// (wrapping to the first run of the next period); `None` if it never
     /// runs.

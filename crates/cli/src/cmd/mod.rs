@@ -14,6 +14,8 @@ mod meta;
 mod plan;
 mod repair;
 mod restore;
+mod run;
+mod status;
 mod tag;
 mod wal;
 
@@ -186,6 +188,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Wal(w) => wal::run(&ctx, w),
         Command::Binlog(b) => binlog::run(&ctx, b),
         Command::Plan(p) => plan::run(&ctx, p),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Status => status::run(&ctx),
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Version => meta::version(&ctx),
         Command::Completions { shell } => meta::completions(shell),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use lifeboat_plan::objectives::{self, RpoBasis};
+use lifeboat_plan::Plan;
 use serde_json::json;
 
 use crate::args::PlanCommand;
@@ -25,15 +26,57 @@ pub fn run(ctx: &Ctx, cmd: PlanCommand) -> Result<u8> {
     }
 }
 
-fn check(ctx: &Ctx) -> Result<u8> {
+fn read(ctx: &Ctx) -> Result<(PathBuf, String)> {
     let path = plan_path(ctx);
-    let shown = path.display().to_string();
     let text = std::fs::read_to_string(&path).map_err(|e| {
         crate::UsageError(format!(
-            "cannot read the plan {shown}: {} (give -c FILE or LIFEBOAT_CONFIG; examples/plans/ has plans to start from)",
+            "cannot read the plan {}: {} (give -c FILE or LIFEBOAT_CONFIG; examples/plans/ has plans to start from)",
+            path.display(),
             lifeboat_repo::error::io_words(&e)
         ))
     })?;
+    Ok((path, text))
+}
+
+/// The plan, valid; a plan with problems is a usage error listing them.
+pub fn load(ctx: &Ctx) -> Result<(Plan, PathBuf)> {
+    let (path, text) = read(ctx)?;
+    lifeboat_plan::parse(&text)
+        .map(|p| (p, path.clone()))
+        .map_err(|problems| {
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{}:{}:{}: {}", path.display(), p.line, p.column, p.message))
+                .collect();
+            crate::UsageError(format!(
+                "the plan has {}:\n{}",
+                crate::ui::count(problems.len() as u64, "problem"),
+                lines.join("\n")
+            ))
+            .into()
+        })
+}
+
+/// The plan's ledger, opened (a SQLite path is relative to the plan file).
+pub fn ledger(plan: &Plan, path: &std::path::Path) -> Result<lifeboat_ledger::Ledger> {
+    match &plan.ledger {
+        lifeboat_plan::Ledger::Sqlite(file) => {
+            let at = path
+                .parent()
+                .map_or_else(|| PathBuf::from(file), |dir| dir.join(file));
+            Ok(lifeboat_ledger::Ledger::open(&at)?)
+        }
+        lifeboat_plan::Ledger::Postgres(_) => Err(crate::UsageError(
+            "a PostgreSQL ledger is not built yet: give [ledger] path = \"…\" (SQLite) for now"
+                .into(),
+        )
+        .into()),
+    }
+}
+
+fn check(ctx: &Ctx) -> Result<u8> {
+    let (path, text) = read(ctx)?;
+    let shown = path.display().to_string();
     let plan = match lifeboat_plan::parse(&text) {
         Ok(p) => p,
         Err(problems) => {

@@ -1,0 +1,212 @@
+//! `lifeboat run [COMPONENT…]`: the plan's backups run now — the named
+//! components, or those due by their schedules — each recorded in the
+//! ledger (start, end, bytes, result, error, snapshot).
+//!
+//! Each backup runs as a child `lifeboat backup` against the component's
+//! region: the same code path, output and exit codes as a backup run by
+//! hand, and one component's crash or kill cannot take the others (or a
+//! daemon that runs them) down with it.
+
+use std::process::{Command, Stdio};
+
+use anyhow::Result;
+use lifeboat_ledger::{Ledger, Outcome};
+use lifeboat_plan::{Component, PasswordSource, Plan};
+use serde_json::json;
+
+use crate::args::RunArgs;
+use crate::cmd::plan::{ledger, load};
+use crate::cmd::Ctx;
+use crate::exit;
+
+/// The components `a` names, or those due now.
+fn chosen<'p>(plan: &'p Plan, ledger: &Ledger, a: &RunArgs) -> Result<Vec<&'p Component>> {
+    if !a.components.is_empty() {
+        return a
+            .components
+            .iter()
+            .map(|n| {
+                plan.components
+                    .iter()
+                    .find(|c| &c.name == n)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> =
+                            plan.components.iter().map(|c| c.name.as_str()).collect();
+                        crate::UsageError(format!(
+                            "the plan has no component {n:?} (it has {})",
+                            names.join(", ")
+                        ))
+                        .into()
+                    })
+            })
+            .collect();
+    }
+    let now = jiff::Timestamp::now();
+    let mut due = vec![];
+    for c in &plan.components {
+        if a.all {
+            due.push(c);
+            continue;
+        }
+        let Some(s) = &c.schedule else { continue };
+        let last = ledger.last_success(&c.name)?.map(|r| r.started);
+        let slot = s.last_before(now).map(|t| t.as_second() as f64);
+        if match (last, slot) {
+            (None, _) => true,
+            (Some(l), Some(slot)) => l < slot,
+            (Some(_), None) => false,
+        } {
+            due.push(c);
+        }
+    }
+    Ok(due)
+}
+
+pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
+    let (plan, path) = load(ctx)?;
+    let ledger = ledger(&plan, &path)?;
+    let todo = chosen(&plan, &ledger, &a)?;
+    let mut results = vec![];
+    let mut failed = 0;
+    for c in todo {
+        let id = ledger.start(&c.name, "backup", &c.region)?;
+        let outcome = backup(&plan, c);
+        ledger.finish(id, &outcome)?;
+        if !outcome.ok {
+            failed += 1;
+        }
+        if !ctx.global.json && !ctx.global.quiet {
+            #[allow(clippy::print_stdout)]
+            {
+                match (&outcome.snapshot, &outcome.error) {
+                    (Some(s), _) if outcome.ok => println!(
+                        "{}: backed up into {} as snapshot {} ({} read)",
+                        c.name,
+                        c.region,
+                        &s[..s.len().min(8)],
+                        crate::ui::bytes(outcome.bytes.unwrap_or(0))
+                    ),
+                    (_, e) => println!("{}: FAILED: {}", c.name, e.as_deref().unwrap_or("unknown")),
+                }
+            }
+        }
+        results.push(json!({
+            "component": c.name,
+            "region": c.region,
+            "ok": outcome.ok,
+            "snapshot_id": outcome.snapshot,
+            "bytes_read": outcome.bytes,
+            "error": outcome.error,
+            "run_id": id,
+        }));
+    }
+    let problems: Vec<String> = results
+        .iter()
+        .filter(|r| r["ok"] == false)
+        .map(|r| {
+            format!(
+                "error: {}: {}",
+                r["component"].as_str().unwrap_or(""),
+                r["error"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    ctx.out
+        .outcome(&json!({ "runs": results }), &problems, || {
+            if results.is_empty() {
+                "nothing is due (give component names, or --all)\n".into()
+            } else {
+                format!(
+                    "{} run, {failed} failed; recorded in the ledger\n",
+                    crate::ui::count(results.len() as u64, "backup")
+                )
+            }
+        })?;
+    Ok(if failed == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}
+
+/// One component's backup, as a child `lifeboat backup --json`.
+fn backup(plan: &Plan, c: &Component) -> Outcome {
+    let fail = |e: String| Outcome {
+        ok: false,
+        error: Some(e),
+        ..Outcome::default()
+    };
+    let Some(region) = plan.regions.get(&c.region) else {
+        return fail(format!("region {:?} is not in the plan", c.region));
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return fail(format!("cannot find the lifeboat program: {e}")),
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("--json")
+        .arg("--repo")
+        .arg(&region.repository)
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_PASSWORD_FILE");
+    match &region.password {
+        PasswordSource::File(f) => {
+            cmd.arg("--password-file").arg(f);
+        }
+        PasswordSource::Command(c) => {
+            cmd.arg("--password-command").arg(c);
+        }
+        PasswordSource::Env(var) => match std::env::var(var) {
+            Ok(v) => {
+                cmd.env("LIFEBOAT_PASSWORD", v);
+            }
+            Err(_) => {
+                return fail(format!(
+                    "region {}'s password is to be in ${var}, which is not set",
+                    c.region
+                ))
+            }
+        },
+    }
+    cmd.arg("backup")
+        .arg("--tag")
+        .arg(format!("component={}", c.name));
+    match c.source.strip_prefix("files://") {
+        Some(p) => {
+            cmd.arg(p);
+        }
+        None => {
+            cmd.arg("--source").arg(&c.source);
+        }
+    }
+    if c.physical {
+        cmd.arg("--physical");
+    }
+    let out = match cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => return fail(format!("cannot run lifeboat backup: {e}")),
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if out.status.success() || out.status.code() == Some(i32::from(exit::PARTIAL)) {
+        return Outcome {
+            ok: out.status.success(),
+            bytes: doc["bytes_read"].as_u64(),
+            snapshot: doc["snapshot_id"].as_str().map(str::to_string),
+            error: (!out.status.success())
+                .then(|| "some source files could not be read (exit 3)".to_string()),
+        };
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    fail(
+        doc["error"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| said.trim().lines().last().map(str::to_string))
+            .unwrap_or_else(|| format!("lifeboat backup exited with {}", out.status)),
+    )
+}

@@ -1,0 +1,134 @@
+//! `lifeboat status`: each component of the plan at a glance — its tier
+//! and objectives, the data-loss window now (the age of its newest backup,
+//! from the ledger) against its RPO, and its last run.
+
+use anyhow::Result;
+use lifeboat_plan::objectives;
+use serde_json::json;
+
+use crate::cmd::plan::{ledger, load};
+use crate::cmd::Ctx;
+use crate::exit;
+
+pub fn run(ctx: &Ctx) -> Result<u8> {
+    let (plan, path) = load(ctx)?;
+    let ledger = ledger(&plan, &path)?;
+    let now = jiff::Timestamp::now();
+    let now_s = now.as_microsecond() as f64 / 1e6;
+    let assessed = objectives::assess_plan(&plan, now);
+    let mut rows = vec![];
+    let mut over = 0;
+    for (c, a) in plan.components.iter().zip(&assessed) {
+        let last = ledger.runs(&c.name, 1)?.into_iter().next();
+        let success = ledger.last_success(&c.name)?;
+        let window = success.as_ref().map(|r| (now_s - r.started).max(0.0));
+        let within = window.is_some_and(|w| w <= c.rpo.as_secs_f64());
+        if !within {
+            over += 1;
+        }
+        rows.push(json!({
+            "component": c.name,
+            "tier": c.tier,
+            "region": c.region,
+            "rpo_seconds": c.rpo.as_secs(),
+            "rto_seconds": c.rto.as_secs(),
+            "achievable_rpo_seconds": a.achievable_rpo_seconds,
+            "data_loss_window_seconds": window,
+            "within_rpo": within,
+            "continuous": c.continuous,
+            "last_run": last,
+            "last_success": success,
+        }));
+    }
+    let doc = json!({ "plan": path.display().to_string(), "components": rows });
+    let color = console::colors_enabled() && !ctx.global.json;
+    let paint = |s: String, ok: bool| {
+        if !color {
+            s
+        } else if ok {
+            console::style(s).green().to_string()
+        } else {
+            console::style(s).red().bold().to_string()
+        }
+    };
+    ctx.out.print(&doc, || {
+        let d = |s: f64| objectives::words(jiff::SignedDuration::from_secs(s as i64));
+        let mut t = String::new();
+        let head = ["COMPONENT", "TIER", "RPO", "LOSS WINDOW", "RTO", "LAST RUN"];
+        let body: Vec<[String; 6]> = rows
+            .iter()
+            .map(|r| {
+                let window = match r["data_loss_window_seconds"].as_f64() {
+                    Some(w) => format!("{} ago", d(w)),
+                    None => "no backup yet".into(),
+                };
+                let last = match r["last_run"].as_object() {
+                    None => "never".to_string(),
+                    Some(l) => match l.get("ok").and_then(|v| v.as_bool()) {
+                        Some(true) => format!(
+                            "ok {} ago",
+                            d(now_s - l["started"].as_f64().unwrap_or(now_s))
+                        ),
+                        Some(false) => format!(
+                            "FAILED {} ago: {}",
+                            d(now_s - l["started"].as_f64().unwrap_or(now_s)),
+                            l.get("error").and_then(|e| e.as_str()).unwrap_or("")
+                        ),
+                        None => "running (or killed)".into(),
+                    },
+                };
+                [
+                    r["component"].as_str().unwrap_or("").to_string(),
+                    r["tier"].as_str().unwrap_or("").to_string(),
+                    d(r["rpo_seconds"].as_f64().unwrap_or(0.0)),
+                    window,
+                    d(r["rto_seconds"].as_f64().unwrap_or(0.0)),
+                    last,
+                ]
+            })
+            .collect();
+        let widths: Vec<usize> = (0..6)
+            .map(|i| {
+                body.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([head[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: Vec<String>| {
+            let l: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            l.join("  ").trim_end().to_string() + "\n"
+        };
+        t += &line(head.iter().map(|h| h.to_string()).collect());
+        for (r, cells) in rows.iter().zip(body) {
+            let ok = r["within_rpo"].as_bool().unwrap_or(false);
+            let mut cells = cells.to_vec();
+            // Padded before painting: colour codes take no columns.
+            let w = widths[3];
+            cells[3] = paint(format!("{:<w$}", cells[3]), ok);
+            t += &line(cells);
+        }
+        t += &format!(
+            "{}\n",
+            if over == 0 {
+                "every component's newest backup is within its RPO".to_string()
+            } else {
+                format!(
+                    "{} outside its RPO",
+                    crate::ui::count(over as u64, "component")
+                )
+            }
+        );
+        t
+    })?;
+    Ok(if over == 0 {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
+}

@@ -1,0 +1,281 @@
+//! The ledger: what lifeboat did and measured — every run of a
+//! component's backup (start, end, bytes, result, error, snapshot) — kept
+//! where every command and the daemon read it. An embedded SQLite file by
+//! default (a PostgreSQL ledger for several hosts is to come).
+//!
+//! The schema is versioned: [`MIGRATIONS`] are applied in order, each in
+//! its own transaction, and `PRAGMA user_version` records how far; a
+//! ledger written by a newer lifeboat is refused rather than misread.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// The schema, one migration per version (version = index + 1).
+pub const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        component TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        region TEXT NOT NULL,
+        started REAL NOT NULL,
+        ended REAL,
+        ok INTEGER,
+        bytes INTEGER,
+        snapshot TEXT,
+        error TEXT
+    );
+    CREATE INDEX runs_by_component ON runs (component, started);"];
+
+/// A ledger that cannot be used: what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// SQLite failed.
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        /// The ledger file.
+        path: PathBuf,
+        /// SQLite's words.
+        source: rusqlite::Error,
+    },
+    /// A newer lifeboat wrote it.
+    #[error("ledger {path} has schema version {found}; this lifeboat knows up to {known}: upgrade lifeboat")]
+    TooNew {
+        /// The ledger file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// Ours.
+        known: i64,
+    },
+}
+
+/// The ledger's result.
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+/// One run, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    /// Its id.
+    pub id: i64,
+    /// The component.
+    pub component: String,
+    /// What ran (`backup`).
+    pub kind: String,
+    /// The region written to.
+    pub region: String,
+    /// Start, seconds since the epoch.
+    pub started: f64,
+    /// End (none: still running, or killed).
+    pub ended: Option<f64>,
+    /// Whether it succeeded (none: not ended).
+    pub ok: Option<bool>,
+    /// Bytes read from the source.
+    pub bytes: Option<u64>,
+    /// The snapshot written.
+    pub snapshot: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Bytes read from the source.
+    pub bytes: Option<u64>,
+    /// The snapshot written.
+    pub snapshot: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// An open ledger.
+pub struct Ledger {
+    db: Connection,
+    path: PathBuf,
+}
+
+fn now() -> f64 {
+    jiff::Timestamp::now().as_microsecond() as f64 / 1e6
+}
+
+impl Ledger {
+    /// Opens (creating it if missing) the SQLite ledger at `path`, its
+    /// schema migrated to this version.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        let err = |source| LedgerError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut db = Connection::open(path).map_err(err)?;
+        db.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(err)?;
+        db.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        let version: i64 = db
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known,
+            });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = db.transaction().map_err(err)?;
+            tx.execute_batch(m).map_err(err)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
+        Ok(Ledger {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The schema version.
+    pub fn version(&self) -> Result<i64> {
+        self.db
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records that a run started; its id.
+    pub fn start(&self, component: &str, kind: &str, region: &str) -> Result<i64> {
+        self.db
+            .execute(
+                "INSERT INTO runs (component, kind, region, started) VALUES (?1, ?2, ?3, ?4)",
+                params![component, kind, region, now()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Records how run `id` ended.
+    pub fn finish(&self, id: i64, o: &Outcome) -> Result<()> {
+        self.db
+            .execute(
+                "UPDATE runs SET ended = ?2, ok = ?3, bytes = ?4, snapshot = ?5, error = ?6 WHERE id = ?1",
+                params![id, now(), o.ok, o.bytes.map(|b| b as i64), o.snapshot, o.error],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn run_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+        Ok(Run {
+            id: r.get(0)?,
+            component: r.get(1)?,
+            kind: r.get(2)?,
+            region: r.get(3)?,
+            started: r.get(4)?,
+            ended: r.get(5)?,
+            ok: r.get(6)?,
+            bytes: r.get::<_, Option<i64>>(7)?.map(|b| b as u64),
+            snapshot: r.get(8)?,
+            error: r.get(9)?,
+        })
+    }
+
+    /// The newest `n` runs of `component`, newest first.
+    pub fn runs(&self, component: &str, n: usize) -> Result<Vec<Run>> {
+        let mut q = self
+            .db
+            .prepare(
+                "SELECT id, component, kind, region, started, ended, ok, bytes, snapshot, error
+                 FROM runs WHERE component = ?1 ORDER BY started DESC, id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = q
+            .query_map(params![component, n as i64], Ledger::run_of)
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest successful run of `component`.
+    pub fn last_success(&self, component: &str) -> Result<Option<Run>> {
+        self.db
+            .query_row(
+                "SELECT id, component, kind, region, started, ended, ok, bytes, snapshot, error
+                 FROM runs WHERE component = ?1 AND ok = 1 ORDER BY started DESC, id DESC LIMIT 1",
+                params![component],
+                Ledger::run_of,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_recorded_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.version().unwrap(), MIGRATIONS.len() as i64);
+        let a = l.start("orders-db", "backup", "primary").unwrap();
+        l.finish(
+            a,
+            &Outcome {
+                ok: true,
+                bytes: Some(42),
+                snapshot: Some("abc".into()),
+                error: None,
+            },
+        )
+        .unwrap();
+        let b = l.start("orders-db", "backup", "primary").unwrap();
+        l.finish(
+            b,
+            &Outcome {
+                ok: false,
+                error: Some("pg_dump failed".into()),
+                ..Outcome::default()
+            },
+        )
+        .unwrap();
+        let open = l.start("orders-db", "backup", "primary").unwrap();
+        drop(l);
+        let l = Ledger::open(&path).unwrap();
+        let runs = l.runs("orders-db", 10).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![open, b, a]
+        );
+        assert_eq!(runs[0].ok, None, "a run that never ended");
+        assert_eq!(runs[1].error.as_deref(), Some("pg_dump failed"));
+        let last = l.last_success("orders-db").unwrap().unwrap();
+        assert_eq!((last.id, last.bytes), (a, Some(42)));
+        assert!(l.last_success("nothing").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_ledger_from_a_newer_lifeboat_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        drop(Ledger::open(&path).unwrap());
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let e = Ledger::open(&path).err().unwrap();
+        assert!(e.to_string().contains("schema version 99"), "{e}");
+    }
+}
