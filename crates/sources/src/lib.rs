@@ -16,6 +16,7 @@ pub mod mariadb;
 pub mod partial;
 pub mod postgres;
 pub mod producer;
+pub mod receiver;
 pub mod redis;
 pub mod sqlite;
 pub mod tee;

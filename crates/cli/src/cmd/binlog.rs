@@ -22,21 +22,13 @@ pub fn run(ctx: &Ctx, cmd: BinlogCommand) -> Result<u8> {
             crate::interrupt::set_note("interrupted; the next `binlog stream` resumes with the log being received (the server keeps its binary logs until they are purged)");
             let opts = stream::StreamOptions { spool, server_id };
             let stop = std::sync::atomic::AtomicBool::new(false);
-            let quiet = ctx.global.quiet || ctx.global.json;
-            stream::run(&repo, &url, &opts, &stop, |s| {
-                if !s.partial && !quiet {
-                    #[allow(clippy::print_stdout)]
-                    {
-                        println!("archived {} ({:.1}s behind)", s.file, s.lag.as_secs_f64());
-                    }
-                }
-                tracing::debug!(
-                    "uploaded {}{} ({:.2}s behind)",
-                    s.file,
-                    if s.partial { " (partial)" } else { "" },
-                    s.lag.as_secs_f64()
-                );
-            })?;
+            stream::run(
+                &repo,
+                &url,
+                &opts,
+                &stop,
+                crate::cmd::stream_reporter(ctx, "archived"),
+            )?;
             Ok(exit::SUCCESS)
         }
         BinlogCommand::Verify { server_id } => {

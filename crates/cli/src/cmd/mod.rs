@@ -197,6 +197,30 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// What a log stream (`wal stream`, `binlog stream`) says as it goes:
+/// each whole file made durable, on stdout (`verb FILE (N s behind)`)
+/// unless quiet; every upload, partials too, in the debug log.
+pub fn stream_reporter(
+    ctx: &Ctx,
+    verb: &'static str,
+) -> impl FnMut(&lifeboat_sources::receiver::StreamStatus) {
+    let quiet = ctx.global.quiet || ctx.global.json;
+    move |s| {
+        if !s.partial && !quiet {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{verb} {} ({:.1}s behind)", s.file, s.lag.as_secs_f64());
+            }
+        }
+        tracing::debug!(
+            "uploaded {}{} ({:.2}s behind)",
+            s.file,
+            if s.partial { " (partial)" } else { "" },
+            s.lag.as_secs_f64()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,21 +107,13 @@ pub fn run(ctx: &Ctx, cmd: WalCommand) -> Result<u8> {
                 spool,
             };
             let stop = std::sync::atomic::AtomicBool::new(false);
-            let quiet = ctx.global.quiet || ctx.global.json;
-            lifeboat_sources::postgres::stream::run(&repo, &url, &opts, &stop, |s| {
-                if !s.partial && !quiet {
-                    #[allow(clippy::print_stdout)]
-                    {
-                        println!("streamed {} ({:.1}s behind)", s.file, s.lag.as_secs_f64());
-                    }
-                }
-                tracing::debug!(
-                    "uploaded {}{} ({:.2}s behind)",
-                    s.file,
-                    if s.partial { " (partial)" } else { "" },
-                    s.lag.as_secs_f64()
-                );
-            })?;
+            lifeboat_sources::postgres::stream::run(
+                &repo,
+                &url,
+                &opts,
+                &stop,
+                crate::cmd::stream_reporter(ctx, "streamed"),
+            )?;
             Ok(exit::SUCCESS)
         }
         WalCommand::Verify { pgdata } => {

@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use super::common::{code, stderr, text, Env};
 
-fn port() -> String {
+pub(super) fn port() -> String {
     std::env::var("LIFEBOAT_TEST_MARIADB_PORT").unwrap_or_else(|_| {
         panic!("LIFEBOAT_TEST_MARIADB_PORT is not set: run the tests with scripts/test, which starts a MariaDB server")
     })
 }
 
-fn sql(db: &str, q: &str) -> String {
+pub(super) fn sql(db: &str, q: &str) -> String {
     let out = Command::new("mariadb")
         .args([
             "--host=127.0.0.1",
@@ -39,7 +39,7 @@ fn sql(db: &str, q: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn url(db: &str) -> String {
+pub(super) fn url(db: &str) -> String {
     format!("mariadb://root@127.0.0.1:{}/{db}", port())
 }
 

@@ -9,38 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::common::{code, stderr, text, Env, PASSWORD};
-
-fn port() -> String {
-    std::env::var("LIFEBOAT_TEST_MARIADB_PORT").unwrap_or_else(|_| {
-        panic!("LIFEBOAT_TEST_MARIADB_PORT is not set: run the tests with scripts/test, which starts a MariaDB server")
-    })
-}
-
-fn sql(db: &str, q: &str) -> String {
-    let out = Command::new("mariadb")
-        .args([
-            "--host=127.0.0.1",
-            &format!("--port={}", port()),
-            "--user=root",
-            "-N",
-            "-B",
-            "-e",
-            q,
-        ])
-        .args((!db.is_empty()).then(|| format!("--database={db}")))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{q}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn url(db: &str) -> String {
-    format!("mariadb://root@127.0.0.1:{}/{db}", port())
-}
+use super::mariadb::{port, sql, url};
 
 /// `binlog stream` in the background, killed when dropped.
 struct Streamer(Child);

@@ -17,9 +17,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
 
 use lifeboat_repo::{RepoError, Repository};
 
@@ -27,7 +26,6 @@ use super::binlog::{self, Summary};
 use super::MariadbUrl;
 use crate::error::{Result, SourceError};
 use crate::partial;
-use crate::producer::StderrTail;
 
 /// The object name of the whole binary log `file` of server `server_id`:
 /// `binlog-<server_id>-<base>-<number>` (`binlog.000042` of server 1 is
@@ -95,16 +93,7 @@ pub struct StreamOptions {
     pub server_id: Option<u32>,
 }
 
-/// What the stream reports after each upload.
-#[derive(Debug, Clone)]
-pub struct StreamStatus {
-    /// The binary log just made durable in the repository.
-    pub file: String,
-    /// Whether it is still being written (stored as a partial).
-    pub partial: bool,
-    /// How long since it last changed in the spool.
-    pub lag: Duration,
-}
+pub use crate::receiver::StreamStatus;
 
 /// Streams until `stop` is set: `mariadb-binlog` restarted whenever it
 /// ends (a lost connection, a restarted server), the spool uploaded every
@@ -131,54 +120,23 @@ pub fn run(
             seen.insert(newest, repo.get_log(&p)?.len() as u64);
         }
     }
-    let mut child: Option<(Child, StderrTail)> = None;
-    let mut restarted = Instant::now() - Duration::from_secs(10);
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        if let Some((c, said)) = child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                tracing::warn!(
-                    "mariadb-binlog ended ({status}): {}; reconnecting",
-                    said.finish().trim().lines().last().unwrap_or("")
-                );
-                child = None;
-            }
-        }
-        if child.is_none() && !stopping && restarted.elapsed() >= Duration::from_secs(1) {
-            restarted = Instant::now();
+    crate::receiver::supervise(
+        "mariadb-binlog",
+        stop,
+        || {
             let from = start_file(repo, server_id, &opts.spool, &on_server)?;
             let mut cmd = url.command("mariadb-binlog");
             cmd.args(["--read-from-remote-server", "--raw", "--stop-never"])
                 .arg(format!("--result-file={}/", opts.spool.display()))
-                .arg(&from)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
+                .arg(&from);
             if let Some(id) = opts.server_id {
                 cmd.arg(format!("--stop-never-slave-server-id={id}"));
             }
-            crate::producer::die_with_parent(&mut cmd);
-            let mut c = cmd
-                .spawn()
-                .map_err(|e| tool(&shown, lifeboat_repo::error::io_words(&e)))?;
-            let said = StderrTail::spawn(
-                c.stderr
-                    .take()
-                    .ok_or_else(|| tool(&shown, "no stderr".into()))?,
-            );
-            child = Some((c, said));
-        }
-        upload(repo, server_id, &opts.spool, &mut seen, &mut report)?;
-        if stopping {
-            if let Some((mut c, _)) = child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            // What it wrote last is uploaded before we go.
-            return upload(repo, server_id, &opts.spool, &mut seen, &mut report);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+            Ok(cmd)
+        },
+        |m| tool(&shown, m),
+        || upload(repo, server_id, &opts.spool, &mut seen, &mut report),
+    )
 }
 
 /// The server's `@@server_id`, once binary logging is known to be on.

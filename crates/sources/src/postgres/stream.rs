@@ -13,9 +13,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
 
 use lifeboat_repo::{RepoError, Repository};
 
@@ -24,7 +23,6 @@ use super::psql::Session;
 use super::wal::{object_name, WalFile};
 use crate::error::{Result, SourceError};
 use crate::partial;
-use crate::producer::StderrTail;
 use crate::url::ConnUrl;
 
 /// Options of `wal stream`.
@@ -41,16 +39,7 @@ pub struct StreamOptions {
     pub spool: PathBuf,
 }
 
-/// What the stream reports after each upload.
-#[derive(Debug, Clone)]
-pub struct StreamStatus {
-    /// The WAL file just made durable in the repository.
-    pub file: String,
-    /// Whether it was a partial (still being written) segment.
-    pub partial: bool,
-    /// How long since the file last changed in the spool.
-    pub lag: Duration,
-}
+pub use crate::receiver::StreamStatus;
 
 /// Streams until `stop` is set: `pg_receivewal` restarted whenever it ends
 /// (a lost connection, a restarted server), the spool uploaded every
@@ -85,53 +74,22 @@ pub fn run(
             super::psql::last_error(&String::from_utf8_lossy(&created.stderr)),
         ));
     }
-    let mut child: Option<(Child, StderrTail)> = None;
     let mut seen: HashMap<String, (u64, std::time::SystemTime)> = HashMap::new();
-    let mut restarted = Instant::now() - Duration::from_secs(10);
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        if let Some((c, said)) = child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                tracing::warn!(
-                    "pg_receivewal ended ({status}): {}; reconnecting",
-                    super::psql::last_error(&said.finish())
-                );
-                child = None;
-            }
-        }
-        if child.is_none() && !stopping && restarted.elapsed() >= Duration::from_secs(1) {
-            restarted = Instant::now();
+    crate::receiver::supervise(
+        "pg_receivewal",
+        stop,
+        || {
             let mut cmd = receivewal(url, opts);
             cmd.arg(format!("--directory={}", opts.spool.display()))
-                .args(["--no-loop", "--status-interval=1"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
+                .args(["--no-loop", "--status-interval=1"]);
             if opts.synchronous {
                 cmd.arg("--synchronous");
             }
-            crate::producer::die_with_parent(&mut cmd);
-            let mut c = cmd
-                .spawn()
-                .map_err(|e| tool(&shown, lifeboat_repo::error::io_words(&e)))?;
-            let said = StderrTail::spawn(
-                c.stderr
-                    .take()
-                    .ok_or_else(|| tool(&shown, "no stderr".into()))?,
-            );
-            child = Some((c, said));
-        }
-        upload(repo, sys, &opts.spool, &mut seen, &mut report)?;
-        if stopping {
-            if let Some((mut c, _)) = child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            // What it wrote last is uploaded before we go.
-            return upload(repo, sys, &opts.spool, &mut seen, &mut report);
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+            Ok(cmd)
+        },
+        |m| tool(&shown, m),
+        || upload(repo, sys, &opts.spool, &mut seen, &mut report),
+    )
 }
 
 fn tool(target: &str, message: String) -> SourceError {
