@@ -180,6 +180,14 @@ pub enum Command {
     /// the data-loss window now (the age of its newest backup) against the
     /// RPO, and its last run. Exit 1 when a component is outside its RPO.
     Status,
+    /// Prove each component's newest backup against the plan: its age
+    /// against the RPO, its size against the one before (a sudden drop
+    /// warns), and its restore test — restored into the verify target (a
+    /// scratch directory), checked (counts, integrity, a command with
+    /// $LIFEBOAT_RESTORED), timed against the RTO, removed. Prints Total
+    /// components / Passed / Warnings / Failed, records each in the
+    /// ledger; exit 1 when anything failed.
+    Verify(VerifyArgs),
     /// Print lifeboat's version and the repository format versions it reads.
     Version,
     /// Print a shell completion script (`lifeboat completions bash >
@@ -684,6 +692,16 @@ pub struct RunArgs {
     /// Every component, due or not.
     #[arg(long, conflicts_with = "components")]
     pub all: bool,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Components to verify (default: all).
+    pub components: Vec<String>,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// `plan …`.

@@ -13,7 +13,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 /// The schema, one migration per version (version = index + 1).
-pub const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
         component TEXT NOT NULL,
         kind TEXT NOT NULL,
@@ -25,7 +26,18 @@ pub const MIGRATIONS: &[&str] = &["CREATE TABLE runs (
         snapshot TEXT,
         error TEXT
     );
-    CREATE INDEX runs_by_component ON runs (component, started);"];
+    CREATE INDEX runs_by_component ON runs (component, started);",
+    "CREATE TABLE verifications (
+        id INTEGER PRIMARY KEY,
+        component TEXT NOT NULL,
+        at REAL NOT NULL,
+        result TEXT NOT NULL,
+        restore_seconds REAL,
+        snapshot TEXT,
+        report TEXT NOT NULL
+    );
+    CREATE INDEX verifications_by_component ON verifications (component, at);",
+];
 
 /// A ledger that cannot be used: what and where.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +88,21 @@ pub struct Run {
     pub snapshot: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+}
+
+/// One verification of a component, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verification {
+    /// When, seconds since the epoch.
+    pub at: f64,
+    /// `passed`, `warning` or `failed`.
+    pub result: String,
+    /// How long its restore test took (none: it restored nothing).
+    pub restore_seconds: Option<f64>,
+    /// The snapshot it verified.
+    pub snapshot: Option<String>,
+    /// Its findings, as the JSON report has them.
+    pub report: String,
 }
 
 /// How a run ended.
@@ -221,6 +248,58 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Records a verification of `component`.
+    pub fn record_verification(&self, component: &str, v: &Verification) -> Result<()> {
+        self.db
+            .execute(
+                "INSERT INTO verifications (component, at, result, restore_seconds, snapshot, report)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![component, v.at, v.result, v.restore_seconds, v.snapshot, v.report],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The newest verification of `component`; with `restored`, the
+    /// newest that ran a restore test.
+    pub fn last_verification(
+        &self,
+        component: &str,
+        restored: bool,
+    ) -> Result<Option<Verification>> {
+        self.db
+            .query_row(
+                &format!(
+                    "SELECT at, result, restore_seconds, snapshot, report FROM verifications
+                     WHERE component = ?1 {} ORDER BY at DESC, id DESC LIMIT 1",
+                    if restored {
+                        "AND restore_seconds IS NOT NULL"
+                    } else {
+                        ""
+                    }
+                ),
+                params![component],
+                |r| {
+                    Ok(Verification {
+                        at: r.get(0)?,
+                        result: r.get(1)?,
+                        restore_seconds: r.get(2)?,
+                        snapshot: r.get(3)?,
+                        report: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Now, as the ledger stamps it.
+    pub fn now() -> f64 {
+        now()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +344,31 @@ mod tests {
         let last = l.last_success("orders-db").unwrap().unwrap();
         assert_eq!((last.id, last.bytes), (a, Some(42)));
         assert!(l.last_success("nothing").unwrap().is_none());
+        let v = |result: &str, secs: Option<f64>| Verification {
+            at: Ledger::now(),
+            result: result.into(),
+            restore_seconds: secs,
+            snapshot: None,
+            report: "[]".into(),
+        };
+        l.record_verification("orders-db", &v("passed", Some(2.5)))
+            .unwrap();
+        l.record_verification("orders-db", &v("warning", None))
+            .unwrap();
+        assert_eq!(
+            l.last_verification("orders-db", false)
+                .unwrap()
+                .unwrap()
+                .result,
+            "warning"
+        );
+        assert_eq!(
+            l.last_verification("orders-db", true)
+                .unwrap()
+                .unwrap()
+                .restore_seconds,
+            Some(2.5)
+        );
     }
 
     #[test]

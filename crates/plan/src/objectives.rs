@@ -70,7 +70,7 @@ pub enum RpoBasis {
 }
 
 /// One component held against its objectives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Assessment {
     /// The component.
     pub component: String,
@@ -84,6 +84,11 @@ pub struct Assessment {
     pub basis: RpoBasis,
     /// Whether the achievable RPO is within the objective.
     pub rpo_met: bool,
+    /// The RTO estimate, in seconds: the last restore test's time (none:
+    /// no restore measured yet).
+    pub rto_estimate_seconds: Option<f64>,
+    /// Whether the estimate is within the RTO (none: not measured).
+    pub rto_met: Option<bool>,
     /// What stands between the plan and its objectives, in words.
     pub findings: Vec<String>,
 }
@@ -162,7 +167,32 @@ pub fn assess(c: &Component, from: jiff::Timestamp) -> Assessment {
         achievable_rpo_seconds: achievable.map(|a| a.as_secs()),
         basis,
         rpo_met,
+        rto_estimate_seconds: None,
+        rto_met: None,
         findings,
+    }
+}
+
+/// Holds an assessment's RTO against the last measured restore of its
+/// component (`measured`, seconds; none: not measured yet).
+pub fn hold_rto(a: &mut Assessment, measured: Option<f64>) {
+    a.rto_estimate_seconds = measured;
+    a.rto_met = measured.map(|m| m <= a.rto_seconds as f64);
+    if a.rto_met == Some(false) {
+        a.findings.push(format!(
+            "RTO {} cannot be met: its last restore test took {}",
+            words(SignedDuration::from_secs(a.rto_seconds)),
+            words(SignedDuration::from_secs(
+                measured.unwrap_or(0.0).ceil() as i64
+            ))
+        ));
+    }
+}
+
+impl Assessment {
+    /// Whether every objective known can be met.
+    pub fn met(&self) -> bool {
+        self.rpo_met && self.rto_met != Some(false)
     }
 }
 

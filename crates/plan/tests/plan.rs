@@ -215,3 +215,30 @@ region = \"moon\"
         p[1]
     );
 }
+
+#[test]
+fn a_measured_restore_over_the_rto_is_an_unmet_objective() {
+    let plan = parse(&format!(
+        "{BASE}
+[components.db]
+tier = \"critical\"
+source = \"postgres://db/\"
+continuous = true
+"
+    ))
+    .unwrap();
+    let mut a = assess_plan(&plan, start()).remove(0);
+    assert!(a.met() && a.rto_met.is_none(), "not measured: not a miss");
+    lifeboat_plan::objectives::hold_rto(&mut a, Some(299.0));
+    assert!(a.met());
+    lifeboat_plan::objectives::hold_rto(&mut a, Some(421.5));
+    assert!(!a.met());
+    assert!(
+        a.findings
+            .last()
+            .unwrap()
+            .contains("RTO 5m cannot be met: its last restore test took 7m 2s"),
+        "{:?}",
+        a.findings
+    );
+}

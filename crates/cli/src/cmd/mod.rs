@@ -17,6 +17,7 @@ mod restore;
 mod run;
 mod status;
 mod tag;
+mod verify;
 mod wal;
 
 use std::sync::Arc;
@@ -190,6 +191,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Plan(p) => plan::run(&ctx, p),
         Command::Run(a) => run::run(&ctx, a),
         Command::Status => status::run(&ctx),
+        Command::Verify(a) => verify::run(&ctx, a),
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Version => meta::version(&ctx),
         Command::Completions { shell } => meta::completions(shell),

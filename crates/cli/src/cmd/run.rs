@@ -129,6 +129,56 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     })
 }
 
+/// A child `lifeboat --json` opening the repository of `region` with its
+/// password source; the error says what is missing.
+pub fn in_region(plan: &Plan, region: &str) -> std::result::Result<Command, String> {
+    let Some(r) = plan.regions.get(region) else {
+        return Err(format!("region {region:?} is not in the plan"));
+    };
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the lifeboat program: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--json")
+        .arg("--repo")
+        .arg(&r.repository)
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_PASSWORD_FILE")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    match &r.password {
+        PasswordSource::File(f) => {
+            cmd.arg("--password-file").arg(f);
+        }
+        PasswordSource::Command(c) => {
+            cmd.arg("--password-command").arg(c);
+        }
+        PasswordSource::Env(var) => {
+            let v = std::env::var(var).map_err(|_| {
+                format!("region {region}'s password is to be in ${var}, which is not set")
+            })?;
+            cmd.env("LIFEBOAT_PASSWORD", v);
+        }
+    }
+    Ok(cmd)
+}
+
+/// What a child `lifeboat --json` said: its document, and (when it failed)
+/// its error in its own words.
+pub fn child_outcome(out: &std::process::Output) -> (serde_json::Value, Option<String>) {
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if out.status.success() {
+        return (doc, None);
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    let e = doc["error"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| said.trim().lines().last().map(str::to_string))
+        .unwrap_or_else(|| format!("lifeboat exited with {}", out.status));
+    (doc, Some(e))
+}
+
 /// One component's backup, as a child `lifeboat backup --json`.
 fn backup(plan: &Plan, c: &Component) -> Outcome {
     let fail = |e: String| Outcome {
@@ -136,38 +186,10 @@ fn backup(plan: &Plan, c: &Component) -> Outcome {
         error: Some(e),
         ..Outcome::default()
     };
-    let Some(region) = plan.regions.get(&c.region) else {
-        return fail(format!("region {:?} is not in the plan", c.region));
+    let mut cmd = match in_region(plan, &c.region) {
+        Ok(cmd) => cmd,
+        Err(e) => return fail(e),
     };
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return fail(format!("cannot find the lifeboat program: {e}")),
-    };
-    let mut cmd = Command::new(exe);
-    cmd.arg("--json")
-        .arg("--repo")
-        .arg(&region.repository)
-        .env_remove("LIFEBOAT_PASSWORD")
-        .env_remove("LIFEBOAT_PASSWORD_FILE");
-    match &region.password {
-        PasswordSource::File(f) => {
-            cmd.arg("--password-file").arg(f);
-        }
-        PasswordSource::Command(c) => {
-            cmd.arg("--password-command").arg(c);
-        }
-        PasswordSource::Env(var) => match std::env::var(var) {
-            Ok(v) => {
-                cmd.env("LIFEBOAT_PASSWORD", v);
-            }
-            Err(_) => {
-                return fail(format!(
-                    "region {}'s password is to be in ${var}, which is not set",
-                    c.region
-                ))
-            }
-        },
-    }
     cmd.arg("backup")
         .arg("--tag")
         .arg(format!("component={}", c.name));
@@ -182,17 +204,12 @@ fn backup(plan: &Plan, c: &Component) -> Outcome {
     if c.physical {
         cmd.arg("--physical");
     }
-    let out = match cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .output()
-    {
+    let out = match cmd.output() {
         Ok(o) => o,
         Err(e) => return fail(format!("cannot run lifeboat backup: {e}")),
     };
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    if out.status.success() || out.status.code() == Some(i32::from(exit::PARTIAL)) {
+    let (doc, error) = child_outcome(&out);
+    if error.is_none() || out.status.code() == Some(i32::from(exit::PARTIAL)) {
         return Outcome {
             ok: out.status.success(),
             bytes: doc["bytes_read"].as_u64(),
@@ -201,12 +218,5 @@ fn backup(plan: &Plan, c: &Component) -> Outcome {
                 .then(|| "some source files could not be read (exit 3)".to_string()),
         };
     }
-    let said = String::from_utf8_lossy(&out.stderr);
-    fail(
-        doc["error"]
-            .as_str()
-            .map(str::to_string)
-            .or_else(|| said.trim().lines().last().map(str::to_string))
-            .unwrap_or_else(|| format!("lifeboat backup exited with {}", out.status)),
-    )
+    fail(error.unwrap_or_default())
 }
