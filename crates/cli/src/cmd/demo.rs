@@ -235,6 +235,113 @@ struct DemoReport {
     restores_identical: bool,
     files_compared: usize,
     check_errors: Vec<String>,
+    /// The DR plan part: the plan written, and what run, verify and status said.
+    plan: PlanPart,
+}
+
+/// The demo's DR plan, run: `lifeboat run`, `verify`, `status` on it.
+#[derive(Serialize)]
+struct PlanPart {
+    plan: PathBuf,
+    writer_commits_during_backup: u64,
+    run: serde_json::Value,
+    verify: serde_json::Value,
+    status: serde_json::Value,
+    ok: bool,
+}
+
+/// The demo plan: a SQLite database its writer keeps writing and the
+/// generated files, backed up into the demo repository.
+fn write_plan(dir: &Path, password: &str) -> Result<PathBuf> {
+    let plan = dir.join("lifeboat.toml");
+    let password = password.replace("@DIR@", &dir.display().to_string());
+    fs::write(
+        &plan,
+        format!(
+            r#"# Written by `lifeboat demo`: the DR table of a small service as code.
+# Try: lifeboat -c {dir}/lifeboat.toml plan check   (or status, run, verify)
+
+[regions.primary]
+repository = "{dir}/repo"
+{password}
+
+[components.app-db]
+tier = "medium"                  # RPO 4h, RTO 4h
+source = "sqlite://{dir}/app.db"
+schedule = "@hourly"
+priority = "data"
+verify = {{ target = "{dir}/scratch", checks = [{{ kind = "counts" }}, {{ kind = "integrity" }}] }}
+
+[components.files]
+tier = "low"                     # RPO 24h, RTO 24h
+source = "files://{dir}/data"
+schedule = "@daily"
+verify = {{ target = "{dir}/scratch", checks = [{{ kind = "command", run = "test -d $LIFEBOAT_RESTORED{dir}/data" }}] }}
+"#,
+            dir = dir.display(),
+            password = password,
+        ),
+    )?;
+    Ok(plan)
+}
+
+/// `lifeboat -c PLAN --json ARGS…`: its JSON document and whether it exited 0.
+fn plan_command(plan: &Path, args: &[&str]) -> Result<(serde_json::Value, bool)> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("--json")
+        .arg("-c")
+        .arg(plan)
+        .args(args)
+        .env_remove("LIFEBOAT_REPOSITORY")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    Ok((
+        serde_json::from_slice(&out.stdout).unwrap_or_default(),
+        out.status.success(),
+    ))
+}
+
+/// A SQLite database, and a writer that commits into it until stopped: the
+/// demo's backup of it runs while it is being written. The writer's thread
+/// gives the commits it made.
+type Writer = (
+    Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+);
+
+fn sqlite_with_writer(path: &Path) -> Result<Writer> {
+    let db = rusqlite::Connection::open(path)?;
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, total_cents INTEGER);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+         INSERT INTO orders (customer, total_cents) SELECT 'customer-' || (i % 997), i * 37 % 100000 FROM n;",
+    )?;
+    drop(db);
+    let path = path.to_path_buf();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let Ok(db) = rusqlite::Connection::open(&path) else {
+            return 0;
+        };
+        let _ = db.busy_timeout(std::time::Duration::from_secs(5));
+        let mut n = 0;
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            if db
+                .execute(
+                    "INSERT INTO orders (customer, total_cents) VALUES ('walk-in', ?1)",
+                    [n as i64],
+                )
+                .is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    });
+    Ok((stop, writer))
 }
 
 fn step(name: &str, start: Instant, bytes: u64) -> Step {
@@ -370,6 +477,33 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
     drop(bar);
     steps.push(step("check --read-data", t, report.bytes_read));
 
+    say("the DR plan: lifeboat.toml with a SQLite database (written to throughout) and the files above …");
+    let plan_file = write_plan(
+        &dir,
+        if std::env::var("LIFEBOAT_PASSWORD").is_ok() {
+            "password_env = \"LIFEBOAT_PASSWORD\""
+        } else {
+            "password_file = \"@DIR@/password\""
+        },
+    )?;
+    let (stop, writer) = sqlite_with_writer(&dir.join("app.db"))?;
+    say("lifeboat run --all …");
+    let ran = plan_command(&plan_file, &["run", "--all"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let commits = writer.join().unwrap_or(0);
+    let (run_doc, run_ok) = ran?;
+    say("lifeboat verify (restore tests) …");
+    let (verify_doc, verify_ok) = plan_command(&plan_file, &["verify"])?;
+    let (status_doc, status_ok) = plan_command(&plan_file, &["status"])?;
+    let plan = PlanPart {
+        plan: plan_file,
+        writer_commits_during_backup: commits,
+        run: run_doc,
+        verify: verify_doc,
+        status: status_doc,
+        ok: run_ok && verify_ok && status_ok,
+    };
+
     let logical = s1.bytes_total + s2.bytes_total;
     let stored = dir_size(&dir.join("repo"));
     let added = s1.bytes_added + s2.bytes_added;
@@ -383,6 +517,7 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
         restores_identical: identical,
         files_compared: compared,
         check_errors: report.errors.clone(),
+        plan,
     };
     ctx.out.print(&doc, || {
         let mut t = format!("\nlifeboat demo in {}\n\n{:<24} {:>8} {:>12} {:>12}\n", dir.display(), "step", "seconds", "data", "MiB/s");
@@ -402,13 +537,29 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
             compared,
             if doc.check_errors.is_empty() { "no errors".to_string() } else { format!("{} errors", doc.check_errors.len()) }
         );
+        let p = &doc.plan;
+        t += &format!(
+            "\nthe DR plan {}: {} backed up (app-db while a writer committed {} orders into it); restore tests: Passed {}, Warnings {}, Failed {}; status: {}\n",
+            p.plan.display(),
+            ui::count(p.run["runs"].as_array().map_or(0, |r| r.len()) as u64, "component"),
+            p.writer_commits_during_backup,
+            p.verify["passed"],
+            p.verify["warnings"],
+            p.verify["failed"],
+            if p.ok { "every component's newest backup is within its RPO" } else { "NOT all well (see above)" }
+        );
         t += &format!("\nthe repository is in {}/repo; try: lifeboat --repo {}/repo snapshots\n", dir.display(), dir.display());
+        t += &format!(
+            "the plan is {}: lifeboat -c {} status (or plan check, run, verify); to protect your own systems, copy a plan from examples/plans/ into ./lifeboat.toml, name your repositories and sources, and run `lifeboat run` from a timer\n",
+            p.plan.display(),
+            p.plan.display()
+        );
         if std::env::var("LIFEBOAT_PASSWORD").is_err() {
             t += &format!("(its password is in {}/password: export LIFEBOAT_PASSWORD_FILE={}/password)\n", dir.display(), dir.display());
         }
         t
     })?;
-    Ok(if identical && doc.check_errors.is_empty() {
+    Ok(if identical && doc.check_errors.is_empty() && doc.plan.ok {
         exit::SUCCESS
     } else {
         exit::FAILURE

@@ -555,6 +555,35 @@ fn demo_runs_the_whole_story() {
         "two similar snapshots dedup: {v}"
     );
     assert_eq!(v["steps"].as_array().unwrap().len(), 5);
+    // The DR plan part: backups run from the plan while a writer commits,
+    // restore tests that really restore, and the posture.
+    let plan = &v["plan"];
+    assert_eq!(plan["ok"], true, "{plan}");
+    assert_eq!(plan["run"]["runs"].as_array().unwrap().len(), 2, "{plan}");
+    assert_eq!(
+        (
+            plan["verify"]["passed"].as_u64(),
+            plan["verify"]["failed"].as_u64()
+        ),
+        (Some(2), Some(0)),
+        "{plan}"
+    );
+    assert!(
+        plan["writer_commits_during_backup"].as_u64().unwrap() > 0,
+        "{plan}"
+    );
+    assert!(
+        plan["verify"].to_string().contains("as recorded"),
+        "the counts compared: {plan}"
+    );
+    let status = env
+        .cmd()
+        .env_remove("LIFEBOAT_PASSWORD")
+        .args(["status", "-c"])
+        .arg(dir.join("lifeboat.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&status), 0, "{}", text(&status));
     let pw = dir.join("password");
     assert_eq!(
         fs::metadata(&pw).unwrap().permissions().mode() & 0o777,
