@@ -531,6 +531,11 @@ pub struct CheckArgs {
 /// `forget`.
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
+    /// Apply each component's retention from the plan (`-c FILE`) in its
+    /// region, instead of keep rules given here (--dry-run and --prune
+    /// apply to every component).
+    #[arg(long, conflicts_with_all = ["snapshots", "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"])]
+    pub plan: bool,
     /// Remove these snapshots (ids or prefixes) instead of applying keep rules.
     #[arg(value_name = "SNAPSHOT")]
     pub snapshots: Vec<String>,

@@ -12,6 +12,9 @@ use crate::cmd::{parse_duration, Ctx};
 use crate::{exit, ui, UsageError};
 
 pub fn forget(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
+    if a.plan {
+        return forget_plan(ctx, &a);
+    }
     let repo = ctx.open()?;
     let report = if !a.snapshots.is_empty() {
         let mut ids = vec![];
@@ -232,4 +235,100 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
     let r = run_prune(ctx, repo, &a.opts, a.dry_run)?;
     ctx.out.outcome(&r, &[], || prune_text(&r))?;
     Ok(exit::SUCCESS)
+}
+
+/// `forget --plan`: each component's retention applied to its snapshots
+/// (tagged component=NAME) in its region, each as a child `lifeboat
+/// forget`; a component without retention keeps everything.
+fn forget_plan(ctx: &Ctx, a: &ForgetArgs) -> Result<u8> {
+    use crate::cmd::run::{child_outcome, in_region};
+    let (plan, _) = crate::cmd::plan::load(ctx)?;
+    let mut results = vec![];
+    let mut problems = vec![];
+    for c in &plan.components {
+        let r = &c.retention;
+        let rules: Vec<(&str, String)> = [
+            ("--keep-last", r.last),
+            ("--keep-hourly", r.hourly),
+            ("--keep-daily", r.daily),
+            ("--keep-weekly", r.weekly),
+            ("--keep-monthly", r.monthly),
+            ("--keep-yearly", r.yearly),
+        ]
+        .into_iter()
+        .filter_map(|(flag, n)| n.map(|n| (flag, n.to_string())))
+        .chain(
+            r.within
+                .map(|w| ("--keep-within", format!("{}s", w.as_secs()))),
+        )
+        .collect();
+        if rules.is_empty() {
+            results.push(json!({ "component": c.name, "region": c.region, "kept_all": true }));
+            continue;
+        }
+        let mut cmd = match in_region(&plan, &c.region) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                problems.push(format!("error: {}: {e}", c.name));
+                continue;
+            }
+        };
+        cmd.arg("forget")
+            .arg("--tag")
+            .arg(format!("component={}", c.name));
+        for (flag, v) in &rules {
+            cmd.arg(flag).arg(v);
+        }
+        if a.dry_run {
+            cmd.arg("--dry-run");
+        }
+        if a.prune {
+            cmd.arg("--prune");
+        }
+        let out = cmd.output()?;
+        let (doc, error) = child_outcome(&out);
+        if let Some(e) = error {
+            problems.push(format!("error: {}: {e}", c.name));
+        }
+        let removed = doc["forget"]["removed"].as_array().map_or(0, |r| r.len());
+        let kept: usize = doc["forget"]["groups"].as_array().map_or(0, |g| {
+            g.iter()
+                .map(|g| g["keep"].as_array().map_or(0, |k| k.len()))
+                .sum()
+        });
+        results.push(json!({
+            "component": c.name,
+            "region": c.region,
+            "kept": kept,
+            "removed": removed,
+            "would_remove": if a.dry_run { doc["forget"]["groups"].as_array().map_or(0, |g| g.iter().map(|g| g["remove"].as_array().map_or(0, |k| k.len())).sum::<usize>()) } else { 0 },
+            "ok": out.status.success(),
+        }));
+    }
+    ctx.out.outcome(
+        &json!({ "dry_run": a.dry_run, "components": results }),
+        &problems,
+        || {
+            let mut t = String::new();
+            for r in &results {
+                let name = r["component"].as_str().unwrap_or("");
+                if r["kept_all"] == true {
+                    t += &format!("{name}: no retention in the plan; every snapshot kept\n");
+                } else if a.dry_run {
+                    t += &format!(
+                        "{name}: would keep {}, remove {}\n",
+                        r["kept"], r["would_remove"]
+                    );
+                } else {
+                    t += &format!("{name}: kept {}, removed {}\n", r["kept"], r["removed"]);
+                }
+            }
+            t
+        },
+    )?;
+    Ok(if problems.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }

@@ -381,3 +381,61 @@ verify = {{ target = "{scratch}", checks = [{{ kind = "command", run = "{check}"
         assert!(std::time::Instant::now() < deadline, "{}", text(&out));
     }
 }
+
+#[test]
+fn forget_plan_applies_each_components_retention_in_its_region() {
+    let env = Env::new();
+    let (a, b) = (env.path("a"), env.path("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("x"), b"x").unwrap();
+    }
+    let pass = env.path("pass");
+    std::fs::write(&pass, super::common::PASSWORD).unwrap();
+    let plan = env.path("lifeboat.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[regions.primary]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n[components.a]\ntier = \"low\"\nsource = \"files://{}\"\nretention = {{ last = 2 }}\n\n[components.b]\ntier = \"low\"\nsource = \"files://{}\"\n",
+            env.repo.display(),
+            pass.display(),
+            a.display(),
+            b.display()
+        ),
+    )
+    .unwrap();
+    let lifeboat = |args: &[&str]| {
+        env.cmd()
+            .env("LIFEBOAT_CONFIG", &plan)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for i in 0..4 {
+        std::fs::write(a.join("x"), format!("version {i}")).unwrap();
+        assert_eq!(code(&lifeboat(&["run", "--all"])), 0);
+    }
+    let count = |tag: &str| {
+        env.json(&["snapshots", "--tag", tag], 0)
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!((count("component=a"), count("component=b")), (4, 4));
+    let out = lifeboat(&["forget", "--plan", "--dry-run"]);
+    assert!(
+        text(&out).contains("a: would keep 2, remove 2"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!((count("component=a"), count("component=b")), (4, 4));
+    let out = lifeboat(&["forget", "--plan", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("b: no retention in the plan; every snapshot kept"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!((count("component=a"), count("component=b")), (2, 4));
+    env.ok(&["check"]);
+}
