@@ -188,6 +188,11 @@ pub enum Command {
     /// components / Passed / Warnings / Failed, records each in the
     /// ledger; exit 1 when anything failed.
     Verify(VerifyArgs),
+    /// The daemon: runs the plan's schedules (due backups, due restore
+    /// tests; one at a time, failures retried with backoff, each recorded
+    /// in the ledger) and serves /metrics (Prometheus), /healthz and
+    /// /api/status on one port. SIGTERM stops it cleanly.
+    Serve(ServeArgs),
     /// Print lifeboat's version and the repository format versions it reads.
     Version,
     /// Print a shell completion script (`lifeboat completions bash >
@@ -697,6 +702,17 @@ pub struct RunArgs {
     /// Every component, due or not.
     #[arg(long, conflicts_with = "components")]
     pub all: bool,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to serve /metrics, /healthz and /api/status.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9987")]
+    pub listen: String,
+    /// How often to look for due work.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub tick: String,
 }
 
 /// `verify`.

@@ -6,6 +6,7 @@
 //! stopped by the exit. That is safe because of the repository's write
 //! order: whatever was published is whole, and the snapshot comes last.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use lifeboat_store::WriteStore;
@@ -16,6 +17,14 @@ use crate::exit;
 
 static STORE: OnceLock<Arc<dyn WriteStore>> = OnceLock::new();
 static NOTE: Mutex<&'static str> = Mutex::new("interrupted");
+static GRACEFUL: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// For a daemon: the first interruption sets the returned flag instead of
+/// exiting, so it can finish (or stop) what runs and exit cleanly; a second
+/// interruption exits at once, as for any command.
+pub fn graceful() -> Arc<AtomicBool> {
+    Arc::clone(GRACEFUL.get_or_init(|| Arc::new(AtomicBool::new(false))))
+}
 
 /// Starts the handler thread. `json`: the interruption is also one JSON
 /// document on stdout, as every outcome is.
@@ -24,7 +33,13 @@ pub fn install(json: bool) {
         return; // no handler: the default (die) is still safe
     };
     std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
+        for _ in signals.forever() {
+            if let Some(flag) = GRACEFUL.get() {
+                if !flag.swap(true, Ordering::SeqCst) {
+                    eprintln!("lifeboat: stopping: what runs is finished or stopped cleanly first (interrupt again to exit at once)");
+                    continue;
+                }
+            }
             if let Some(store) = STORE.get() {
                 let _ = store.remove_own_temporaries();
             }

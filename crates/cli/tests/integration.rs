@@ -19,5 +19,6 @@ mod integration {
     mod plan;
     mod postgres;
     mod redis;
+    mod serve;
     mod sqlite;
 }

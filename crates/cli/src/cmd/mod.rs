@@ -15,6 +15,7 @@ mod plan;
 mod repair;
 mod restore;
 mod run;
+mod serve;
 mod status;
 mod tag;
 mod verify;
@@ -114,7 +115,7 @@ pub fn kdf_params() -> KdfParams {
     }
 }
 
-/// Parses durations like `24h`, `30m`, `90s`, `2d`, `0`.
+/// Parses durations like `24h`, `30m`, `90s`, `2d`, `500ms`, `0`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     let bad = || {
         UsageError(format!(
@@ -126,6 +127,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     let n: u64 = num.parse().map_err(|_| bad())?;
+    if unit == "ms" {
+        return Ok(std::time::Duration::from_millis(n));
+    }
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
@@ -192,6 +196,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(a) => run::run(&ctx, a),
         Command::Status => status::run(&ctx),
         Command::Verify(a) => verify::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a),
         Command::Demo(a) => demo::run(&ctx, a),
         Command::Version => meta::version(&ctx),
         Command::Completions { shell } => meta::completions(shell),

@@ -10,17 +10,21 @@ use crate::cmd::plan::{ledger, load};
 use crate::cmd::Ctx;
 use crate::exit;
 
-pub fn run(ctx: &Ctx) -> Result<u8> {
-    let (plan, path) = load(ctx)?;
-    let ledger = ledger(&plan, &path)?;
+/// Each component's posture now, as `status --json` and `serve`'s JSON API
+/// show it, and how many are outside their RPO.
+pub fn posture(
+    plan: &lifeboat_plan::Plan,
+    ledger: &lifeboat_ledger::Ledger,
+) -> Result<(Vec<serde_json::Value>, usize)> {
     let now = jiff::Timestamp::now();
     let now_s = now.as_microsecond() as f64 / 1e6;
-    let assessed = objectives::assess_plan(&plan, now);
+    let assessed = objectives::assess_plan(plan, now);
     let mut rows = vec![];
     let mut over = 0;
     for (c, a) in plan.components.iter().zip(&assessed) {
         let last = ledger.runs(&c.name, 1)?.into_iter().next();
         let success = ledger.last_success(&c.name)?;
+        let verification = ledger.last_verification(&c.name, false)?;
         let window = success.as_ref().map(|r| (now_s - r.started).max(0.0));
         let within = window.is_some_and(|w| w <= c.rpo.as_secs_f64());
         if !within {
@@ -38,8 +42,22 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
             "continuous": c.continuous,
             "last_run": last,
             "last_success": success,
+            "last_verification": verification.map(|v| json!({
+                "at": v.at,
+                "result": v.result,
+                "restore_seconds": v.restore_seconds,
+                "snapshot": v.snapshot,
+            })),
         }));
     }
+    Ok((rows, over))
+}
+
+pub fn run(ctx: &Ctx) -> Result<u8> {
+    let (plan, path) = load(ctx)?;
+    let ledger = ledger(&plan, &path)?;
+    let now_s = jiff::Timestamp::now().as_microsecond() as f64 / 1e6;
+    let (rows, over) = posture(&plan, &ledger)?;
     let doc = json!({ "plan": path.display().to_string(), "components": rows });
     let color = console::colors_enabled() && !ctx.global.json;
     let paint = |s: String, ok: bool| {

@@ -1,0 +1,318 @@
+//! `lifeboat serve`: the daemon. It runs the plan's schedules — due
+//! backups, due restore tests — one at a time (so never two runs of one
+//! component at once), each as a child `lifeboat` whose outcome the ledger
+//! records; a component that failed is retried with backoff (1 min,
+//! doubling, at most 1 h). On one port it serves `/metrics` (Prometheus
+//! text format), `/healthz` and `/api/status` (what `status --json`
+//! shows). SIGTERM stops it cleanly: the running child is asked to stop
+//! (a backup stopped so writes no snapshot, and removes its partial
+//! objects) and waited for, then the server closes.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use lifeboat_plan::Plan;
+
+use crate::args::ServeArgs;
+use crate::cmd::plan::{ledger, load};
+use crate::cmd::Ctx;
+use crate::exit;
+
+pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<u8> {
+    let (plan, path) = load(ctx)?;
+    // The ledger opens (and migrates) before anything is served.
+    drop(ledger(&plan, &path)?);
+    let tick = crate::cmd::parse_duration(&a.tick)?.max(Duration::from_millis(100));
+    let stop = crate::interrupt::graceful();
+    let listener = std::net::TcpListener::bind(&a.listen).map_err(|e| {
+        crate::UsageError(format!(
+            "cannot listen on {}: {}",
+            a.listen,
+            lifeboat_repo::error::io_words(&e)
+        ))
+    })?;
+    listener.set_nonblocking(true)?;
+    tracing::info!("serving /metrics, /healthz and /api/status on {}", a.listen);
+    if !ctx.global.quiet && !ctx.global.json {
+        eprintln!(
+            "lifeboat serve: {} components of {}; http://{}/metrics",
+            plan.components.len(),
+            path.display(),
+            a.listen
+        );
+    }
+    let shared = Arc::new((plan, path));
+    let scheduler = {
+        let shared = Arc::clone(&shared);
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || schedule(&shared.0, &shared.1, tick, &stop))
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let app = routes(Arc::clone(&shared));
+        let stopping = Arc::clone(&stop);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                while !stopping.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = scheduler.join();
+    served?;
+    Ok(exit::SUCCESS)
+}
+
+type Shared = Arc<(Plan, PathBuf)>;
+
+fn routes(shared: Shared) -> axum::Router {
+    use axum::routing::get;
+    let metrics_state = Arc::clone(&shared);
+    let status_state = shared;
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let s = Arc::clone(&metrics_state);
+                async move { respond(metrics(&s.0, &s.1), "text/plain; version=0.0.4") }
+            }),
+        )
+        .route(
+            "/api/status",
+            get(move || {
+                let s = Arc::clone(&status_state);
+                async move { respond(status(&s.0, &s.1), "application/json") }
+            }),
+        )
+}
+
+fn respond(body: Result<String>, kind: &'static str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match body {
+        Ok(b) => ([(axum::http::header::CONTENT_TYPE, kind)], b).into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("lifeboat: {e:#}\n"),
+        )
+            .into_response(),
+    }
+}
+
+fn status(plan: &Plan, path: &Path) -> Result<String> {
+    let l = ledger(plan, path)?;
+    let (rows, over) = crate::cmd::status::posture(plan, &l)?;
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "plan": path.display().to_string(),
+        "components": rows,
+        "outside_rpo": over,
+    }))?)
+}
+
+/// The Prometheus text exposition of every component's posture.
+fn metrics(plan: &Plan, path: &Path) -> Result<String> {
+    let l = ledger(plan, path)?;
+    let (rows, _) = crate::cmd::status::posture(plan, &l)?;
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, value: &dyn Fn(&serde_json::Value) -> Option<f64>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for r in &rows {
+            if let Some(v) = value(r) {
+                // Component names are letters, digits, - and _ (the plan
+                // refuses others): nothing to escape.
+                let _ = writeln!(
+                    out,
+                    "{name}{{component=\"{}\",tier=\"{}\",region=\"{}\"}} {v}",
+                    r["component"].as_str().unwrap_or(""),
+                    r["tier"].as_str().unwrap_or(""),
+                    r["region"].as_str().unwrap_or("")
+                );
+            }
+        }
+    };
+    let b = |x: bool| if x { 1.0 } else { 0.0 };
+    family(
+        "lifeboat_rpo_seconds",
+        "The component's recovery point objective.",
+        &|r| r["rpo_seconds"].as_f64(),
+    );
+    family(
+        "lifeboat_rto_seconds",
+        "The component's recovery time objective.",
+        &|r| r["rto_seconds"].as_f64(),
+    );
+    family(
+        "lifeboat_achievable_rpo_seconds",
+        "The worst data loss the plan's schedule or log stream allows.",
+        &|r| r["achievable_rpo_seconds"].as_f64(),
+    );
+    family(
+        "lifeboat_data_loss_window_seconds",
+        "The age of the component's newest backup.",
+        &|r| r["data_loss_window_seconds"].as_f64(),
+    );
+    family(
+        "lifeboat_within_rpo",
+        "1 when the newest backup is within the RPO.",
+        &|r| Some(b(r["within_rpo"].as_bool().unwrap_or(false))),
+    );
+    family(
+        "lifeboat_last_success_timestamp_seconds",
+        "When the last successful backup started.",
+        &|r| r["last_success"]["started"].as_f64(),
+    );
+    family(
+        "lifeboat_backup_duration_seconds",
+        "How long the last successful backup took.",
+        &|r| Some(r["last_success"]["ended"].as_f64()? - r["last_success"]["started"].as_f64()?),
+    );
+    family(
+        "lifeboat_backup_bytes",
+        "Bytes the last successful backup read.",
+        &|r| r["last_success"]["bytes"].as_f64(),
+    );
+    family(
+        "lifeboat_last_run_success",
+        "1 when the last backup run succeeded.",
+        &|r| r["last_run"]["ok"].as_bool().map(b),
+    );
+    family(
+        "lifeboat_verification_success",
+        "1 when the last verification did not fail.",
+        &|r| {
+            r["last_verification"]["result"]
+                .as_str()
+                .map(|v| b(v != "failed"))
+        },
+    );
+    family(
+        "lifeboat_restore_seconds",
+        "How long the last restore test took.",
+        &|r| r["last_verification"]["restore_seconds"].as_f64(),
+    );
+    Ok(out)
+}
+
+/// What is due now: backups by the ledger's last success and the schedule,
+/// restore tests by the last verification and the verify schedule.
+fn due(
+    plan: &Plan,
+    path: &Path,
+    backoff: &HashMap<String, Instant>,
+) -> Result<Vec<(String, &'static str)>> {
+    let l = ledger(plan, path)?;
+    let now = jiff::Timestamp::now();
+    let mut todo = vec![];
+    for c in &plan.components {
+        if backoff.get(&c.name).is_some_and(|t| Instant::now() < *t) {
+            continue;
+        }
+        let slot = |s: &lifeboat_plan::Schedule| s.last_before(now).map(|t| t.as_second() as f64);
+        if let Some(s) = &c.schedule {
+            let last = l.last_success(&c.name)?.map(|r| r.started);
+            if last.is_none() || slot(s).is_some_and(|slot| last < Some(slot)) {
+                todo.push((c.name.clone(), "run"));
+                continue;
+            }
+        }
+        if let Some(s) = c.verify.as_ref().and_then(|v| v.schedule.as_ref()) {
+            let last = l.last_verification(&c.name, false)?.map(|v| v.at);
+            let backed_up = l.last_success(&c.name)?.is_some();
+            if backed_up && (last.is_none() || slot(s).is_some_and(|slot| last < Some(slot))) {
+                todo.push((c.name.clone(), "verify"));
+            }
+        }
+    }
+    Ok(todo)
+}
+
+/// The scheduler: every `tick`, what is due, one child at a time.
+fn schedule(plan: &Plan, path: &Path, tick: Duration, stop: &AtomicBool) {
+    let mut failures: HashMap<String, u32> = HashMap::new();
+    let mut backoff: HashMap<String, Instant> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let todo = match due(plan, path, &backoff) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!("cannot tell what is due: {e:#}");
+                vec![]
+            }
+        };
+        for (component, what) in todo {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let ok = child(path, what, &component, stop);
+            if ok {
+                failures.remove(&component);
+                backoff.remove(&component);
+            } else {
+                let n = failures.entry(component.clone()).or_insert(0);
+                *n += 1;
+                let wait = Duration::from_secs((60u64 << (*n - 1).min(6)).min(3600));
+                tracing::warn!(
+                    "{what} of {component} failed; next try in {}s",
+                    wait.as_secs()
+                );
+                backoff.insert(component, Instant::now() + wait);
+            }
+        }
+        let until = Instant::now() + tick;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs `lifeboat -c PLAN WHAT COMPONENT` to its end (asked to stop on
+/// shutdown, and waited for); whether it succeeded.
+fn child(path: &Path, what: &str, component: &str, stop: &AtomicBool) -> bool {
+    let Ok(exe) = std::env::current_exe() else {
+        return false;
+    };
+    let spawned = Command::new(exe)
+        .arg("-q")
+        .arg("-c")
+        .arg(path)
+        .args([what, component])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn();
+    let mut c = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("cannot start {what} of {component}: {e}");
+            return false;
+        }
+    };
+    let mut asked = false;
+    loop {
+        match c.try_wait() {
+            Ok(Some(status)) => {
+                tracing::info!("{what} of {component}: {status}");
+                return status.success();
+            }
+            Ok(None) => {}
+            Err(_) => return false,
+        }
+        if stop.load(Ordering::Relaxed) && !asked {
+            // SAFETY: signalling our own child by its pid.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+            asked = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

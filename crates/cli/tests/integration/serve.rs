@@ -1,0 +1,167 @@
+//! `lifeboat serve` as a daemon: with short real schedules it runs a
+//! backup and a restore test by itself, exposes them in /metrics (which
+//! `promtool check metrics` accepts) and /api/status, stops cleanly on
+//! SIGTERM, and a restarted daemon finds its ledger as it was.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::{code, text, Env, PASSWORD};
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+fn serve(env: &Env, plan: &std::path::Path, port: u16) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+        .env("LIFEBOAT_CONFIG", plan)
+        .env("LIFEBOAT_INSECURE_FAST_KDF", "1")
+        .env_remove("LIFEBOAT_PASSWORD")
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tick",
+            "200ms",
+        ])
+        .current_dir(env.dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls `f` until it gives a value, failing if the daemon `alive` ended.
+fn until_up<T>(daemon: &mut Child, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    until(what, || {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            panic!("the daemon exited ({status}) while waiting for {what}");
+        }
+        f()
+    })
+}
+
+fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "waited 90 s for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(mut c: Child) {
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = until("the daemon to exit after SIGTERM", || c.try_wait().unwrap());
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_daemon_backs_up_verifies_and_exposes_it_then_stops_cleanly() {
+    let env = Env::new();
+    let data = env.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("x"), b"served").unwrap();
+    let pass = env.path("pass");
+    std::fs::write(&pass, PASSWORD).unwrap();
+    let plan = env.path("lifeboat.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "[regions.primary]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n[components.files]\ntier = \"high\"\nsource = \"files://{}\"\nschedule = \"* * * * *\"\nverify = {{ schedule = \"* * * * *\", target = \"{}\", checks = [{{ kind = \"command\", run = \"test -f $LIFEBOAT_RESTORED{}/x\" }}] }}\n",
+            env.repo.display(),
+            pass.display(),
+            data.display(),
+            env.path("scratch").display(),
+            data.display(),
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = serve(&env, &plan, port);
+    assert_eq!(
+        until_up(&mut daemon, "/healthz", || get(port, "/healthz")),
+        "ok\n"
+    );
+    // It backs up and verifies by itself.
+    let status: serde_json::Value = until_up(&mut daemon, "a backup and a verification", || {
+        let s: serde_json::Value = serde_json::from_str(&get(port, "/api/status")?).ok()?;
+        let c = &s["components"][0];
+        (c["last_success"].is_object() && c["last_verification"]["result"] == "passed").then_some(s)
+    });
+    assert_eq!(status["components"][0]["within_rpo"], true, "{status}");
+    let metrics = get(port, "/metrics").unwrap();
+    for line in [
+        "lifeboat_verification_success{component=\"files\",tier=\"high\",region=\"primary\"} 1",
+        "lifeboat_within_rpo{component=\"files\",tier=\"high\",region=\"primary\"} 1",
+        "lifeboat_rpo_seconds{component=\"files\",tier=\"high\",region=\"primary\"} 900",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("lifeboat_restore_seconds{component=\"files\""),
+        "{metrics}"
+    );
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/test installs it)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    stop(daemon);
+    // Every run it started has ended; the snapshots it wrote are whole.
+    env.ok(&["check"]);
+    let snaps = env.json(&["snapshots", "--tag", "component=files"], 0);
+    assert!(!snaps.as_array().unwrap().is_empty());
+
+    // Restarted, it finds the ledger as it was.
+    let mut daemon = serve(&env, &plan, port);
+    let again: serde_json::Value = until_up(&mut daemon, "the restarted daemon", || {
+        serde_json::from_str(&get(port, "/api/status")?).ok()
+    });
+    assert_eq!(
+        again["components"][0]["last_verification"]["result"], "passed",
+        "{again}"
+    );
+    stop(daemon);
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_CONFIG", &plan)
+        .args(["status"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+}
