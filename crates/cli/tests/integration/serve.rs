@@ -141,6 +141,21 @@ fn the_daemon_backs_up_verifies_and_exposes_it_then_stops_cleanly() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+    // The example alerting rules pass their unit tests, and every metric
+    // they use is one the daemon exposes.
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/prometheus");
+    let tested = Command::new("promtool")
+        .args(["test", "rules", "lifeboat-rules.test.yml"])
+        .current_dir(rules)
+        .output()
+        .unwrap();
+    assert!(tested.status.success(), "{}", String::from_utf8_lossy(&tested.stdout));
+    let text_of_rules = std::fs::read_to_string(format!("{rules}/lifeboat-rules.yml")).unwrap();
+    for word in text_of_rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("lifeboat_") {
+            assert!(metrics.contains(&format!("# TYPE {word} gauge")), "{word} is not exposed");
+        }
+    }
     stop(daemon);
     // Every run it started has ended; the snapshots it wrote are whole.
     env.ok(&["check"]);
