@@ -149,11 +149,18 @@ fn the_daemon_backs_up_verifies_and_exposes_it_then_stops_cleanly() {
         .current_dir(rules)
         .output()
         .unwrap();
-    assert!(tested.status.success(), "{}", String::from_utf8_lossy(&tested.stdout));
+    assert!(
+        tested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tested.stdout)
+    );
     let text_of_rules = std::fs::read_to_string(format!("{rules}/lifeboat-rules.yml")).unwrap();
     for word in text_of_rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
         if word.starts_with("lifeboat_") {
-            assert!(metrics.contains(&format!("# TYPE {word} gauge")), "{word} is not exposed");
+            assert!(
+                metrics.contains(&format!("# TYPE {word} gauge")),
+                "{word} is not exposed"
+            );
         }
     }
     stop(daemon);
