@@ -168,3 +168,66 @@ pub fn read_stored<T>(
         }
     })
 }
+
+/// The stream set of a source whose snapshot is one stream that a parser
+/// reads as it is stored (a dump, an RDB file, an xbstream archive): once
+/// it is stored, `record` turns what the parser found into the snapshot's
+/// metadata — or refuses it — and a stream the parser refused writes no
+/// snapshot, in words that start with `what` (`the dump of URL`).
+pub struct TeedStream<R, T> {
+    reader: Option<Tee<R>>,
+    parser: Option<Parser<T>>,
+    name: String,
+    what: String,
+    record: RecordFn<T>,
+}
+
+type RecordFn<T> = Box<dyn FnMut(T) -> io::Result<serde_json::Value> + Send>;
+
+impl<R, T> TeedStream<R, T> {
+    /// The stream `name`, read through `reader` while `parser` reads it too.
+    pub fn new(
+        (reader, parser): (Tee<R>, Parser<T>),
+        name: String,
+        what: String,
+        record: impl FnMut(T) -> io::Result<serde_json::Value> + Send + 'static,
+    ) -> TeedStream<R, T> {
+        TeedStream {
+            reader: Some(reader),
+            parser: Some(parser),
+            name,
+            what,
+            record: Box::new(record),
+        }
+    }
+}
+
+impl<R: Read + Send + 'static, T: Send + 'static> lifeboat_repo::archiver::StreamSet<'static>
+    for TeedStream<R, T>
+{
+    fn next_stream(&mut self) -> io::Result<Option<lifeboat_repo::archiver::NamedStream<'static>>> {
+        Ok(self
+            .reader
+            .take()
+            .map(|r| lifeboat_repo::archiver::NamedStream {
+                name: self.name.clone(),
+                reader: Box::new(r),
+                chunking: lifeboat_repo::chunker::Chunking::ContentDefined,
+            }))
+    }
+
+    fn finish(&mut self) -> io::Result<Option<serde_json::Value>> {
+        let found = self
+            .parser
+            .take()
+            .ok_or_else(|| io::Error::other("finished twice"))?
+            .finish()
+            .map_err(|e| {
+                SourceFailed::io(format!(
+                    "{} is not valid: {e}; no snapshot was written",
+                    self.what
+                ))
+            })?;
+        (self.record)(found).map(Some)
+    }
+}

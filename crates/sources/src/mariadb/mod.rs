@@ -23,15 +23,14 @@ pub mod xbstream;
 use std::fmt;
 use std::process::Command;
 
-use lifeboat_repo::archiver::{NamedStream, SourceFailed, StreamSet};
-use lifeboat_repo::chunker::Chunking;
+use lifeboat_repo::archiver::{SourceFailed, StreamSet};
 use lifeboat_repo::Snapshot;
 use serde::{Deserialize, Serialize};
 
 use crate::counts::TableCount;
 use crate::error::{Result, SourceError};
 use crate::producer::Producer;
-use crate::tee::{tee, Parser, Tee};
+use crate::tee::{tee, TeedStream};
 
 pub use restore::{restore, restore_to};
 
@@ -329,84 +328,58 @@ impl crate::Source for MariadbSource {
         let shown = self.url.to_string();
         let dump = Producer::spawn(cmd, "mariadb-dump", &shown, true)?;
         let default_db = db.clone().unwrap_or_default();
-        let (reader, parser) = tee(
+        let teed = tee(
             dump,
             "the dump is not a complete mariadb-dump script",
             move |r| dumpscan::scan(r, &default_db),
         );
-        Ok(Box::new(MariadbBackup {
-            reader: Some(reader),
-            parser: Some(parser),
-            meta: MariadbMeta {
-                kind: "mariadb".into(),
-                mode: if db.is_some() {
-                    "logical"
-                } else {
-                    "logical-server"
+        let mut meta = MariadbMeta {
+            kind: "mariadb".into(),
+            mode: if db.is_some() {
+                "logical"
+            } else {
+                "logical-server"
+            }
+            .into(),
+            url: shown.clone(),
+            dump: format!("{}.sql", db.as_deref().unwrap_or("all-databases")),
+            database: db,
+            server_version: version,
+            server_id: server_id.filter(|_| log_bin),
+            binlog_file: None,
+            binlog_pos: None,
+            gtid: None,
+            tables: vec![],
+            files: None,
+            lsn: None,
+        };
+        Ok(Box::new(TeedStream::new(
+            teed,
+            meta.dump.clone(),
+            format!("the dump of {shown}"),
+            move |scan: dumpscan::DumpScan| {
+                if !scan.completed {
+                    return Err(SourceFailed::io(format!(
+                        "the dump of {} lacks its '-- Dump completed' line: it did not run to its end; no snapshot was written",
+                        meta.url
+                    )));
                 }
-                .into(),
-                url: shown,
-                dump: format!("{}.sql", db.as_deref().unwrap_or("all-databases")),
-                database: db,
-                server_version: version,
-                server_id: server_id.filter(|_| log_bin),
-                binlog_file: None,
-                binlog_pos: None,
-                gtid: None,
-                tables: vec![],
-                files: None,
-                lsn: None,
+                meta.binlog_file = scan.binlog_file;
+                meta.binlog_pos = scan.binlog_pos;
+                meta.gtid = scan.gtid;
+                meta.tables = scan
+                    .rows
+                    .into_iter()
+                    .filter(|((db, _), _)| !SYSTEM.contains(&db.as_str()))
+                    .map(|((schema, table), rows)| TableCount {
+                        schema,
+                        table,
+                        rows,
+                    })
+                    .collect();
+                serde_json::to_value(&meta).map_err(std::io::Error::other)
             },
-        }))
-    }
-}
-
-struct MariadbBackup {
-    reader: Option<Tee<Producer>>,
-    parser: Option<Parser<dumpscan::DumpScan>>,
-    meta: MariadbMeta,
-}
-
-impl StreamSet<'static> for MariadbBackup {
-    fn next_stream(&mut self) -> std::io::Result<Option<NamedStream<'static>>> {
-        Ok(self.reader.take().map(|r| NamedStream {
-            name: self.meta.dump.clone(),
-            reader: Box::new(r),
-            chunking: Chunking::ContentDefined,
-        }))
-    }
-
-    fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>> {
-        let scan = self
-            .parser
-            .take()
-            .ok_or_else(|| std::io::Error::other("finished twice"))?
-            .finish()
-            .map_err(|e| {
-                SourceFailed::io(format!("the dump of {} is not valid: {e}", self.meta.url))
-            })?;
-        if !scan.completed {
-            return Err(SourceFailed::io(format!(
-                "the dump of {} lacks its '-- Dump completed' line: it did not run to its end; no snapshot was written",
-                self.meta.url
-            )));
-        }
-        self.meta.binlog_file = scan.binlog_file;
-        self.meta.binlog_pos = scan.binlog_pos;
-        self.meta.gtid = scan.gtid;
-        self.meta.tables = scan
-            .rows
-            .into_iter()
-            .filter(|((db, _), _)| !SYSTEM.contains(&db.as_str()))
-            .map(|((schema, table), rows)| TableCount {
-                schema,
-                table,
-                rows,
-            })
-            .collect();
-        serde_json::to_value(&self.meta)
-            .map(Some)
-            .map_err(std::io::Error::other)
+        )))
     }
 }
 

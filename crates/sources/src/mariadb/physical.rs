@@ -13,8 +13,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use lifeboat_repo::archiver::{NamedStream, SourceFailed, StreamSet};
-use lifeboat_repo::chunker::Chunking;
+use lifeboat_repo::archiver::{SourceFailed, StreamSet};
 use lifeboat_repo::{browse, IndexedRepository, RepoError, Snapshot};
 
 use super::xbstream::{self, XbScan};
@@ -22,7 +21,7 @@ use super::{MariadbMeta, MariadbUrl};
 use crate::counts::Restored;
 use crate::error::{Result, SourceError};
 use crate::producer::{Producer, StderrTail};
-use crate::tee::{read_stored, tee, Parser, Tee};
+use crate::tee::{read_stored, tee, TeedStream};
 
 /// The stream a physical backup is stored as.
 pub const STREAM: &str = "server.xbstream";
@@ -48,74 +47,45 @@ pub fn backup(url: &MariadbUrl) -> Result<Box<dyn StreamSet<'static>>> {
         .arg(format!("--target-dir={}", scratch.path().display()));
     let shown = url.to_string();
     let producer = Producer::spawn(cmd, "mariadb-backup", &shown, true)?;
-    let (reader, parser) = tee(
+    let teed = tee(
         producer,
         "the stream is not a complete mariadb-backup archive",
         xbstream::scan,
     );
-    Ok(Box::new(PhysicalBackup {
-        reader: Some(reader),
-        parser: Some(parser),
-        _scratch: scratch,
-        meta: MariadbMeta {
-            kind: "mariadb".into(),
-            mode: "physical".into(),
-            url: shown,
-            database: None,
-            server_version: version,
-            dump: STREAM.into(),
-            server_id: server_id.filter(|_| log_bin),
-            binlog_file: None,
-            binlog_pos: None,
-            gtid: None,
-            tables: vec![],
-            files: None,
-            lsn: None,
-        },
-    }))
-}
-
-struct PhysicalBackup {
-    reader: Option<Tee<Producer>>,
-    parser: Option<Parser<XbScan>>,
-    _scratch: tempfile::TempDir,
-    meta: MariadbMeta,
-}
-
-impl StreamSet<'static> for PhysicalBackup {
-    fn next_stream(&mut self) -> std::io::Result<Option<NamedStream<'static>>> {
-        Ok(self.reader.take().map(|r| NamedStream {
-            name: STREAM.into(),
-            reader: Box::new(r),
-            chunking: Chunking::ContentDefined,
-        }))
-    }
-
-    fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>> {
-        let scan = self
-            .parser
-            .take()
-            .ok_or_else(|| std::io::Error::other("finished twice"))?
-            .finish()
-            .map_err(|e| {
+    let mut meta = MariadbMeta {
+        kind: "mariadb".into(),
+        mode: "physical".into(),
+        url: shown.clone(),
+        database: None,
+        server_version: version,
+        dump: STREAM.into(),
+        server_id: server_id.filter(|_| log_bin),
+        binlog_file: None,
+        binlog_pos: None,
+        gtid: None,
+        tables: vec![],
+        files: None,
+        lsn: None,
+    };
+    Ok(Box::new(TeedStream::new(
+        teed,
+        STREAM.into(),
+        format!("the mariadb-backup archive of {shown}"),
+        move |scan: XbScan| {
+            // mariadb-backup's scratch directory lives as long as the backup.
+            let _ = &scratch;
+            complete(&scan).map_err(|why| {
                 SourceFailed::io(format!(
-                    "the mariadb-backup archive of {} is not valid: {e}",
-                    self.meta.url
+                    "the mariadb-backup archive of {} {why}; no snapshot was written",
+                    meta.url
                 ))
             })?;
-        complete(&scan).map_err(|why| {
-            SourceFailed::io(format!(
-                "the mariadb-backup archive of {} {why}; no snapshot was written",
-                self.meta.url
-            ))
-        })?;
-        (self.meta.binlog_file, self.meta.binlog_pos, self.meta.gtid) = scan.binlog();
-        self.meta.files = Some(scan.files);
-        self.meta.lsn = scan.checkpoint("to_lsn");
-        serde_json::to_value(&self.meta)
-            .map(Some)
-            .map_err(std::io::Error::other)
-    }
+            (meta.binlog_file, meta.binlog_pos, meta.gtid) = scan.binlog();
+            meta.files = Some(scan.files);
+            meta.lsn = scan.checkpoint("to_lsn");
+            serde_json::to_value(&meta).map_err(std::io::Error::other)
+        },
+    )))
 }
 
 /// Whether an archive holds a whole backup: every file ended, and the

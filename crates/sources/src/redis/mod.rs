@@ -21,13 +21,11 @@ mod restore;
 
 use std::fmt;
 
-use lifeboat_repo::archiver::{NamedStream, StreamSet};
-use lifeboat_repo::chunker::Chunking;
+use lifeboat_repo::archiver::StreamSet;
 use lifeboat_repo::Snapshot;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SourceError};
-use lifeboat_repo::archiver::SourceFailed;
 
 pub use restore::restore;
 
@@ -206,75 +204,46 @@ impl crate::Source for RedisSource {
     fn backup(&self) -> Result<Box<dyn StreamSet<'static>>> {
         let conn = resp::Conn::connect(&self.url)?;
         let (replid, offset, transfer) = conn.full_sync()?;
-        let (reader, checked) = crate::tee::tee(
+        let teed = crate::tee::tee(
             transfer,
             "the server's snapshot is not a valid RDB file",
             |r| rdb::read(r, false, |_| Ok(())),
         );
-        Ok(Box::new(RedisBackup {
-            reader: Some(reader),
-            checked: Some(checked),
-            meta: RedisMeta {
-                kind: SCHEME.into(),
-                url: self.url.to_string(),
-                file: "dump.rdb".into(),
-                redis_version: String::new(),
-                rdb_version: 0,
-                replid,
-                offset,
-                databases: vec![],
-                functions: 0,
-                bytes: 0,
-                checksum_verified: false,
+        let mut meta = RedisMeta {
+            kind: SCHEME.into(),
+            url: self.url.to_string(),
+            file: "dump.rdb".into(),
+            redis_version: String::new(),
+            rdb_version: 0,
+            replid,
+            offset,
+            databases: vec![],
+            functions: 0,
+            bytes: 0,
+            checksum_verified: false,
+        };
+        Ok(Box::new(crate::tee::TeedStream::new(
+            teed,
+            meta.file.clone(),
+            format!("the RDB snapshot of {}", self.url),
+            move |summary: rdb::Summary| {
+                meta.redis_version = summary.redis_version;
+                meta.rdb_version = summary.version;
+                meta.databases = summary
+                    .dbs
+                    .iter()
+                    .map(|(&db, k)| DbCount {
+                        db,
+                        keys: k.keys,
+                        expires: k.expires,
+                    })
+                    .collect();
+                meta.functions = summary.functions;
+                meta.bytes = summary.bytes;
+                meta.checksum_verified = summary.checksum_verified;
+                serde_json::to_value(&meta).map_err(std::io::Error::other)
             },
-        }))
-    }
-}
-
-struct RedisBackup {
-    reader: Option<crate::tee::Tee<resp::RdbTransfer>>,
-    checked: Option<crate::tee::Parser<rdb::Summary>>,
-    meta: RedisMeta,
-}
-
-impl StreamSet<'static> for RedisBackup {
-    fn next_stream(&mut self) -> std::io::Result<Option<NamedStream<'static>>> {
-        Ok(self.reader.take().map(|r| NamedStream {
-            name: self.meta.file.clone(),
-            reader: Box::new(r),
-            chunking: Chunking::ContentDefined,
-        }))
-    }
-
-    fn finish(&mut self) -> std::io::Result<Option<serde_json::Value>> {
-        let summary = self
-            .checked
-            .take()
-            .ok_or_else(|| std::io::Error::other("finished twice"))?
-            .finish()
-            .map_err(|e| {
-                SourceFailed::io(format!(
-                    "the snapshot of {} is not a valid RDB file: {e}; no snapshot was written",
-                    self.meta.url
-                ))
-            })?;
-        self.meta.redis_version = summary.redis_version;
-        self.meta.rdb_version = summary.version;
-        self.meta.databases = summary
-            .dbs
-            .iter()
-            .map(|(&db, k)| DbCount {
-                db,
-                keys: k.keys,
-                expires: k.expires,
-            })
-            .collect();
-        self.meta.functions = summary.functions;
-        self.meta.bytes = summary.bytes;
-        self.meta.checksum_verified = summary.checksum_verified;
-        serde_json::to_value(&self.meta)
-            .map(Some)
-            .map_err(std::io::Error::other)
+        )))
     }
 }
 
