@@ -367,6 +367,8 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
             .with_context(|| format!("removing the previous demo in {}", dir.display()))?;
     }
     fs::create_dir_all(&dir)?;
+    // Absolute: the plan it writes names its paths, and is read from anywhere.
+    let dir = fs::canonicalize(&dir)?;
     fs::write(dir.join(MARKER), b"made by lifeboat demo; safe to delete\n")?;
     let data = dir.join("data");
     let say = |s: &str| {

@@ -593,13 +593,21 @@ fn demo_runs_the_whole_story() {
         !String::from_utf8_lossy(&out.stdout).contains(&fs::read_to_string(&pw).unwrap()),
         "the password is not printed"
     );
-    // Running it again replaces its own directory; a foreign directory is refused.
+    // Running it again replaces its own directory, also named relative to
+    // the working directory (as the README's `demo` does: ./lifeboat-demo);
+    // a foreign directory is refused.
     let again = env
         .cmd()
-        .args(["demo", "--size", "4", "--dir", dir.to_str().unwrap()])
+        .current_dir(env.dir.path())
+        .args(["demo", "--size", "4", "--dir", "demo"])
         .output()
         .unwrap();
     assert_eq!(code(&again), 0, "{}", text(&again));
+    assert!(
+        text(&again).contains("Passed 2, Warnings 0, Failed 0"),
+        "{}",
+        text(&again)
+    );
     let foreign = env.path("foreign");
     fs::create_dir_all(&foreign).unwrap();
     fs::write(foreign.join("mine"), b"x").unwrap();
