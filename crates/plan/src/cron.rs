@@ -113,34 +113,64 @@ impl Schedule {
         })
     }
 
-    fn matches(&self, t: &jiff::civil::DateTime) -> bool {
-        let day = self.days & (1 << t.day()) != 0;
-        let weekday = self.weekdays & (1 << t.weekday().to_sunday_zero_offset()) != 0;
+    /// Whether the schedule runs on `d` at all.
+    fn runs_on(&self, d: jiff::civil::Date) -> bool {
+        let day = self.days & (1 << d.day()) != 0;
+        let weekday = self.weekdays & (1 << d.weekday().to_sunday_zero_offset()) != 0;
         let day_ok = if self.either_day {
             day || weekday
         } else {
             day && weekday
         };
-        self.minutes & (1 << t.minute()) != 0
-            && self.hours & (1 << t.hour()) != 0
-            && self.months & (1 << t.month()) != 0
-            && day_ok
+        self.months & (1 << d.month()) != 0 && day_ok
     }
 
-    /// Every run in `[from, from + horizon)`, minute by minute (UTC).
-    fn runs(&self, from: jiff::Timestamp, minutes: i64) -> impl Iterator<Item = i64> + '_ {
-        let start = from.as_second().div_euclid(60);
-        (start..start + minutes).filter(move |m| {
-            jiff::Timestamp::from_second(m * 60)
-                .map(|t| self.matches(&t.to_zoned(jiff::tz::TimeZone::UTC).datetime()))
-                .unwrap_or(false)
-        })
+    /// The minutes of a day it runs at (the same on every day it runs).
+    fn minutes_of_day(&self) -> Vec<i64> {
+        (0..24)
+            .filter(|h| self.hours & (1 << h) != 0)
+            .flat_map(|h| {
+                (0..60)
+                    .filter(|m| self.minutes & (1u64 << m) != 0)
+                    .map(move |m| i64::from(h) * 60 + i64::from(m))
+            })
+            .collect()
+    }
+
+    fn day_of(minute: i64) -> Option<jiff::civil::Date> {
+        jiff::Timestamp::from_second(minute * 60)
+            .ok()
+            .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date())
+    }
+
+    fn minute_of(d: jiff::civil::Date, m: i64) -> Option<i64> {
+        let t = d.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+        Some(t.as_second().div_euclid(60) + m)
+    }
+
+    /// Runs from minute `start` on, in order, day by day over `days` days
+    /// (a day it does not run costs one check, not 1440).
+    fn runs(&self, start: i64, days: i64) -> impl Iterator<Item = i64> + '_ {
+        let of_day = self.minutes_of_day();
+        let first = Schedule::day_of(start);
+        (0..days)
+            .filter_map(move |i| first?.checked_add(jiff::Span::new().days(i)).ok())
+            .filter(move |d| self.runs_on(*d))
+            .flat_map(move |d| {
+                of_day
+                    .clone()
+                    .into_iter()
+                    .filter_map(move |m| Schedule::minute_of(d, m))
+            })
+            .filter(move |m| *m >= start)
     }
 
     /// The next run at or after `from`, within a year (none: the schedule
     /// never fires, like `0 0 31 2 *`).
     pub fn next_after(&self, from: jiff::Timestamp) -> Option<jiff::Timestamp> {
-        self.runs(from, 366 * 24 * 60)
+        let start =
+            from.as_second().div_euclid(60) + i64::from(from.as_second().rem_euclid(60) != 0);
+        self.runs(start, 367)
             .next()
             .and_then(|m| jiff::Timestamp::from_second(m * 60).ok())
     }
@@ -149,35 +179,50 @@ impl Schedule {
     /// not run in that year).
     pub fn last_before(&self, at: jiff::Timestamp) -> Option<jiff::Timestamp> {
         let end = at.as_second().div_euclid(60);
-        (end - 366 * 24 * 60..=end)
-            .rev()
-            .find(|m| {
-                jiff::Timestamp::from_second(m * 60)
-                    .map(|t| self.matches(&t.to_zoned(jiff::tz::TimeZone::UTC).datetime()))
-                    .unwrap_or(false)
+        let of_day = self.minutes_of_day();
+        let today = Schedule::day_of(end)?;
+        (0..367)
+            .filter_map(|i| today.checked_sub(jiff::Span::new().days(i)).ok())
+            .filter(|d| self.runs_on(*d))
+            .find_map(|d| {
+                of_day
+                    .iter()
+                    .rev()
+                    .filter_map(|m| Schedule::minute_of(d, *m))
+                    .find(|m| *m <= end)
             })
             .and_then(|m| jiff::Timestamp::from_second(m * 60).ok())
     }
 
     /// The longest time between two runs over a year from `from`
     /// (wrapping to the first run of the next period); `None` if it never
-    /// runs.
+    /// runs. Computed per day: the gaps inside a day it runs, and from its
+    /// last run to the first of the next day it runs.
     pub fn longest_gap(&self, from: jiff::Timestamp) -> Option<jiff::SignedDuration> {
-        let year = 366 * 24 * 60;
-        let mut runs = self.runs(from, 2 * year);
-        let first = runs.next()?;
-        let mut prev = first;
-        let mut worst = 0;
-        for m in runs {
-            worst = worst.max(m - prev);
-            prev = m;
-            if m - first > year {
+        let of_day = self.minutes_of_day();
+        let (&first, &last) = (of_day.first()?, of_day.last()?);
+        let inside = of_day.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        let start = Schedule::day_of(from.as_second().div_euclid(60))?;
+        let days: Vec<i64> = (0..2 * 366)
+            .filter(|i| {
+                start
+                    .checked_add(jiff::Span::new().days(*i))
+                    .is_ok_and(|d| self.runs_on(d))
+            })
+            .collect();
+        if days.is_empty() {
+            return None;
+        }
+        // Over a year from the first day it runs, and on to the next.
+        let mut worst = inside;
+        for w in days.windows(2) {
+            worst = worst.max((w[1] - w[0]) * 1440 - last + first);
+            if w[0] - days[0] > 366 {
                 break;
             }
         }
-        // One run in two years: the gap is at least the window.
-        if prev == first {
-            worst = 2 * year;
+        if days.len() == 1 {
+            worst = worst.max(2 * 366 * 1440);
         }
         Some(jiff::SignedDuration::from_mins(worst))
     }
@@ -272,7 +317,45 @@ mod tests {
         }
     }
 
+    /// The reference: minute by minute.
+    fn brute_next(s: &Schedule, from: i64, limit: i64) -> Option<i64> {
+        (from..from + limit).find(|m| {
+            let t = jiff::Timestamp::from_second(m * 60)
+                .unwrap()
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .datetime();
+            s.runs_on(t.date())
+                && s.minutes & (1u64 << t.minute()) != 0
+                && s.hours & (1 << t.hour()) != 0
+        })
+    }
+
     proptest::proptest! {
+        #[test]
+        fn next_and_last_agree_with_a_minute_by_minute_walk(
+            minute in proptest::sample::select(vec!["*", "0", "*/7", "5,35", "10-20/5"]),
+            hour in proptest::sample::select(vec!["*", "3", "*/6", "1-4", "22,23"]),
+            dom in proptest::sample::select(vec!["*", "1", "15-17", "31"]),
+            month in proptest::sample::select(vec!["*", "2", "1-6"]),
+            dow in proptest::sample::select(vec!["*", "1-5", "0", "6"]),
+            at in 1_767_225_600i64..1_830_297_600,
+        ) {
+            let s = Schedule::parse(&format!("{minute} {hour} {dom} {month} {dow}")).unwrap();
+            let from = jiff::Timestamp::from_second(at).unwrap();
+            let start = at.div_euclid(60) + i64::from(at.rem_euclid(60) != 0);
+            let want = brute_next(&s, start, 40 * 24 * 60);
+            let got = s.next_after(from).map(|t| t.as_second() / 60);
+            if let Some(w) = want {
+                proptest::prop_assert_eq!(got, Some(w));
+            }
+            if let Some(last) = s.last_before(from) {
+                let l = last.as_second() / 60;
+                proptest::prop_assert!(l <= at.div_euclid(60));
+                proptest::prop_assert_eq!(brute_next(&s, l, at.div_euclid(60) - l + 1), Some(l));
+                proptest::prop_assert_eq!(brute_next(&s, l + 1, at.div_euclid(60) - l), None);
+            }
+        }
+
         #[test]
         fn every_minute_step_gives_its_gap(step in 1u32..60) {
             let s = Schedule::parse(&format!("*/{step} * * * *")).unwrap();
