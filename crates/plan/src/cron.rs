@@ -194,6 +194,17 @@ impl Schedule {
             .and_then(|m| jiff::Timestamp::from_second(m * 60).ok())
     }
 
+    /// Whether work on this schedule is due at `now`, its last run having
+    /// started at `last` (seconds since the epoch; none: never run): never
+    /// run, or not since the schedule's latest time.
+    pub fn due(&self, last: Option<f64>, now: jiff::Timestamp) -> bool {
+        match (last, self.last_before(now)) {
+            (None, _) => true,
+            (Some(l), Some(slot)) => l < slot.as_second() as f64,
+            (Some(_), None) => false,
+        }
+    }
+
     /// The longest time between two runs over a year from `from`
     /// (wrapping to the first run of the next period); `None` if it never
     /// runs. Computed per day: the gaps inside a day it runs, and from its

@@ -49,13 +49,7 @@ fn chosen<'p>(plan: &'p Plan, ledger: &Ledger, a: &RunArgs) -> Result<Vec<&'p Co
             continue;
         }
         let Some(s) = &c.schedule else { continue };
-        let last = ledger.last_success(&c.name)?.map(|r| r.started);
-        let slot = s.last_before(now).map(|t| t.as_second() as f64);
-        if match (last, slot) {
-            (None, _) => true,
-            (Some(l), Some(slot)) => l < slot,
-            (Some(_), None) => false,
-        } {
+        if s.due(ledger.last_success(&c.name)?.map(|r| r.started), now) {
             due.push(c);
         }
     }

@@ -218,20 +218,19 @@ fn due(
         if backoff.get(&c.name).is_some_and(|t| Instant::now() < *t) {
             continue;
         }
-        let slot = |s: &lifeboat_plan::Schedule| s.last_before(now).map(|t| t.as_second() as f64);
-        if let Some(s) = &c.schedule {
-            let last = l.last_success(&c.name)?.map(|r| r.started);
-            if last.is_none() || slot(s).is_some_and(|slot| last < Some(slot)) {
-                todo.push((c.name.clone(), "run"));
-                continue;
-            }
+        let last_backup = l.last_success(&c.name)?.map(|r| r.started);
+        if c.schedule.as_ref().is_some_and(|s| s.due(last_backup, now)) {
+            todo.push((c.name.clone(), "run"));
+            continue;
         }
-        if let Some(s) = c.verify.as_ref().and_then(|v| v.schedule.as_ref()) {
-            let last = l.last_verification(&c.name, false)?.map(|v| v.at);
-            let backed_up = l.last_success(&c.name)?.is_some();
-            if backed_up && (last.is_none() || slot(s).is_some_and(|slot| last < Some(slot))) {
-                todo.push((c.name.clone(), "verify"));
-            }
+        let last_verify = l.last_verification(&c.name, false)?.map(|v| v.at);
+        if last_backup.is_some()
+            && c.verify
+                .as_ref()
+                .and_then(|v| v.schedule.as_ref())
+                .is_some_and(|s| s.due(last_verify, now))
+        {
+            todo.push((c.name.clone(), "verify"));
         }
     }
     Ok(todo)

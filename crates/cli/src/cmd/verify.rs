@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<u8> {
     };
     let mut reports = vec![];
     for c in chosen {
-        let r = verify(&plan, &ledger, c);
+        let r = verify(&plan, c);
         ledger.record_verification(
             &c.name,
             &Verification {
@@ -121,7 +121,7 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<u8> {
     })
 }
 
-fn verify(plan: &Plan, ledger: &Ledger, c: &Component) -> Report {
+fn verify(plan: &Plan, c: &Component) -> Report {
     let mut findings = vec![];
     let mut add = |level, check, message: String| {
         findings.push(Finding {
@@ -198,7 +198,6 @@ fn verify(plan: &Plan, ledger: &Ledger, c: &Component) -> Report {
             (Some(s.id), restore)
         }
     };
-    let _ = ledger;
     let result = if findings.iter().any(|f| f.level == "failed") {
         "failed"
     } else if findings.iter().any(|f| f.level == "warning") {

@@ -12,6 +12,17 @@ fn check(env: &Env, plan: &std::path::Path, json: bool) -> std::process::Output 
     c.args(["plan", "check", "-c"]).arg(plan).output().unwrap()
 }
 
+/// The binary on the plan `plan` (as LIFEBOAT_CONFIG), the repository
+/// only from the plan.
+fn with_plan(env: &Env, plan: &std::path::Path, args: &[&str]) -> std::process::Output {
+    env.cmd()
+        .env_remove("LIFEBOAT_REPOSITORY")
+        .env("LIFEBOAT_CONFIG", plan)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn plan_check_passes_the_examples_names_missed_objectives_and_every_mistake() {
     let env = Env::empty();
@@ -148,14 +159,7 @@ schedule = "@daily"
         ),
     )
     .unwrap();
-    let lifeboat = |args: &[&str]| {
-        env.cmd()
-            .env_remove("LIFEBOAT_REPOSITORY")
-            .env("LIFEBOAT_CONFIG", &plan)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let lifeboat = |args: &[&str]| with_plan(&env, &plan, args);
     // Everything is due the first time; the region without its password fails alone.
     let out = lifeboat(&["--json", "run"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
@@ -282,14 +286,7 @@ verify = {{ target = "{scratch}", checks = [{{ kind = "command", run = "{check}"
         .unwrap();
     };
     write_plan(&format!("test -f $LIFEBOAT_RESTORED{}/f7", data.display()));
-    let lifeboat = |args: &[&str]| {
-        env.cmd()
-            .env_remove("LIFEBOAT_REPOSITORY")
-            .env("LIFEBOAT_CONFIG", &plan)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let lifeboat = |args: &[&str]| with_plan(&env, &plan, args);
     // Nothing backed up yet: failed, and said why.
     let out = lifeboat(&["verify"]);
     assert_eq!(code(&out), 1, "{}", text(&out));
@@ -404,13 +401,7 @@ fn forget_plan_applies_each_components_retention_in_its_region() {
         ),
     )
     .unwrap();
-    let lifeboat = |args: &[&str]| {
-        env.cmd()
-            .env("LIFEBOAT_CONFIG", &plan)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let lifeboat = |args: &[&str]| with_plan(&env, &plan, args);
     for i in 0..4 {
         std::fs::write(a.join("x"), format!("version {i}")).unwrap();
         assert_eq!(code(&lifeboat(&["run", "--all"])), 0);

@@ -261,6 +261,37 @@ pub struct MariadbMeta {
 }
 
 impl MariadbMeta {
+    /// The metadata a backup of `url` (its database, if it names one)
+    /// starts from, in `mode`, stored as the stream `dump`: the server's
+    /// version and, with binary logging on, its server id. It connects
+    /// first, so wrong credentials, an unknown database or an unreachable
+    /// server are named before anything is stored.
+    fn connect(url: &MariadbUrl, mode: &str, dump: String) -> Result<MariadbMeta> {
+        let info = url.query(
+            url.database.as_deref(),
+            "SELECT VERSION(), @@log_bin, @@server_id",
+        )?;
+        let (version, server_id) = match info.first().map(Vec::as_slice) {
+            Some([v, b, id]) => (v.clone(), id.parse().ok().filter(|_| b == "1")),
+            _ => (String::new(), None),
+        };
+        Ok(MariadbMeta {
+            kind: "mariadb".into(),
+            mode: mode.into(),
+            url: url.to_string(),
+            database: url.database.clone(),
+            server_version: version,
+            dump,
+            server_id,
+            binlog_file: None,
+            binlog_pos: None,
+            gtid: None,
+            tables: vec![],
+            files: None,
+            lsn: None,
+        })
+    }
+
     /// The metadata of a snapshot, if it is a MariaDB backup.
     pub fn of(snapshot: &Snapshot) -> Option<MariadbMeta> {
         let m: MariadbMeta = serde_json::from_value(snapshot.source.clone()?).ok()?;
@@ -295,15 +326,14 @@ impl crate::Source for MariadbSource {
             return physical::backup(&self.url);
         }
         let db = self.url.database.clone();
-        // Connects first: wrong credentials, an unknown database or an
-        // unreachable server are named before anything is stored.
-        let info = self
-            .url
-            .query(db.as_deref(), "SELECT VERSION(), @@log_bin, @@server_id")?;
-        let (version, log_bin, server_id) = match info.first().map(Vec::as_slice) {
-            Some([v, b, id]) => (v.clone(), b == "1", id.parse().ok()),
-            _ => (String::new(), false, None),
+        let mode = if db.is_some() {
+            "logical"
+        } else {
+            "logical-server"
         };
+        let dump_name = format!("{}.sql", db.as_deref().unwrap_or("all-databases"));
+        let mut meta = MariadbMeta::connect(&self.url, mode, dump_name)?;
+        let log_bin = meta.server_id.is_some();
         let mut cmd = self.url.command("mariadb-dump");
         cmd.args([
             "--single-transaction",
@@ -333,26 +363,6 @@ impl crate::Source for MariadbSource {
             "the dump is not a complete mariadb-dump script",
             move |r| dumpscan::scan(r, &default_db),
         );
-        let mut meta = MariadbMeta {
-            kind: "mariadb".into(),
-            mode: if db.is_some() {
-                "logical"
-            } else {
-                "logical-server"
-            }
-            .into(),
-            url: shown.clone(),
-            dump: format!("{}.sql", db.as_deref().unwrap_or("all-databases")),
-            database: db,
-            server_version: version,
-            server_id: server_id.filter(|_| log_bin),
-            binlog_file: None,
-            binlog_pos: None,
-            gtid: None,
-            tables: vec![],
-            files: None,
-            lsn: None,
-        };
         Ok(Box::new(TeedStream::new(
             teed,
             meta.dump.clone(),

@@ -33,13 +33,7 @@ pub fn backup(url: &MariadbUrl) -> Result<Box<dyn StreamSet<'static>>> {
             "--physical copies the whole server: give it without a database (not /{db})"
         )));
     }
-    // Connects first: wrong credentials or an unreachable server are named
-    // before anything is stored.
-    let info = url.query(None, "SELECT VERSION(), @@log_bin, @@server_id")?;
-    let (version, log_bin, server_id) = match info.first().map(Vec::as_slice) {
-        Some([v, b, id]) => (v.clone(), b == "1", id.parse().ok()),
-        _ => (String::new(), false, None),
-    };
+    let mut meta = MariadbMeta::connect(url, "physical", STREAM.into())?;
     let scratch =
         tempfile::tempdir().map_err(|e| RepoError::io("create", std::env::temp_dir(), e))?;
     let mut cmd = url.command("mariadb-backup");
@@ -52,21 +46,6 @@ pub fn backup(url: &MariadbUrl) -> Result<Box<dyn StreamSet<'static>>> {
         "the stream is not a complete mariadb-backup archive",
         xbstream::scan,
     );
-    let mut meta = MariadbMeta {
-        kind: "mariadb".into(),
-        mode: "physical".into(),
-        url: shown.clone(),
-        database: None,
-        server_version: version,
-        dump: STREAM.into(),
-        server_id: server_id.filter(|_| log_bin),
-        binlog_file: None,
-        binlog_pos: None,
-        gtid: None,
-        tables: vec![],
-        files: None,
-        lsn: None,
-    };
     Ok(Box::new(TeedStream::new(
         teed,
         STREAM.into(),
