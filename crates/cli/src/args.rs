@@ -176,6 +176,17 @@ pub enum Command {
     /// Each runs as `lifeboat backup` into its region's repository, tagged
     /// component=NAME, and is recorded in the ledger. Exit 1 if any failed.
     Run(RunArgs),
+    /// Copy snapshots, and the WAL or binary logs that continue them, into
+    /// another region's repository: `copy --to dr` copies each component
+    /// whose replicate_to names dr (or those named) and records each copy
+    /// in the ledger; `copy --to-repo LOCATION` copies this repository's
+    /// snapshots (all, or those the filters or ids choose) into any other.
+    /// Re-encrypted for the destination's key, deduplicated against what
+    /// it holds, verified before a snapshot is written; a killed copy
+    /// leaves no partial snapshot and the next goes on where it stopped.
+    /// Regions made by `init --plan` share blob ids and copy blob for
+    /// blob; others are re-identified (every blob read and hashed again).
+    Copy(CopyArgs),
     /// The plan's posture at a glance: per component its tier, RPO and RTO,
     /// the data-loss window now (the age of its newest backup) against the
     /// RPO, and its last run. Exit 1 when a component is outside its RPO.
@@ -223,6 +234,12 @@ pub struct InitArgs {
     /// Target pack size in MiB (packs are the objects stored).
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub pack_size: u32,
+    /// Create every region of the plan (-c lifeboat.toml) that has no
+    /// repository yet, each with its password source. They name blobs as
+    /// the first existing one does (components' home regions first), so
+    /// `copy` between them is blob for blob and deduplicates.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 /// `backup`.
@@ -692,6 +709,32 @@ pub enum RepairCommand {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
+}
+
+/// `copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The plan's region to copy into (-c lifeboat.toml).
+    #[arg(long, value_name = "REGION", conflicts_with = "to_repo")]
+    pub to: Option<String>,
+    /// With --to: the components to copy (default: every one whose
+    /// replicate_to names the region). With --to-repo: snapshot ids or
+    /// `latest` (default: every snapshot the filters admit).
+    #[arg(value_name = "COMPONENT|SNAPSHOT")]
+    pub components: Vec<String>,
+    /// Without a plan: the repository to copy into (from --repo).
+    #[arg(long, value_name = "LOCATION")]
+    pub to_repo: Option<String>,
+    /// The destination's password file (else LIFEBOAT_TO_PASSWORD,
+    /// LIFEBOAT_TO_PASSWORD_FILE or LIFEBOAT_TO_PASSWORD_COMMAND).
+    #[arg(long, value_name = "FILE", requires = "to_repo")]
+    pub to_password_file: Option<PathBuf>,
+    /// A command that prints the destination's password.
+    #[arg(long, value_name = "COMMAND", requires = "to_repo")]
+    pub to_password_command: Option<String>,
+    /// With --to-repo: which snapshots.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `run`.

@@ -37,7 +37,14 @@ pub const MIGRATIONS: &[&str] = &[
         report TEXT NOT NULL
     );
     CREATE INDEX verifications_by_component ON verifications (component, at);",
+    // The recoverable point a run leaves in its region: a backup's
+    // snapshot time, a copy's newest copied snapshot time.
+    "ALTER TABLE runs ADD COLUMN point REAL;",
 ];
+
+/// The columns of [`Run`], in its order.
+const RUN_COLUMNS: &str =
+    "id, component, kind, region, started, ended, ok, bytes, snapshot, error, point";
 
 /// A ledger that cannot be used: what and where.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +95,10 @@ pub struct Run {
     pub snapshot: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The newest recoverable point the run left in its region (seconds
+    /// since the epoch): a backup's snapshot time, a copy's newest copied
+    /// snapshot's.
+    pub point: Option<f64>,
 }
 
 /// One verification of a component, as recorded.
@@ -106,7 +117,7 @@ pub struct Verification {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Outcome {
     /// Whether it succeeded.
     pub ok: bool,
@@ -116,6 +127,8 @@ pub struct Outcome {
     pub snapshot: Option<String>,
     /// Why it failed.
     pub error: Option<String>,
+    /// The newest recoverable point it left in its region.
+    pub point: Option<f64>,
 }
 
 /// An open ledger.
@@ -196,8 +209,8 @@ impl Ledger {
     pub fn finish(&self, id: i64, o: &Outcome) -> Result<()> {
         self.db
             .execute(
-                "UPDATE runs SET ended = ?2, ok = ?3, bytes = ?4, snapshot = ?5, error = ?6 WHERE id = ?1",
-                params![id, now(), o.ok, o.bytes.map(|b| b as i64), o.snapshot, o.error],
+                "UPDATE runs SET ended = ?2, ok = ?3, bytes = ?4, snapshot = ?5, error = ?6, point = ?7 WHERE id = ?1",
+                params![id, now(), o.ok, o.bytes.map(|b| b as i64), o.snapshot, o.error, o.point],
             )
             .map_err(|e| self.err(e))?;
         Ok(())
@@ -215,32 +228,51 @@ impl Ledger {
             bytes: r.get::<_, Option<i64>>(7)?.map(|b| b as u64),
             snapshot: r.get(8)?,
             error: r.get(9)?,
+            point: r.get(10)?,
         })
     }
 
-    /// The newest `n` runs of `component`, newest first.
-    pub fn runs(&self, component: &str, n: usize) -> Result<Vec<Run>> {
+    /// The newest `n` runs of `kind` (`backup`, `copy`) of `component`,
+    /// newest first.
+    pub fn runs(&self, component: &str, kind: &str, n: usize) -> Result<Vec<Run>> {
         let mut q = self
             .db
-            .prepare(
-                "SELECT id, component, kind, region, started, ended, ok, bytes, snapshot, error
-                 FROM runs WHERE component = ?1 ORDER BY started DESC, id DESC LIMIT ?2",
-            )
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE component = ?1 AND kind = ?2
+                 ORDER BY started DESC, id DESC LIMIT ?3"
+            ))
             .map_err(|e| self.err(e))?;
         let rows = q
-            .query_map(params![component, n as i64], Ledger::run_of)
+            .query_map(params![component, kind, n as i64], Ledger::run_of)
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))
     }
 
-    /// The newest successful run of `component`.
+    /// The newest successful backup of `component`.
     pub fn last_success(&self, component: &str) -> Result<Option<Run>> {
         self.db
             .query_row(
-                "SELECT id, component, kind, region, started, ended, ok, bytes, snapshot, error
-                 FROM runs WHERE component = ?1 AND ok = 1 ORDER BY started DESC, id DESC LIMIT 1",
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE component = ?1 AND kind = 'backup' AND ok = 1
+                     ORDER BY started DESC, id DESC LIMIT 1"
+                ),
                 params![component],
+                Ledger::run_of,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The newest successful copy of `component` into `region`.
+    pub fn last_copy(&self, component: &str, region: &str) -> Result<Option<Run>> {
+        self.db
+            .query_row(
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE component = ?1 AND kind = 'copy'
+                     AND region = ?2 AND ok = 1 ORDER BY started DESC, id DESC LIMIT 1"
+                ),
+                params![component, region],
                 Ledger::run_of,
             )
             .optional()
@@ -318,6 +350,7 @@ mod tests {
                 bytes: Some(42),
                 snapshot: Some("abc".into()),
                 error: None,
+                point: Some(1000.0),
             },
         )
         .unwrap();
@@ -334,7 +367,17 @@ mod tests {
         let open = l.start("orders-db", "backup", "primary").unwrap();
         drop(l);
         let l = Ledger::open(&path).unwrap();
-        let runs = l.runs("orders-db", 10).unwrap();
+        let c = l.start("orders-db", "copy", "dr").unwrap();
+        l.finish(
+            c,
+            &Outcome {
+                ok: true,
+                point: Some(900.0),
+                ..Outcome::default()
+            },
+        )
+        .unwrap();
+        let runs = l.runs("orders-db", "backup", 10).unwrap();
         assert_eq!(
             runs.iter().map(|r| r.id).collect::<Vec<_>>(),
             vec![open, b, a]
@@ -342,7 +385,14 @@ mod tests {
         assert_eq!(runs[0].ok, None, "a run that never ended");
         assert_eq!(runs[1].error.as_deref(), Some("pg_dump failed"));
         let last = l.last_success("orders-db").unwrap().unwrap();
-        assert_eq!((last.id, last.bytes), (a, Some(42)));
+        assert_eq!(
+            (last.id, last.bytes, last.point),
+            (a, Some(42), Some(1000.0))
+        );
+        let copied = l.last_copy("orders-db", "dr").unwrap().unwrap();
+        assert_eq!((copied.id, copied.point), (c, Some(900.0)));
+        assert!(l.last_copy("orders-db", "primary").unwrap().is_none());
+        assert_eq!(l.runs("orders-db", "copy", 10).unwrap().len(), 1);
         assert!(l.last_success("nothing").unwrap().is_none());
         let v = |result: &str, secs: Option<f64>| Verification {
             at: Ledger::now(),
@@ -369,6 +419,25 @@ mod tests {
                 .restore_seconds,
             Some(2.5)
         );
+    }
+
+    #[test]
+    fn a_ledger_of_an_older_schema_is_migrated_keeping_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(&MIGRATIONS[..2].join(";")).unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+        c.execute(
+            "INSERT INTO runs (component, kind, region, started, ended, ok) VALUES ('a', 'backup', 'p', 5, 6, 1)",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.version().unwrap(), MIGRATIONS.len() as i64);
+        let r = l.last_success("a").unwrap().unwrap();
+        assert_eq!((r.started, r.point), (5.0, None));
     }
 
     #[test]

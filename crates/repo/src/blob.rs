@@ -184,6 +184,26 @@ impl Decoder {
     }
 }
 
+impl Decoder {
+    /// Re-encrypts a stored blob for a key that names blobs alike
+    /// ([`MasterKey::same_ids`]): decrypts `stored` in place (left
+    /// scrambled), checks its plaintext against `id`, and seals the same
+    /// flag and payload with `to` — a compressed blob is not compressed
+    /// again.
+    pub fn reseal(
+        &mut self,
+        from: &MasterKey,
+        to: &MasterKey,
+        stored: &mut [u8],
+        id: &Id,
+        raw_len: u32,
+    ) -> Result<Vec<u8>, DecodeError> {
+        let framed = from.open_in_place(stored)?;
+        unframe(framed, &mut self.plain, &mut self.zstd, from, id, raw_len)?;
+        Ok(to.seal(framed))
+    }
+}
+
 /// A decrypted blob's flag byte and payload to its verified plaintext.
 fn unframe<'s>(
     framed: &'s [u8],

@@ -152,6 +152,25 @@ impl MasterKey {
     pub fn chunker_seed(&self) -> u64 {
         self.chunker_seed
     }
+
+    /// A fresh key that names blobs and cuts chunks as `self` does (the same
+    /// id key and chunker seed) but encrypts with a new random key: the
+    /// key of a second region's repository, to which snapshots are copied
+    /// blob for blob — resealed, never re-chunked or re-hashed — and in
+    /// which the same data deduplicates against what the first holds.
+    pub fn with_same_ids(&self) -> MasterKey {
+        let mut k = MasterKey::generate();
+        k.id_key = self.id_key;
+        k.chunker_seed = self.chunker_seed;
+        k
+    }
+
+    /// Whether `other` names blobs as `self` does (the same id key and
+    /// chunker seed): blob ids, and so trees, mean the same in both.
+    pub fn same_ids(&self, other: &MasterKey) -> bool {
+        // Not a secret comparison an attacker can time: both keys are ours.
+        self.id_key == other.id_key && self.chunker_seed == other.chunker_seed
+    }
 }
 
 fn seal_with(cipher: &XChaCha20Poly1305, plain: &[u8]) -> Vec<u8> {

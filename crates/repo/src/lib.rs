@@ -24,6 +24,7 @@ pub mod blob;
 pub mod browse;
 pub mod check;
 pub mod chunker;
+pub mod copy;
 pub mod crypto;
 pub mod diff;
 pub mod error;

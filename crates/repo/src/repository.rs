@@ -123,6 +123,30 @@ impl Repository {
         password: &[u8],
         opts: InitOptions,
     ) -> Result<Repository> {
+        Repository::init_with_key(store, password, opts, MasterKey::generate())
+    }
+
+    /// Creates a repository in an empty store that names blobs and cuts
+    /// chunks as `like` does (its id key, chunker seed and chunker bounds;
+    /// its own encryption key and password): snapshots copy between the
+    /// two blob for blob, and deduplicate against each other
+    /// ([`MasterKey::with_same_ids`]).
+    pub fn init_like(
+        store: Arc<dyn WriteStore>,
+        password: &[u8],
+        mut opts: InitOptions,
+        like: &Repository,
+    ) -> Result<Repository> {
+        opts.chunker = like.config.chunker;
+        Repository::init_with_key(store, password, opts, like.key.with_same_ids())
+    }
+
+    fn init_with_key(
+        store: Arc<dyn WriteStore>,
+        password: &[u8],
+        opts: InitOptions,
+        key: MasterKey,
+    ) -> Result<Repository> {
         if store.exists(Kind::Config, "config")? {
             return Err(RepoError::AlreadyInitialized {
                 location: store.location(),
@@ -145,7 +169,6 @@ impl Repository {
             ));
         }
         store.create()?;
-        let key = MasterKey::generate();
         let config = Config {
             version: FORMAT_VERSION,
             id: hex::encode(rand::random::<[u8; 16]>()),

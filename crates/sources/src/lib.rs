@@ -151,6 +151,22 @@ pub fn restorer_of(snapshot: &lifeboat_repo::Snapshot) -> Option<(&'static str, 
     }
 }
 
+/// The prefix of the names of the log objects that continue `snapshot`'s
+/// source past it (a PostgreSQL cluster's WAL, a MariaDB server's binary
+/// logs; see `postgres::wal::object_name` and `mariadb::stream::object_name`),
+/// if it has any: what a copy to another region sends with the snapshot.
+pub fn log_prefix(snapshot: &lifeboat_repo::Snapshot) -> Option<String> {
+    let m = snapshot.source.as_ref()?;
+    match m.get("kind")?.as_str()? {
+        "postgres" => {
+            let sys: u64 = m.get("system_id")?.as_str()?.parse().ok()?;
+            Some(postgres::wal::object_name(sys, ""))
+        }
+        "mariadb" => Some(format!("binlog-{}-", m.get("server_id")?.as_u64()?)),
+        _ => None,
+    }
+}
+
 /// What a snapshot holds, in a few words for listings: the source kind
 /// and the point it recovers to (`postgres base backup, to 0/5000100 on
 /// timeline 1`; `postgres dump of shop`; `command kubectl`); `-` for

@@ -55,3 +55,35 @@ pub fn supersede(repo: &Repository, name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Drops the partials that are no longer the newest word on their piece —
+/// those whose whole piece is stored, and all but the newest of the rest —
+/// in a repository that received pieces by copy (where the source's own
+/// `put` and `supersede` did not run); how many it dropped.
+pub fn tidy(repo: &Repository) -> Result<usize> {
+    let names: Vec<String> = repo.list_logs()?.into_iter().map(|o| o.name).collect();
+    let whole: std::collections::HashSet<&str> = names
+        .iter()
+        .filter(|n| base_of(n).is_none())
+        .map(String::as_str)
+        .collect();
+    let mut newest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for n in &names {
+        if let Some(base) = base_of(n) {
+            let e = newest.entry(base).or_insert(n);
+            if n.as_str() > *e {
+                *e = n;
+            }
+        }
+    }
+    let mut dropped = 0;
+    for n in &names {
+        if let Some(base) = base_of(n) {
+            if whole.contains(base) || newest.get(base) != Some(&n.as_str()) {
+                repo.delete_log(n)?;
+                dropped += 1;
+            }
+        }
+    }
+    Ok(dropped)
+}

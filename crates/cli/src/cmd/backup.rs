@@ -19,6 +19,8 @@ struct BackupJson<'a> {
     dry_run: bool,
     snapshot_id: String,
     short_id: String,
+    /// The snapshot's time: the point it recovers to.
+    time: jiff::Timestamp,
     parent: Option<String>,
     files_new: u64,
     files_changed: u64,
@@ -125,6 +127,7 @@ pub fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         dry_run: a.dry_run,
         snapshot_id: outcome.id.to_hex(),
         short_id: outcome.id.short(),
+        time: outcome.snapshot.time,
         parent: outcome.snapshot.parent.map(|p| p.to_hex()),
         files_new: s.files_new,
         files_changed: s.files_changed,

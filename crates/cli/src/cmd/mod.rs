@@ -6,12 +6,14 @@ mod binlog;
 mod browse;
 mod cat;
 mod check;
+mod copy;
 mod demo;
 mod forget;
 mod init;
 mod key;
 mod meta;
 mod plan;
+mod region;
 mod repair;
 mod restore;
 mod run;
@@ -194,6 +196,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Binlog(b) => binlog::run(&ctx, b),
         Command::Plan(p) => plan::run(&ctx, p),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Copy(a) => copy::run(&ctx, a),
         Command::Status => status::run(&ctx),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),

@@ -208,6 +208,10 @@ fn backup(plan: &Plan, c: &Component) -> Outcome {
             ok: out.status.success(),
             bytes: doc["bytes_read"].as_u64(),
             snapshot: doc["snapshot_id"].as_str().map(str::to_string),
+            point: doc["time"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| t.as_microsecond() as f64 / 1e6),
             error: (!out.status.success())
                 .then(|| "some source files could not be read (exit 3)".to_string()),
         };

@@ -22,7 +22,7 @@ pub fn posture(
     let mut rows = vec![];
     let mut over = 0;
     for (c, a) in plan.components.iter().zip(&assessed) {
-        let last = ledger.runs(&c.name, 1)?.into_iter().next();
+        let last = ledger.runs(&c.name, "backup", 1)?.into_iter().next();
         let success = ledger.last_success(&c.name)?;
         let verification = ledger.last_verification(&c.name, false)?;
         let window = success.as_ref().map(|r| (now_s - r.started).max(0.0));
