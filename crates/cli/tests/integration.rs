@@ -10,6 +10,7 @@ mod integration {
     mod backup_restore;
     mod cli;
     pub mod common;
+    mod copy;
     mod exporter;
     mod faults;
     mod first_hour;

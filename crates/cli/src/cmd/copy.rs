@@ -129,58 +129,18 @@ fn plan_copy(ctx: &Ctx, to: &str, names: &[String]) -> Result<u8> {
         .into());
     }
     let components = chosen(&plan, to, names)?;
-    // The destination opens once; if it cannot, every copy fails with why.
-    let dst_store = region::store(&plan, to)?;
-    crate::interrupt::watch_store(&dst_store);
-    let mut dst = region::open(&plan, to).and_then(|r| Ok(r.load_index()?));
-    let mut sources: HashMap<String, IndexedRepository> = HashMap::new();
-    let mut results = vec![];
-    let mut problems = vec![];
-    for c in components {
-        let id = ledger.start(&c.name, "copy", to)?;
-        let done = match &mut dst {
-            Ok(dst) => copy_component(ctx, &plan, c, &mut sources, dst),
-            Err(e) => Err(anyhow::anyhow!("region {to}: {e:#}")),
-        };
-        let (outcome, mut doc) = match &done {
-            Ok(copied) => (
-                Outcome {
-                    ok: true,
-                    bytes: Some(copied.snapshots.bytes_copied + copied.logs.bytes),
-                    snapshot: copied.newest.map(|(id, _)| id.to_hex()),
-                    error: None,
-                    point: copied.newest.map(|(_, t)| t.as_microsecond() as f64 / 1e6),
-                },
-                doc_of(copied),
-            ),
-            Err(e) => {
-                problems.push(format!("error: {}: {e:#}", c.name));
-                (
-                    Outcome {
-                        ok: false,
-                        error: Some(format!("{e:#}")),
-                        ..Outcome::default()
-                    },
-                    json!({ "error": format!("{e:#}") }),
-                )
-            }
-        };
-        ledger.finish(id, &outcome)?;
-        doc["component"] = json!(c.name);
-        doc["from"] = json!(c.region);
-        doc["to"] = json!(to);
-        doc["ok"] = json!(outcome.ok);
-        doc["run_id"] = json!(id);
-        if let Ok(copied) = &done {
-            if !ctx.global.json && !ctx.global.quiet {
-                #[allow(clippy::print_stdout)]
-                {
-                    println!("{}", words(&c.name, to, copied));
-                }
-            }
-        }
-        results.push(doc);
-    }
+    let results = into_region(ctx, &plan, &ledger, to, &components)?;
+    let problems: Vec<String> = results
+        .iter()
+        .filter(|d| d["ok"] == false)
+        .map(|d| {
+            format!(
+                "error: {}: {}",
+                d["component"].as_str().unwrap_or(""),
+                d["error"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
     let failed = problems.len();
     ctx.out
         .outcome(&json!({ "copies": results }), &problems, || {
@@ -198,6 +158,68 @@ fn plan_copy(ctx: &Ctx, to: &str, names: &[String]) -> Result<u8> {
     } else {
         exit::FAILURE
     })
+}
+
+/// Copies `components` from their regions into region `to`, each copy
+/// recorded in the ledger (with the point it leaves in `to`) and told on
+/// stdout unless --json or --quiet; each one's document, with `ok`.
+pub fn into_region(
+    ctx: &Ctx,
+    plan: &Plan,
+    ledger: &lifeboat_ledger::Ledger,
+    to: &str,
+    components: &[&Component],
+) -> Result<Vec<serde_json::Value>> {
+    if components.is_empty() {
+        return Ok(vec![]);
+    }
+    // The destination opens once; if it cannot, every copy fails with why.
+    let dst_store = region::store(plan, to)?;
+    crate::interrupt::watch_store(&dst_store);
+    let mut dst = region::open(plan, to).and_then(|r| Ok(r.load_index()?));
+    let mut sources: HashMap<String, IndexedRepository> = HashMap::new();
+    let mut results = vec![];
+    for c in components {
+        let id = ledger.start(&c.name, "copy", to)?;
+        let done = match &mut dst {
+            Ok(dst) => copy_component(ctx, plan, c, &mut sources, dst),
+            Err(e) => Err(anyhow::anyhow!("region {to}: {e:#}")),
+        };
+        let (outcome, mut doc) = match &done {
+            Ok(copied) => (
+                Outcome {
+                    ok: true,
+                    bytes: Some(copied.snapshots.bytes_copied + copied.logs.bytes),
+                    snapshot: copied.newest.map(|(id, _)| id.to_hex()),
+                    error: None,
+                    point: copied.newest.map(|(_, t)| t.as_microsecond() as f64 / 1e6),
+                },
+                doc_of(copied),
+            ),
+            Err(e) => (
+                Outcome {
+                    ok: false,
+                    error: Some(format!("{e:#}")),
+                    ..Outcome::default()
+                },
+                json!({ "error": format!("{e:#}") }),
+            ),
+        };
+        ledger.finish(id, &outcome)?;
+        doc["component"] = json!(c.name);
+        doc["from"] = json!(c.region);
+        doc["to"] = json!(to);
+        doc["ok"] = json!(outcome.ok);
+        doc["run_id"] = json!(id);
+        if let (Ok(copied), false) = (&done, ctx.global.json || ctx.global.quiet) {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", words(&c.name, to, copied));
+            }
+        }
+        results.push(doc);
+    }
+    Ok(results)
 }
 
 /// The components `names` names (each must replicate to `to`), or every

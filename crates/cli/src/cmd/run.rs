@@ -1,6 +1,7 @@
 //! `lifeboat run [COMPONENT…]`: the plan's backups run now — the named
 //! components, or those due by their schedules — each recorded in the
-//! ledger (start, end, bytes, result, error, snapshot).
+//! ledger (start, end, bytes, result, error, snapshot), and each one that
+//! succeeded copied to the regions it replicates to (`copy`).
 //!
 //! Each backup runs as a child `lifeboat backup` against the component's
 //! region: the same code path, output and exit codes as a backup run by
@@ -84,13 +85,47 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
                 }
             }
         }
+        // A backup that succeeded goes on to every region it replicates to.
+        let mut copies = vec![];
+        if outcome.ok {
+            for to in &c.replicate_to {
+                copies.extend(crate::cmd::copy::into_region(
+                    ctx,
+                    &plan,
+                    &ledger,
+                    to,
+                    &[c],
+                )?);
+            }
+        }
+        let copy_errors: Vec<String> = copies
+            .iter()
+            .filter(|d| d["ok"] == false)
+            .map(|d| {
+                format!(
+                    "copy to {}: {}",
+                    d["to"].as_str().unwrap_or(""),
+                    d["error"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        if !copy_errors.is_empty() {
+            failed += 1;
+        }
+        let error = outcome
+            .error
+            .iter()
+            .cloned()
+            .chain(copy_errors)
+            .collect::<Vec<_>>();
         results.push(json!({
             "component": c.name,
             "region": c.region,
-            "ok": outcome.ok,
+            "ok": outcome.ok && error.is_empty(),
             "snapshot_id": outcome.snapshot,
             "bytes_read": outcome.bytes,
-            "error": outcome.error,
+            "error": (!error.is_empty()).then(|| error.join("; ")),
+            "copies": copies,
             "run_id": id,
         }));
     }

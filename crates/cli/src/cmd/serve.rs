@@ -1,5 +1,6 @@
 //! `lifeboat serve`: the daemon. It runs the plan's schedules — due
-//! backups, due restore tests — one at a time (so never two runs of one
+//! backups (each followed by its copies to the regions it replicates to),
+//! copies a region still lacks, due restore tests — one at a time (so never two runs of one
 //! component at once), each as a child `lifeboat` whose outcome the ledger
 //! records; a component that failed is retried with backoff (1 min,
 //! doubling, at most 1 h). On one port it serves `/metrics` (Prometheus
@@ -201,16 +202,61 @@ fn metrics(plan: &Plan, path: &Path) -> Result<String> {
         "How long the last restore test took.",
         &|r| r["last_verification"]["restore_seconds"].as_f64(),
     );
+    // Per component and the region it replicates to (`region` is the
+    // replica's here; `from` the home region).
+    let mut replica =
+        |name: &str,
+         help: &str,
+         value: &dyn Fn(&serde_json::Value, &serde_json::Value) -> Option<f64>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for r in &rows {
+                for c in r["replication"].as_array().into_iter().flatten() {
+                    if let Some(v) = value(r, c) {
+                        let v = if v.is_infinite() {
+                            "+Inf".to_string()
+                        } else {
+                            v.to_string()
+                        };
+                        let _ = writeln!(
+                            out,
+                            "{name}{{component=\"{}\",tier=\"{}\",region=\"{}\",from=\"{}\"}} {v}",
+                            r["component"].as_str().unwrap_or(""),
+                            r["tier"].as_str().unwrap_or(""),
+                            c["region"].as_str().unwrap_or(""),
+                            r["region"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+            }
+        };
+    replica(
+        "lifeboat_replication_lag_seconds",
+        "How far the region's newest copy is behind the newest backup (+Inf: never copied).",
+        &|r, c| {
+            c["lag_seconds"]
+                .as_f64()
+                .or_else(|| r["last_success"].is_object().then_some(f64::INFINITY))
+        },
+    );
+    replica(
+        "lifeboat_replica_data_loss_window_seconds",
+        "The age of the newest copy in the region: what losing the home region loses now.",
+        &|_, c| c["data_loss_window_seconds"].as_f64(),
+    );
+    replica(
+        "lifeboat_last_copy_timestamp_seconds",
+        "When the last successful copy to the region started.",
+        &|_, c| c["last_copy"]["started"].as_f64(),
+    );
     Ok(out)
 }
 
-/// What is due now: backups by the ledger's last success and the schedule,
-/// restore tests by the last verification and the verify schedule.
-fn due(
-    plan: &Plan,
-    path: &Path,
-    backoff: &HashMap<String, Instant>,
-) -> Result<Vec<(String, &'static str)>> {
+/// What is due now, as the arguments of a child `lifeboat`: backups by
+/// the ledger's last success and the schedule (a backup goes on to its
+/// copies), copies whose region lacks the newest backup (the copy after a
+/// backup failed), restore tests by the last verification and the verify
+/// schedule.
+fn due(plan: &Plan, path: &Path, backoff: &HashMap<String, Instant>) -> Result<Vec<Due>> {
     let l = ledger(plan, path)?;
     let now = jiff::Timestamp::now();
     let mut todo = vec![];
@@ -218,22 +264,44 @@ fn due(
         if backoff.get(&c.name).is_some_and(|t| Instant::now() < *t) {
             continue;
         }
+        let job = |args: &[&str]| Due {
+            component: c.name.clone(),
+            args: args
+                .iter()
+                .map(|a| a.to_string())
+                .chain([c.name.clone()])
+                .collect(),
+        };
         let last_backup = l.last_success(&c.name)?.map(|r| r.started);
         if c.schedule.as_ref().is_some_and(|s| s.due(last_backup, now)) {
-            todo.push((c.name.clone(), "run"));
+            todo.push(job(&["run"]));
             continue;
         }
+        let Some(backed_up) = last_backup else {
+            continue;
+        };
+        for to in &c.replicate_to {
+            let copied = l.last_copy(&c.name, to)?.map(|r| r.started);
+            if copied.is_none_or(|t| t < backed_up) {
+                todo.push(job(&["copy", "--to", to]));
+            }
+        }
         let last_verify = l.last_verification(&c.name, false)?.map(|v| v.at);
-        if last_backup.is_some()
-            && c.verify
-                .as_ref()
-                .and_then(|v| v.schedule.as_ref())
-                .is_some_and(|s| s.due(last_verify, now))
+        if c.verify
+            .as_ref()
+            .and_then(|v| v.schedule.as_ref())
+            .is_some_and(|s| s.due(last_verify, now))
         {
-            todo.push((c.name.clone(), "verify"));
+            todo.push(job(&["verify"]));
         }
     }
     Ok(todo)
+}
+
+/// One piece of due work: whose, and the child's arguments.
+struct Due {
+    component: String,
+    args: Vec<String>,
 }
 
 /// The scheduler: every `tick`, what is due, one child at a time.
@@ -248,11 +316,16 @@ fn schedule(plan: &Plan, path: &Path, tick: Duration, stop: &AtomicBool) {
                 vec![]
             }
         };
-        for (component, what) in todo {
+        for Due { component, args } in todo {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let ok = child(path, what, &component, stop);
+            // A component whose first piece of work failed this tick waits.
+            if backoff.get(&component).is_some_and(|t| Instant::now() < *t) {
+                continue;
+            }
+            let what = args.join(" ");
+            let ok = child(path, &args, stop);
             if ok {
                 failures.remove(&component);
                 backoff.remove(&component);
@@ -260,10 +333,7 @@ fn schedule(plan: &Plan, path: &Path, tick: Duration, stop: &AtomicBool) {
                 let n = failures.entry(component.clone()).or_insert(0);
                 *n += 1;
                 let wait = Duration::from_secs((60u64 << (*n - 1).min(6)).min(3600));
-                tracing::warn!(
-                    "{what} of {component} failed; next try in {}s",
-                    wait.as_secs()
-                );
+                tracing::warn!("{what} failed; next try in {}s", wait.as_secs());
                 backoff.insert(component, Instant::now() + wait);
             }
         }
@@ -274,9 +344,10 @@ fn schedule(plan: &Plan, path: &Path, tick: Duration, stop: &AtomicBool) {
     }
 }
 
-/// Runs `lifeboat -c PLAN WHAT COMPONENT` to its end (asked to stop on
-/// shutdown, and waited for); whether it succeeded.
-fn child(path: &Path, what: &str, component: &str, stop: &AtomicBool) -> bool {
+/// Runs `lifeboat -c PLAN ARGS…` to its end (asked to stop on shutdown,
+/// and waited for); whether it succeeded.
+fn child(path: &Path, args: &[String], stop: &AtomicBool) -> bool {
+    let what = args.join(" ");
     let Ok(exe) = std::env::current_exe() else {
         return false;
     };
@@ -284,14 +355,14 @@ fn child(path: &Path, what: &str, component: &str, stop: &AtomicBool) -> bool {
         .arg("-q")
         .arg("-c")
         .arg(path)
-        .args([what, component])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn();
     let mut c = match spawned {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("cannot start {what} of {component}: {e}");
+            tracing::error!("cannot start {what}: {e}");
             return false;
         }
     };
@@ -299,7 +370,7 @@ fn child(path: &Path, what: &str, component: &str, stop: &AtomicBool) -> bool {
     loop {
         match c.try_wait() {
             Ok(Some(status)) => {
-                tracing::info!("{what} of {component}: {status}");
+                tracing::info!("{what}: {status}");
                 return status.success();
             }
             Ok(None) => {}

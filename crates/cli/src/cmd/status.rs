@@ -1,6 +1,7 @@
 //! `lifeboat status`: each component of the plan at a glance — its tier
 //! and objectives, the data-loss window now (the age of its newest backup,
-//! from the ledger) against its RPO, and its last run.
+//! from the ledger) against its RPO, how far each region it replicates to
+//! is behind, and its last run.
 
 use anyhow::Result;
 use lifeboat_plan::objectives;
@@ -30,6 +31,25 @@ pub fn posture(
         if !within {
             over += 1;
         }
+        // Each region it replicates to: how far its newest copy is behind
+        // the newest backup, and the data that losing the home region
+        // would lose now.
+        let home_point = success.as_ref().map(|r| r.point.unwrap_or(r.started));
+        let mut replication = vec![];
+        for to in &c.replicate_to {
+            let copy = ledger.last_copy(&c.name, to)?;
+            let point = copy.as_ref().and_then(|r| r.point);
+            let lag = match (home_point, point) {
+                (Some(h), Some(p)) => Some((h - p).max(0.0)),
+                _ => None,
+            };
+            replication.push(json!({
+                "region": to,
+                "lag_seconds": lag,
+                "data_loss_window_seconds": point.map(|p| (now_s - p).max(0.0)),
+                "last_copy": copy,
+            }));
+        }
         rows.push(json!({
             "component": c.name,
             "tier": c.tier,
@@ -42,6 +62,7 @@ pub fn posture(
             "continuous": c.continuous,
             "last_run": last,
             "last_success": success,
+            "replication": replication,
             "last_verification": verification.map(|v| json!({
                 "at": v.at,
                 "result": v.result,
@@ -72,8 +93,16 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
     ctx.out.print(&doc, || {
         let d = |s: f64| objectives::words(jiff::SignedDuration::from_secs(s as i64));
         let mut t = String::new();
-        let head = ["COMPONENT", "TIER", "RPO", "LOSS WINDOW", "RTO", "LAST RUN"];
-        let body: Vec<[String; 6]> = rows
+        let head = [
+            "COMPONENT",
+            "TIER",
+            "RPO",
+            "LOSS WINDOW",
+            "RTO",
+            "COPIES",
+            "LAST RUN",
+        ];
+        let body: Vec<[String; 7]> = rows
             .iter()
             .map(|r| {
                 let window = match r["data_loss_window_seconds"].as_f64() {
@@ -95,17 +124,35 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
                         None => "running (or killed)".into(),
                     },
                 };
+                let copies: Vec<String> = r["replication"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        let to = c["region"].as_str().unwrap_or("");
+                        match c["lag_seconds"].as_f64() {
+                            Some(l) if l < 1.0 => format!("{to} current"),
+                            Some(l) => format!("{to} {} behind", d(l)),
+                            None => format!("{to} never copied"),
+                        }
+                    })
+                    .collect();
                 [
                     r["component"].as_str().unwrap_or("").to_string(),
                     r["tier"].as_str().unwrap_or("").to_string(),
                     d(r["rpo_seconds"].as_f64().unwrap_or(0.0)),
                     window,
                     d(r["rto_seconds"].as_f64().unwrap_or(0.0)),
+                    if copies.is_empty() {
+                        "-".into()
+                    } else {
+                        copies.join(", ")
+                    },
                     last,
                 ]
             })
             .collect();
-        let widths: Vec<usize> = (0..6)
+        let widths: Vec<usize> = (0..7)
             .map(|i| {
                 body.iter()
                     .map(|r| r[i].chars().count())
