@@ -1,5 +1,5 @@
 //! `lifeboat serve` as a daemon: with short real schedules it runs a
-//! backup and a restore test by itself, exposes them in /metrics (which
+//! backup, its copy to a second region and a restore test by itself, exposes them in /metrics (which
 //! `promtool check metrics` accepts) and /api/status, stops cleanly on
 //! SIGTERM, and a restarted daemon finds its ledger as it was.
 
@@ -83,8 +83,10 @@ fn the_daemon_backs_up_verifies_and_exposes_it_then_stops_cleanly() {
     std::fs::write(
         &plan,
         format!(
-            "[regions.primary]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n[components.files]\ntier = \"high\"\nsource = \"files://{}\"\nschedule = \"* * * * *\"\nverify = {{ schedule = \"* * * * *\", target = \"{}\", checks = [{{ kind = \"command\", run = \"test -f $LIFEBOAT_RESTORED{}/x\" }}] }}\n",
+            "[regions.primary]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n[regions.dr]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n[components.files]\ntier = \"high\"\nsource = \"files://{}\"\nschedule = \"* * * * *\"\nreplicate_to = [\"dr\"]\nverify = {{ schedule = \"* * * * *\", target = \"{}\", checks = [{{ kind = \"command\", run = \"test -f $LIFEBOAT_RESTORED{}/x\" }}] }}\n",
             env.repo.display(),
+            pass.display(),
+            env.path("dr").display(),
             pass.display(),
             data.display(),
             env.path("scratch").display(),
@@ -92,6 +94,14 @@ fn the_daemon_backs_up_verifies_and_exposes_it_then_stops_cleanly() {
         ),
     )
     .unwrap();
+    // The second region, naming blobs as the first.
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_CONFIG", &plan)
+        .args(["init", "--plan"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -102,18 +112,24 @@ fn the_daemon_backs_up_verifies_and_exposes_it_then_stops_cleanly() {
         until_up(&mut daemon, "/healthz", || get(port, "/healthz")),
         "ok\n"
     );
-    // It backs up and verifies by itself.
-    let status: serde_json::Value = until_up(&mut daemon, "a backup and a verification", || {
-        let s: serde_json::Value = serde_json::from_str(&get(port, "/api/status")?).ok()?;
-        let c = &s["components"][0];
-        (c["last_success"].is_object() && c["last_verification"]["result"] == "passed").then_some(s)
-    });
+    // It backs up, copies to dr and verifies by itself.
+    let status: serde_json::Value =
+        until_up(&mut daemon, "a backup, a copy and a verification", || {
+            let s: serde_json::Value = serde_json::from_str(&get(port, "/api/status")?).ok()?;
+            let c = &s["components"][0];
+            (c["last_success"].is_object()
+                && c["replication"][0]["last_copy"].is_object()
+                && c["last_verification"]["result"] == "passed")
+                .then_some(s)
+        });
     assert_eq!(status["components"][0]["within_rpo"], true, "{status}");
     let metrics = get(port, "/metrics").unwrap();
     for line in [
         "lifeboat_verification_success{component=\"files\",tier=\"high\",region=\"primary\"} 1",
         "lifeboat_within_rpo{component=\"files\",tier=\"high\",region=\"primary\"} 1",
         "lifeboat_rpo_seconds{component=\"files\",tier=\"high\",region=\"primary\"} 900",
+        "lifeboat_replica_data_loss_window_seconds{component=\"files\",tier=\"high\",region=\"dr\",from=\"primary\"} ",
+        "lifeboat_replication_lag_seconds{component=\"files\",tier=\"high\",region=\"dr\",from=\"primary\"} ",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
@@ -168,6 +184,18 @@ fn the_daemon_backs_up_verifies_and_exposes_it_then_stops_cleanly() {
     env.ok(&["check"]);
     let snaps = env.json(&["snapshots", "--tag", "component=files"], 0);
     assert!(!snaps.as_array().unwrap().is_empty());
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_REPOSITORY", env.path("dr"))
+        .args(["--json", "snapshots", "--tag", "component=files"])
+        .output()
+        .unwrap();
+    let copies: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !copies.as_array().unwrap().is_empty(),
+        "dr holds copies: {}",
+        text(&out)
+    );
 
     // Restarted, it finds the ledger as it was.
     let mut daemon = serve(&env, &plan, port);
