@@ -708,6 +708,67 @@ fn point_in_time_restores_hold_exactly_the_transactions_committed_by_the_target(
     );
     drop(r);
 
+    // A copy in another repository restores to the same points: the WAL
+    // that continues its base backups went with them.
+    let copy = env.path("copy");
+    let in_copy = || {
+        let mut c = env.cmd();
+        c.env("LIFEBOAT_REPOSITORY", &copy)
+            .env("LIFEBOAT_PG_BINDIR", &pg().2)
+            .env("LIFEBOAT_PASSWORD_FILE", env.path("pg/password"))
+            .env_remove("LIFEBOAT_PASSWORD");
+        c
+    };
+    let out = in_copy().arg("init").output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_TO_PASSWORD", super::common::PASSWORD)
+        .args(["--json", "copy", "--to-repo", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["snapshots_copied"], 2, "{doc}");
+    assert!(doc["logs_copied"].as_u64().unwrap() >= 8, "{doc}");
+    sh(&format!("chown -R postgres: {}", copy.display()));
+    let wal_here = env.json(&["wal", "verify"], 0);
+    let out = in_copy()
+        .args(["--json", "wal", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let wal_there: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(wal_there[0]["timelines"], wal_here[0]["timelines"]);
+    let t = &commits[picks[2]].1;
+    let data = env.path("from-copy/data");
+    let out = in_copy()
+        .args([
+            "restore",
+            "latest",
+            "--time",
+            t,
+            "--target",
+            data.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let r = Cluster::start_restored(&data, &env.path("from-copy"));
+    let expected: Vec<String> = commits
+        .iter()
+        .filter(|(_, ts)| ts <= t)
+        .map(|(id, _)| id.to_string())
+        .collect();
+    assert_eq!(
+        r.psql("SELECT id FROM ledger ORDER BY id")
+            .lines()
+            .collect::<Vec<_>>(),
+        expected,
+        "the copy restored to {t}"
+    );
+    drop(r);
+
     // Forgetting the first base backup expires the WAL only it needed.
     let start2 = snaps[1]["snapshot"]["source"]["start_wal"]
         .as_str()
