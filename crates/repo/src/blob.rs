@@ -184,24 +184,17 @@ impl Decoder {
     }
 }
 
-impl Decoder {
-    /// Re-encrypts a stored blob for a key that names blobs alike
-    /// ([`MasterKey::same_ids`]): decrypts `stored` in place (left
-    /// scrambled), checks its plaintext against `id`, and seals the same
-    /// flag and payload with `to` — a compressed blob is not compressed
-    /// again.
-    pub fn reseal(
-        &mut self,
-        from: &MasterKey,
-        to: &MasterKey,
-        stored: &mut [u8],
-        id: &Id,
-        raw_len: u32,
-    ) -> Result<Vec<u8>, DecodeError> {
-        let framed = from.open_in_place(stored)?;
-        unframe(framed, &mut self.plain, &mut self.zstd, from, id, raw_len)?;
-        Ok(to.seal(framed))
-    }
+/// Re-encrypts a stored blob in place for another key that names blobs
+/// alike ([`MasterKey::same_ids`]): opens `stored` with `from` — which
+/// authenticates every byte as what `from`'s holder sealed — and seals the
+/// same flag and payload with `to` under a fresh nonce, in the same bytes
+/// (a sealed blob's length does not depend on the key). Nothing is
+/// decompressed or hashed: the blob is carried, not re-read.
+pub fn reseal(from: &MasterKey, to: &MasterKey, stored: &mut [u8]) -> Result<(), DecodeError> {
+    let len = from.open_in_place(stored)?.len();
+    to.seal_in_place(stored, len)
+        .ok_or_else(|| DecodeError::Encoding("no room to seal".into()))?;
+    Ok(())
 }
 
 /// A decrypted blob's flag byte and payload to its verified plaintext.

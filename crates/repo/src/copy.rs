@@ -95,30 +95,50 @@ pub fn copy_snapshots(
     // Packs a killed copy (or backup) left unindexed are reused, not sent again.
     dst.reconcile_with_store()?;
     let src_roots: Vec<Id> = todo.iter().map(|(_, s)| s.tree).collect();
-    let (roots, packs) = if src.key().same_ids(dst.key()) {
-        (
-            src_roots.clone(),
-            copy_blobs(src, dst, &src_roots, &mut report, progress)?,
-        )
+    let bases = earlier_copies(src, dst, &todo, &dst_snapshots)?;
+    let roots = if src.key().same_ids(dst.key()) {
+        // A base whose copy is the same tree: every blob it reaches is in
+        // the destination (a snapshot's blobs are kept while it exists) —
+        // unless packs the index names are missing from the store; then
+        // every tree is walked and whatever is lost is sent again.
+        let whole = dst.index().packs().iter().all(|p| !p.missing);
+        let walk: Vec<(Id, Option<Id>)> = src_roots
+            .iter()
+            .zip(&bases)
+            .map(|(r, b)| {
+                let base = b.filter(|(s, d)| whole && s == d).map(|(s, _)| s);
+                (*r, base)
+            })
+            .collect();
+        let (reached, packs) = copy_blobs(src, dst, &walk, &mut report, progress)?;
+        dst.add_written_packs(&packs);
+        // Verified before any snapshot is written: every blob the copies
+        // reach beyond their bases is now in the destination.
+        if let Some(lost) = reached.iter().find(|b| !dst.index().has_live(b)) {
+            return Err(lacks(dst, lost));
+        }
+        src_roots
     } else {
         report.reidentified = true;
-        let pairs = earlier_copies(src, dst, &todo, &dst_snapshots)?;
-        reidentify(src, dst, &src_roots, &pairs, &mut report, progress)?
+        let mut pairs: Vec<(Id, Id)> = vec![];
+        for p in bases.iter().flatten() {
+            if !pairs.contains(p) {
+                pairs.push(*p);
+            }
+        }
+        let (roots, packs) = reidentify(src, dst, &src_roots, &pairs, &mut report, progress)?;
+        dst.add_written_packs(&packs);
+        // Verified before any snapshot is written: every rewritten tree
+        // reads back from the destination and every blob it names is there.
+        let (reached, errors) = dst.reachable_blobs(&roots);
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        if let Some(lost) = reached.iter().find(|b| !dst.index().has_live(b)) {
+            return Err(lacks(dst, lost));
+        }
+        roots
     };
-    dst.add_written_packs(&packs);
-    // Verified before any snapshot is written: every tree reads back from
-    // the destination and every blob it names is there.
-    let (reached, errors) = dst.reachable_blobs(&roots);
-    if let Some(e) = errors.into_iter().next() {
-        return Err(e);
-    }
-    if let Some(lost) = reached.iter().find(|b| !dst.index().has_live(b)) {
-        return Err(RepoError::Internal(format!(
-            "the copy into {} lacks blob {} after writing it; no snapshot was written",
-            dst.location(),
-            lost.short()
-        )));
-    }
     let src_origin: HashMap<Id, Id> = todo.iter().map(|(id, s)| (**id, origin(id, s))).collect();
     for ((id, s), root) in todo.into_iter().zip(roots) {
         let mut copy = s.clone();
@@ -135,22 +155,59 @@ pub fn copy_snapshots(
     Ok(report)
 }
 
-/// Same ids on both sides: the blobs of `roots` that `dst` lacks, read
-/// pack by pack from `src`, verified and resealed for `dst`.
+fn lacks(dst: &IndexedRepository, blob: &Id) -> RepoError {
+    RepoError::Internal(format!(
+        "the copy into {} lacks blob {} after writing it; no snapshot was written",
+        dst.location(),
+        blob.short()
+    ))
+}
+
+/// Every blob reachable from the tree `root` of `src` that the tree `base`
+/// (whose every blob the destination holds) does not hold at the same
+/// path, into `out`: an unchanged directory is not walked, so a copy after
+/// a small backup reads only the trees on the paths that changed.
+fn changed_blobs(
+    src: &IndexedRepository,
+    root: Id,
+    base: Option<Id>,
+    out: &mut HashSet<Id>,
+) -> Result<()> {
+    if base == Some(root) || !out.insert(root) {
+        return Ok(());
+    }
+    let tree = src.load_tree(&root)?;
+    let base_tree = base.map(|b| src.load_tree(&b)).transpose()?;
+    for n in &tree.nodes {
+        let was = base_tree.as_ref().and_then(|t| t.find(&n.name.0));
+        if was.is_none_or(|w| w.content != n.content) {
+            out.extend(n.content.iter().copied());
+        }
+        if let Some(sub) = n.subtree {
+            changed_blobs(src, sub, was.and_then(|w| w.subtree), out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Same ids on both sides: the blobs of each root (beyond its base) that
+/// `dst` lacks, read pack by pack from `src` and resealed for `dst`. The
+/// blobs reached, and the packs written.
 fn copy_blobs(
     src: &IndexedRepository,
     dst: &IndexedRepository,
-    roots: &[Id],
+    roots: &[(Id, Option<Id>)],
     report: &mut CopyReport,
     progress: &dyn Progress,
-) -> Result<Vec<crate::index::IndexPack>> {
-    let (needed, errors) = src.reachable_blobs(roots);
-    if let Some(e) = errors.into_iter().next() {
-        return Err(e);
+) -> Result<(HashSet<Id>, Vec<crate::index::IndexPack>)> {
+    let mut reached = HashSet::new();
+    for (root, base) in roots {
+        changed_blobs(src, *root, *base, &mut reached)?;
     }
+    let needed = &reached;
     let mut by_pack: HashMap<u32, Vec<(Id, BlobLocation)>> = HashMap::new();
     let mut total = 0u64;
-    for id in needed {
+    for &id in needed {
         if dst.index().has_live(&id) {
             report.blobs_present += 1;
             continue;
@@ -182,12 +239,11 @@ fn copy_blobs(
                 let (saver, failed, first_error) = (&saver, &failed, &first_error);
                 let (bytes, blobs) = (&bytes, &blobs);
                 scope.spawn(move || {
-                    let mut decoder = blob::Decoder::new();
                     for job in rx {
                         if failed.load(Ordering::Relaxed) || saver.has_failed() {
                             break;
                         }
-                        let done = reseal_pack(src, dst, &job, saver, &mut decoder, progress);
+                        let done = reseal_pack(src, dst, &job, saver, progress);
                         match done {
                             Ok(b) => {
                                 bytes.fetch_add(b, Ordering::Relaxed);
@@ -213,7 +269,7 @@ fn copy_blobs(
     }
     report.blobs_copied += blobs.into_inner();
     report.bytes_copied += bytes.into_inner();
-    packs
+    Ok((reached, packs?))
 }
 
 /// Gaps up to this size between wanted blobs of a pack are read through
@@ -221,13 +277,14 @@ fn copy_blobs(
 const READ_THROUGH: u64 = 256 << 10;
 
 /// One source pack's wanted blobs (sorted by offset), read in as few
-/// ranges as make sense, resealed into `saver`; the stored bytes copied.
+/// ranges as make sense, resealed into `saver` (each authenticated by
+/// its seal: what arrives is what the source's writer sealed); the stored
+/// bytes copied.
 fn reseal_pack(
     src: &IndexedRepository,
     dst: &IndexedRepository,
     blobs: &[(Id, BlobLocation)],
     saver: &BlobSaver<'_>,
-    decoder: &mut blob::Decoder,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let pack = src.index().pack(blobs[0].1.pack).id.to_hex();
@@ -251,11 +308,11 @@ fn reseal_pack(
             let stored = bytes
                 .get_mut(at..at + loc.length as usize)
                 .ok_or_else(|| damaged(format!("blob {} lies past the end", id.short())))?;
-            let sealed = decoder
-                .reseal(src.key(), dst.key(), stored, id, loc.raw_length)
+            blob::reseal(src.key(), dst.key(), stored)
                 .map_err(|e| damaged(format!("blob {}: {e}", id.short())))?;
-            copied += sealed.len() as u64;
-            saver.save_encoded(loc.kind, *id, sealed, loc.raw_length)?;
+            if saver.save_encoded_here(loc.kind, *id, stored, loc.raw_length)? {
+                copied += stored.len() as u64;
+            }
             progress.add(u64::from(loc.length));
         }
         i = j;
@@ -263,16 +320,16 @@ fn reseal_pack(
     Ok(copied)
 }
 
-/// Pairs of (source tree, destination tree) of earlier copies that the
-/// snapshots to copy most likely share data with: each one's parent's
-/// copy, else the newest copy of a snapshot of the same host and paths.
-/// Only copies nothing was removed from (`repair snapshots`) qualify.
+/// For each snapshot to copy, the earlier copy it most likely shares data
+/// with, as (source tree, destination tree): its parent's copy, else the
+/// newest copy of a snapshot of the same host and paths. Only copies
+/// nothing was removed from (`repair snapshots`) qualify.
 fn earlier_copies(
     src: &IndexedRepository,
     dst: &IndexedRepository,
     todo: &[(&Id, &Snapshot)],
     dst_snapshots: &[(Id, Snapshot)],
-) -> Result<Vec<(Id, Id)>> {
+) -> Result<Vec<Option<(Id, Id)>>> {
     let (src_snapshots, _) = src.snapshots()?;
     let by_origin: HashMap<Id, &Snapshot> = src_snapshots
         .iter()
@@ -300,11 +357,7 @@ fn earlier_copies(
                     .iter()
                     .find(|(ks, _)| ks.hostname == s.hostname && ks.paths == s.paths)
             });
-        if let Some((ks, kd)) = found {
-            if !pairs.contains(&(ks.tree, kd.tree)) {
-                pairs.push((ks.tree, kd.tree));
-            }
-        }
+        pairs.push(found.map(|(ks, kd)| (ks.tree, kd.tree)));
     }
     Ok(pairs)
 }

@@ -263,6 +263,25 @@ impl<'a> BlobSaver<'a> {
         }
     }
 
+    /// Adds an already encoded blob to the open pack on the calling thread
+    /// (a copy's workers, which alone keep the cores busy); false if this
+    /// run already had it.
+    pub fn save_encoded_here(
+        &self,
+        kind: BlobKind,
+        id: Id,
+        stored: &[u8],
+        raw_length: u32,
+    ) -> Result<bool> {
+        self.check_started()?;
+        if !self.seen.lock().insert(id) {
+            return Ok(false);
+        }
+        self.count(kind, u64::from(raw_length));
+        self.add_to_pack(kind, id, stored, raw_length)?;
+        Ok(true)
+    }
+
     /// Adds an already encoded blob (prune's repack copies stored bytes).
     pub fn save_encoded(
         &self,

@@ -251,7 +251,8 @@ struct PlanPart {
 }
 
 /// The demo plan: a SQLite database its writer keeps writing and the
-/// generated files, backed up into the demo repository.
+/// generated files, backed up into the demo repository and copied to a
+/// second local region.
 fn write_plan(dir: &Path, password: &str) -> Result<PathBuf> {
     let plan = dir.join("lifeboat.toml");
     let password = password.replace("@DIR@", &dir.display().to_string());
@@ -265,10 +266,15 @@ fn write_plan(dir: &Path, password: &str) -> Result<PathBuf> {
 repository = "{dir}/repo"
 {password}
 
+[regions.dr]                     # a second region: every backup is copied here
+repository = "{dir}/dr"
+{password}
+
 [components.app-db]
 tier = "medium"                  # RPO 4h, RTO 4h
 source = "sqlite://{dir}/app.db"
 schedule = "@hourly"
+replicate_to = ["dr"]
 priority = "data"
 verify = {{ target = "{dir}/scratch", checks = [{{ kind = "counts" }}, {{ kind = "integrity" }}] }}
 
@@ -276,6 +282,7 @@ verify = {{ target = "{dir}/scratch", checks = [{{ kind = "counts" }}, {{ kind =
 tier = "low"                     # RPO 24h, RTO 24h
 source = "files://{dir}/data"
 schedule = "@daily"
+replicate_to = ["dr"]
 verify = {{ target = "{dir}/scratch", checks = [{{ kind = "command", run = "test -d $LIFEBOAT_RESTORED{dir}/data" }}] }}
 "#,
             dir = dir.display(),
@@ -488,8 +495,10 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
             "password_file = \"@DIR@/password\""
         },
     )?;
+    say("lifeboat init --plan (the second region, dr) …");
+    let (_, init_ok) = plan_command(&plan_file, &["init", "--plan"])?;
     let (stop, writer) = sqlite_with_writer(&dir.join("app.db"))?;
-    say("lifeboat run --all …");
+    say("lifeboat run --all (backups, each copied to dr) …");
     let ran = plan_command(&plan_file, &["run", "--all"]);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let commits = writer.join().unwrap_or(0);
@@ -503,7 +512,7 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
         run: run_doc,
         verify: verify_doc,
         status: status_doc,
-        ok: run_ok && verify_ok && status_ok,
+        ok: init_ok && run_ok && verify_ok && status_ok,
     };
 
     let logical = s1.bytes_total + s2.bytes_total;
@@ -541,10 +550,17 @@ pub fn run(ctx: &Ctx, a: DemoArgs) -> Result<u8> {
         );
         let p = &doc.plan;
         t += &format!(
-            "\nthe DR plan {}: {} backed up (app-db while a writer committed {} orders into it); restore tests: Passed {}, Warnings {}, Failed {}; status: {}\n",
+            "\nthe DR plan {}: {} backed up (app-db while a writer committed {} orders into it) and copied to the second region dr ({} ok); restore tests: Passed {}, Warnings {}, Failed {}; status: {}\n",
             p.plan.display(),
             ui::count(p.run["runs"].as_array().map_or(0, |r| r.len()) as u64, "component"),
             p.writer_commits_during_backup,
+            p.run["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r["copies"].as_array().into_iter().flatten())
+                .filter(|c| c["ok"] == true)
+                .count(),
             p.verify["passed"],
             p.verify["warnings"],
             p.verify["failed"],

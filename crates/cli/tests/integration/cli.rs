@@ -560,6 +560,19 @@ fn demo_runs_the_whole_story() {
     let plan = &v["plan"];
     assert_eq!(plan["ok"], true, "{plan}");
     assert_eq!(plan["run"]["runs"].as_array().unwrap().len(), 2, "{plan}");
+    for r in plan["run"]["runs"].as_array().unwrap() {
+        let c = &r["copies"][0];
+        assert_eq!(
+            (c["to"].as_str(), c["ok"].as_bool()),
+            (Some("dr"), Some(true)),
+            "{plan}"
+        );
+        assert_eq!(c["snapshots_copied"], 1, "{plan}");
+    }
+    assert_eq!(
+        plan["status"]["components"][0]["replication"][0]["lag_seconds"], 0.0,
+        "{plan}"
+    );
     assert_eq!(
         (
             plan["verify"]["passed"].as_u64(),
