@@ -17,9 +17,10 @@ mod integration {
     mod maintenance;
     mod mariadb;
     mod mariadb_pitr;
+    mod notify;
     mod plan;
     mod postgres;
     mod redis;
-    mod serve;
+    pub mod serve;
     mod sqlite;
 }

@@ -40,6 +40,18 @@ pub const MIGRATIONS: &[&str] = &[
     // The recoverable point a run leaves in its region: a backup's
     // snapshot time, a copy's newest copied snapshot time.
     "ALTER TABLE runs ADD COLUMN point REAL;",
+    // The alerts a receiver was told are firing (until it is told they
+    // resolved): what makes an alert fire once and resolve once, also
+    // across restarts of the daemon.
+    "CREATE TABLE alerts (
+        receiver TEXT NOT NULL,
+        alert TEXT NOT NULL,
+        component TEXT NOT NULL,
+        region TEXT NOT NULL,
+        since REAL NOT NULL,
+        sent REAL,
+        PRIMARY KEY (receiver, alert, component, region)
+    );",
 ];
 
 /// The columns of [`Run`], in its order.
@@ -332,6 +344,72 @@ impl Ledger {
     }
 }
 
+/// An alert a receiver is to know is firing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertState {
+    /// The alert (`LifeboatBackupFailed`).
+    pub alert: String,
+    /// Its component.
+    pub component: String,
+    /// Its region.
+    pub region: String,
+    /// Since when it fires.
+    pub since: f64,
+    /// When the receiver was last told (none: not yet, or the send failed).
+    pub sent: Option<f64>,
+}
+
+impl Ledger {
+    /// The alerts firing for `receiver`.
+    pub fn alerts(&self, receiver: &str) -> Result<Vec<AlertState>> {
+        let mut q = self
+            .db
+            .prepare(
+                "SELECT alert, component, region, since, sent FROM alerts WHERE receiver = ?1
+                 ORDER BY since, alert, component, region",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = q
+            .query_map(params![receiver], |r| {
+                Ok(AlertState {
+                    alert: r.get(0)?,
+                    component: r.get(1)?,
+                    region: r.get(2)?,
+                    since: r.get(3)?,
+                    sent: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records that `a` fires for `receiver` (kept as it was if it already
+    /// does), or — with `sent` — when the receiver was told.
+    pub fn alert_firing(&self, receiver: &str, a: &AlertState) -> Result<()> {
+        self.db
+            .execute(
+                "INSERT INTO alerts (receiver, alert, component, region, since, sent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (receiver, alert, component, region) DO UPDATE SET sent = excluded.sent",
+                params![receiver, a.alert, a.component, a.region, a.since, a.sent],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Records that `receiver` was told `a` resolved.
+    pub fn alert_resolved(&self, receiver: &str, a: &AlertState) -> Result<()> {
+        self.db
+            .execute(
+                "DELETE FROM alerts WHERE receiver = ?1 AND alert = ?2 AND component = ?3 AND region = ?4",
+                params![receiver, a.alert, a.component, a.region],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,6 +516,33 @@ mod tests {
         assert_eq!(l.version().unwrap(), MIGRATIONS.len() as i64);
         let r = l.last_success("a").unwrap().unwrap();
         assert_eq!((r.started, r.point), (5.0, None));
+    }
+
+    #[test]
+    fn an_alert_fires_once_per_receiver_until_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+        let mut a = AlertState {
+            alert: "LifeboatBackupFailed".into(),
+            component: "db".into(),
+            region: "primary".into(),
+            since: 10.0,
+            sent: None,
+        };
+        l.alert_firing("hook", &a).unwrap();
+        a.sent = Some(11.0);
+        a.since = 99.0;
+        l.alert_firing("hook", &a).unwrap();
+        let got = l.alerts("hook").unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].since, got[0].sent),
+            (10.0, Some(11.0)),
+            "since stays"
+        );
+        assert!(l.alerts("other").unwrap().is_empty());
+        l.alert_resolved("hook", &a).unwrap();
+        assert!(l.alerts("hook").unwrap().is_empty());
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub struct Plan {
     /// What the plan protects, in the file's order.
     pub components: Vec<Component>,
     /// Where alerts go, by name.
-    pub notify: BTreeMap<String, Receiver>,
+    pub notify: BTreeMap<String, Notifier>,
 }
 
 /// The state store.
@@ -184,6 +184,58 @@ pub struct Component {
     pub verify: Option<Verify>,
     /// The line its table starts on.
     pub line: usize,
+}
+
+/// The conditions lifeboat alerts on (named as the Prometheus rules in
+/// `examples/prometheus/` name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// The last backup run of a component failed.
+    BackupFailed,
+    /// A component has no recoverable point within its RPO.
+    OutsideRpo,
+    /// A region's copy of a component is further behind than the threshold.
+    ReplicationLag,
+    /// A component's last verification failed.
+    VerificationFailed,
+}
+
+impl AlertKind {
+    /// Every kind.
+    pub const ALL: [AlertKind; 4] = [
+        AlertKind::BackupFailed,
+        AlertKind::OutsideRpo,
+        AlertKind::ReplicationLag,
+        AlertKind::VerificationFailed,
+    ];
+
+    /// Its name in the plan (`backup_failed`).
+    pub fn key(self) -> &'static str {
+        match self {
+            AlertKind::BackupFailed => "backup_failed",
+            AlertKind::OutsideRpo => "outside_rpo",
+            AlertKind::ReplicationLag => "replication_lag",
+            AlertKind::VerificationFailed => "verification_failed",
+        }
+    }
+}
+
+/// One receiver of alerts and what it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notifier {
+    /// Where alerts go.
+    pub to: Receiver,
+    /// Which conditions it is told of (default: every one).
+    pub alerts: Vec<AlertKind>,
+    /// A webhook or command is told of a condition when it starts and when
+    /// it ends; with `repeat`, again after this long while it lasts.
+    /// (Alertmanager is re-sent every minute while it lasts, as Prometheus
+    /// does, and repeats by its own `repeat_interval`.)
+    pub repeat: Option<jiff::SignedDuration>,
+    /// How far behind a region's copy may fall before `replication_lag`
+    /// fires (default: the component's RPO).
+    pub replication_lag: Option<jiff::SignedDuration>,
 }
 
 /// Where alerts go.

@@ -14,8 +14,8 @@ use toml::Spanned;
 
 use crate::objectives::streams_log;
 use crate::{
-    Check, Component, Ledger, PasswordSource, Plan, Priority, Problem, Receiver, Region, Retention,
-    Schedule, Tier, Verify,
+    AlertKind, Check, Component, Ledger, Notifier, PasswordSource, Plan, Priority, Problem,
+    Receiver, Region, Retention, Schedule, Tier, Verify,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -300,7 +300,18 @@ pub fn parse(text: &str) -> Result<Plan, Vec<Problem>> {
             let Some(r) = ctx.table(v, &place) else {
                 continue;
             };
-            ctx.only(r, &["kind", "url", "command"], &place);
+            ctx.only(
+                r,
+                &[
+                    "kind",
+                    "url",
+                    "command",
+                    "alerts",
+                    "repeat",
+                    "replication_lag",
+                ],
+                &place,
+            );
             let kind = match get(r, "kind") {
                 Some(k) => ctx.one_of(
                     k,
@@ -334,7 +345,47 @@ pub fn parse(text: &str) -> Result<Plan, Vec<Problem>> {
                 },
                 None => continue,
             };
-            notify.insert(name, receiver);
+            if let Receiver::Alertmanager { url } | Receiver::Webhook { url } = &receiver {
+                if !url.is_empty() && !url.starts_with("http://") {
+                    let at = get(r, "url").map_or(v.span(), |u| u.span());
+                    ctx.at(
+                        at,
+                        format!("{place} url {url:?}: only http:// is supported yet (for https, use kind = \"command\" with curl)"),
+                    );
+                }
+            }
+            let mut alerts = vec![];
+            match get(r, "alerts").map(|a| (a, a.get_ref())) {
+                None => alerts = AlertKind::ALL.to_vec(),
+                Some((_, DeValue::Array(items))) => {
+                    let known: Vec<(&str, usize)> = AlertKind::ALL
+                        .iter()
+                        .enumerate()
+                        .map(|(i, k)| (k.key(), i))
+                        .collect();
+                    for item in items.iter() {
+                        if let Some(i) = ctx.one_of(item, "alerts", &known) {
+                            alerts.push(AlertKind::ALL[i]);
+                        }
+                    }
+                }
+                Some((a, _)) => ctx.at(
+                    a.span(),
+                    "alerts must be a list, like [\"backup_failed\", \"outside_rpo\"]".to_string(),
+                ),
+            }
+            let repeat = get(r, "repeat").and_then(|d| ctx.duration(d, "repeat"));
+            let replication_lag =
+                get(r, "replication_lag").and_then(|d| ctx.duration(d, "replication_lag"));
+            notify.insert(
+                name,
+                Notifier {
+                    to: receiver,
+                    alerts,
+                    repeat,
+                    replication_lag,
+                },
+            );
         }
     }
 

@@ -182,6 +182,9 @@ fn each_class_of_mistake_is_named_at_its_line_and_column() {
     one(&c("tier = \"low\"\nsource = \"files:///a\"\nverify = { target = \"/t\", checks = [{ kind = \"sql\", query = \"SELECT 1\" }] }"), 13, 37, "needs expect");
     one("[regions.primary]\nrepository = \"/r\"\n[components.x]\ntier = \"low\"\nsource = \"files:///a\"\n", 1, 1, "no password source");
     one(&format!("{BASE}\n[components.x]\ntier = \"low\"\nsource = \"files:///a\"\n[notify.pager]\nkind = \"webhook\"\n"), 13, 1, "needs url");
+    one(&format!("{BASE}\n[components.x]\ntier = \"low\"\nsource = \"files:///a\"\n[notify.pager]\nkind = \"webhook\"\nurl = \"https://x/\"\n"), 15, 7, "only http://");
+    one(&format!("{BASE}\n[components.x]\ntier = \"low\"\nsource = \"files:///a\"\n[notify.pager]\nkind = \"command\"\ncommand = \"true\"\nalerts = [\"backup_failed\", \"disk_full\"]\n"), 16, 28, "\"disk_full\" is not one of backup_failed, outside_rpo, replication_lag, verification_failed");
+    one(&format!("{BASE}\n[components.x]\ntier = \"low\"\nsource = \"files:///a\"\n[notify.pager]\nkind = \"command\"\ncommand = \"true\"\nrepeat = \"often\"\n"), 16, 10, "is not a duration");
     // Not TOML at all.
     let p = problems("[regions.primary\nrepository = 1");
     assert!(

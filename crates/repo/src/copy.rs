@@ -200,10 +200,16 @@ fn copy_blobs(
     report: &mut CopyReport,
     progress: &dyn Progress,
 ) -> Result<(HashSet<Id>, Vec<crate::index::IndexPack>)> {
+    let started = std::time::Instant::now();
     let mut reached = HashSet::new();
     for (root, base) in roots {
         changed_blobs(src, *root, *base, &mut reached)?;
     }
+    tracing::debug!(
+        "copy: {} blobs reached in {:.2}s",
+        reached.len(),
+        started.elapsed().as_secs_f64()
+    );
     let needed = &reached;
     let mut by_pack: HashMap<u32, Vec<(Id, BlobLocation)>> = HashMap::new();
     let mut total = 0u64;
@@ -239,11 +245,14 @@ fn copy_blobs(
                 let (saver, failed, first_error) = (&saver, &failed, &first_error);
                 let (bytes, blobs) = (&bytes, &blobs);
                 scope.spawn(move || {
+                    // One read buffer per worker: a fresh 16 MiB one per
+                    // pack was a fifth of the copy's time in page faults.
+                    let mut buf = Vec::new();
                     for job in rx {
                         if failed.load(Ordering::Relaxed) || saver.has_failed() {
                             break;
                         }
-                        let done = reseal_pack(src, dst, &job, saver, progress);
+                        let done = reseal_pack(src, dst, &job, saver, &mut buf, progress);
                         match done {
                             Ok(b) => {
                                 bytes.fetch_add(b, Ordering::Relaxed);
@@ -267,6 +276,10 @@ fn copy_blobs(
     if let Some(e) = first_error.into_inner() {
         return Err(e);
     }
+    tracing::debug!(
+        "copy: blobs resealed and stored in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
     report.blobs_copied += blobs.into_inner();
     report.bytes_copied += bytes.into_inner();
     Ok((reached, packs?))
@@ -285,6 +298,7 @@ fn reseal_pack(
     dst: &IndexedRepository,
     blobs: &[(Id, BlobLocation)],
     saver: &BlobSaver<'_>,
+    bytes: &mut Vec<u8>,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let pack = src.index().pack(blobs[0].1.pack).id.to_hex();
@@ -300,9 +314,8 @@ fn reseal_pack(
             end = end.max(u64::from(blobs[j].1.offset) + u64::from(blobs[j].1.length));
             j += 1;
         }
-        let mut bytes = src
-            .store()
-            .get_range(Kind::Pack, &pack, start, end - start)?;
+        src.store()
+            .get_range_into(Kind::Pack, &pack, start, end - start, bytes)?;
         for (id, loc) in &blobs[i..j] {
             let at = (u64::from(loc.offset) - start) as usize;
             let stored = bytes

@@ -12,6 +12,7 @@ mod forget;
 mod init;
 mod key;
 mod meta;
+mod notify;
 mod plan;
 mod region;
 mod repair;

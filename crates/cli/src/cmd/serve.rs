@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -248,6 +248,11 @@ fn metrics(plan: &Plan, path: &Path) -> Result<String> {
         "When the last successful copy to the region started.",
         &|_, c| c["last_copy"]["started"].as_f64(),
     );
+    let _ = writeln!(
+        out,
+        "# HELP lifeboat_scheduler_ticks_total Passes of the scheduler since the daemon started.\n# TYPE lifeboat_scheduler_ticks_total counter\nlifeboat_scheduler_ticks_total {}",
+        TICKS.load(Ordering::Relaxed)
+    );
     Ok(out)
 }
 
@@ -304,10 +309,24 @@ struct Due {
     args: Vec<String>,
 }
 
-/// The scheduler: every `tick`, what is due, one child at a time.
+/// Scheduler passes since the daemon started (`lifeboat_scheduler_ticks_total`).
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// The scheduler: every `tick`, what is due, one child at a time; then
+/// the notifications.
 fn schedule(plan: &Plan, path: &Path, tick: Duration, stop: &AtomicBool) {
     let mut failures: HashMap<String, u32> = HashMap::new();
     let mut backoff: HashMap<String, Instant> = HashMap::new();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the scheduler's runtime: {e}");
+            return;
+        }
+    };
     while !stop.load(Ordering::Relaxed) {
         let todo = match due(plan, path, &backoff) {
             Ok(t) => t,
@@ -337,6 +356,17 @@ fn schedule(plan: &Plan, path: &Path, tick: Duration, stop: &AtomicBool) {
                 backoff.insert(component, Instant::now() + wait);
             }
         }
+        if !plan.notify.is_empty() {
+            let told = ledger(plan, path).and_then(|l| {
+                let (rows, _) = crate::cmd::status::posture(plan, &l)?;
+                crate::cmd::notify::tick(plan, &l, &rows, &rt);
+                Ok(())
+            });
+            if let Err(e) = told {
+                tracing::error!("cannot tell what to notify: {e:#}");
+            }
+        }
+        TICKS.fetch_add(1, Ordering::Relaxed);
         let until = Instant::now() + tick;
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(100));

@@ -36,8 +36,14 @@ pub fn posture(
         // would lose now.
         let home_point = success.as_ref().map(|r| r.point.unwrap_or(r.started));
         let mut replication = vec![];
+        let copy_runs = if c.replicate_to.is_empty() {
+            vec![]
+        } else {
+            ledger.runs(&c.name, "copy", 10 * c.replicate_to.len())?
+        };
         for to in &c.replicate_to {
             let copy = ledger.last_copy(&c.name, to)?;
+            let attempt = copy_runs.iter().find(|r| &r.region == to);
             let point = copy.as_ref().and_then(|r| r.point);
             let lag = match (home_point, point) {
                 (Some(h), Some(p)) => Some((h - p).max(0.0)),
@@ -48,6 +54,7 @@ pub fn posture(
                 "lag_seconds": lag,
                 "data_loss_window_seconds": point.map(|p| (now_s - p).max(0.0)),
                 "last_copy": copy,
+                "last_copy_attempt": attempt,
             }));
         }
         rows.push(json!({

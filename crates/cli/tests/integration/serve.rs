@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::common::{code, text, Env, PASSWORD};
 
-fn get(port: u16, path: &str) -> Option<String> {
+pub(super) fn get(port: u16, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
@@ -23,8 +23,33 @@ fn get(port: u16, path: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
-fn serve(env: &Env, plan: &std::path::Path, port: u16) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
+/// A child process killed if the test ends (or fails) while it runs.
+pub(super) struct Daemon(pub Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+pub(super) fn serve(env: &Env, plan: &std::path::Path, port: u16) -> Daemon {
+    let child = Command::new(assert_cmd::cargo::cargo_bin("lifeboat"))
         .env("LIFEBOAT_CONFIG", plan)
         .env("LIFEBOAT_INSECURE_FAST_KDF", "1")
         .env_remove("LIFEBOAT_PASSWORD")
@@ -38,11 +63,12 @@ fn serve(env: &Env, plan: &std::path::Path, port: u16) -> Child {
         .current_dir(env.dir.path())
         .stdout(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Daemon(child)
 }
 
 /// Polls `f` until it gives a value, failing if the daemon `alive` ended.
-fn until_up<T>(daemon: &mut Child, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(super) fn until_up<T>(daemon: &mut Child, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     until(what, || {
         if let Some(status) = daemon.try_wait().unwrap() {
             panic!("the daemon exited ({status}) while waiting for {what}");
@@ -51,7 +77,7 @@ fn until_up<T>(daemon: &mut Child, what: &str, mut f: impl FnMut() -> Option<T>)
     })
 }
 
-fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(super) fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Some(v) = f() {
@@ -62,7 +88,7 @@ fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn stop(mut c: Child) {
+pub(super) fn stop(mut c: Daemon) {
     // SAFETY: signalling our own child.
     unsafe {
         libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
