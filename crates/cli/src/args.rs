@@ -191,6 +191,12 @@ pub enum Command {
     /// the data-loss window now (the age of its newest backup) against the
     /// RPO, and its last run. Exit 1 when a component is outside its RPO.
     Status,
+    /// The plan's compliance report: each component's objectives and
+    /// posture (as `status`), with its history from the ledger — the last
+    /// verifications and restore times, the sizes and durations of its
+    /// last backups, its copies — as Markdown, JSON or a self-contained
+    /// HTML page.
+    Report(ReportArgs),
     /// Prove each component's newest backup against the plan: its age
     /// against the RPO, its size against the one before (a sudden drop
     /// warns), and its restore test — restored into the verify target (a
@@ -766,6 +772,20 @@ pub struct VerifyArgs {
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// md (Markdown), json or html.
+    #[arg(long, value_name = "FORMAT", default_value = "md", value_parser = ["md", "json", "html"])]
+    pub format: String,
+    /// How many verifications and backups of each component to show.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub last: usize,
+    /// Write the report to this file instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `plan …`.

@@ -338,6 +338,30 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
+    /// The newest `n` verifications of `component`, newest first.
+    pub fn verifications(&self, component: &str, n: usize) -> Result<Vec<Verification>> {
+        let mut q = self
+            .db
+            .prepare(
+                "SELECT at, result, restore_seconds, snapshot, report FROM verifications
+                 WHERE component = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = q
+            .query_map(params![component, n as i64], |r| {
+                Ok(Verification {
+                    at: r.get(0)?,
+                    result: r.get(1)?,
+                    restore_seconds: r.get(2)?,
+                    snapshot: r.get(3)?,
+                    report: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Now, as the ledger stamps it.
     pub fn now() -> f64 {
         now()
@@ -497,6 +521,15 @@ mod tests {
                 .restore_seconds,
             Some(2.5)
         );
+        let history = l.verifications("orders-db", 10).unwrap();
+        assert_eq!(
+            history
+                .iter()
+                .map(|v| v.result.as_str())
+                .collect::<Vec<_>>(),
+            ["warning", "passed"]
+        );
+        assert_eq!(l.verifications("orders-db", 1).unwrap().len(), 1);
     }
 
     #[test]

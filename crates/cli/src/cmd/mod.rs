@@ -16,6 +16,7 @@ mod notify;
 mod plan;
 mod region;
 mod repair;
+mod report;
 mod restore;
 mod run;
 mod serve;
@@ -199,6 +200,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Run(a) => run::run(&ctx, a),
         Command::Copy(a) => copy::run(&ctx, a),
         Command::Status => status::run(&ctx),
+        Command::Report(a) => report::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Demo(a) => demo::run(&ctx, a),

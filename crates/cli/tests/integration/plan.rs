@@ -377,6 +377,55 @@ verify = {{ target = "{scratch}", checks = [{{ kind = "command", run = "{check}"
         }
         assert!(std::time::Instant::now() < deadline, "{}", text(&out));
     }
+
+    // The report: posture and history from the ledger, in every format.
+    let out = lifeboat(&["report", "--format", "json", "--last", "3"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files = &doc["components"][1];
+    assert_eq!(files["component"], "files");
+    let results: Vec<&str> = files["verifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results, ["failed"; 3],
+        "the newest three, newest first: {doc}"
+    );
+    let out = lifeboat(&["report", "--format", "json", "--last", "100"]);
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<&str> = all["components"][1]["verifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["result"].as_str().unwrap())
+        .collect();
+    let first_warning = results.iter().position(|r| *r == "warning").unwrap();
+    assert!(
+        results[first_warning..].contains(&"passed"),
+        "the warning came after the pass: {results:?}"
+    );
+    assert_eq!(files["backups"].as_array().unwrap().len(), 2, "{doc}");
+    assert_eq!(doc["failed_verifications"], 2, "{doc}");
+    let out = lifeboat(&["report"]);
+    let md = String::from_utf8_lossy(&out.stdout).to_string();
+    for line in [
+        "# lifeboat DR report",
+        "## files: verifications",
+        "| app-db | medium | 4h |",
+        "| failed |",
+    ] {
+        assert!(md.contains(line), "{line} in:\n{md}");
+    }
+    let page = env.path("report.html");
+    let out = lifeboat(&["report", "--format", "html", "-o", page.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.ends_with("</html>\n"));
+    assert_eq!(html.matches("<tr>").count(), html.matches("</tr>").count());
+    assert!(html.contains("<td class=\"bad\">failed"), "{html}");
 }
 
 #[test]
