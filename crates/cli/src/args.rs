@@ -762,6 +762,12 @@ pub struct ServeArgs {
     /// How often to look for due work.
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     pub tick: String,
+    /// Start each component's scheduled work up to this long after its
+    /// time (a fixed offset per component, at most a tenth of its
+    /// schedule's interval), so backups due at the same minute do not all
+    /// hit the sources and the repository at once. 0 for none.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub jitter: String,
 }
 
 /// `verify`.

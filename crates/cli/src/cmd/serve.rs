@@ -30,6 +30,11 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<u8> {
     // The ledger opens (and migrates) before anything is served.
     drop(ledger(&plan, &path)?);
     let tick = crate::cmd::parse_duration(&a.tick)?.max(Duration::from_millis(100));
+    let jitter = if a.jitter == "0" {
+        Duration::ZERO
+    } else {
+        crate::cmd::parse_duration(&a.jitter)?
+    };
     let stop = crate::interrupt::graceful();
     let listener = std::net::TcpListener::bind(&a.listen).map_err(|e| {
         crate::UsageError(format!(
@@ -52,7 +57,7 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<u8> {
     let scheduler = {
         let shared = Arc::clone(&shared);
         let stop = Arc::clone(&stop);
-        std::thread::spawn(move || schedule(&shared.0, &shared.1, tick, &stop))
+        std::thread::spawn(move || schedule(&shared.0, &shared.1, tick, jitter, &stop))
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -261,11 +266,24 @@ fn metrics(plan: &Plan, path: &Path) -> Result<String> {
 /// copies), copies whose region lacks the newest backup (the copy after a
 /// backup failed), restore tests by the last verification and the verify
 /// schedule.
-fn due(plan: &Plan, path: &Path, backoff: &HashMap<String, Instant>) -> Result<Vec<Due>> {
+fn due(
+    plan: &Plan,
+    path: &Path,
+    backoff: &HashMap<String, Instant>,
+    jitter: Duration,
+) -> Result<Vec<Due>> {
     let l = ledger(plan, path)?;
-    let now = jiff::Timestamp::now();
+    let real_now = jiff::Timestamp::now();
     let mut todo = vec![];
     for c in &plan.components {
+        // Its work is due once its schedule's time is `offset` past.
+        let offset = c
+            .schedule
+            .as_ref()
+            .map_or(Duration::ZERO, |s| offset(&c.name, s, jitter, real_now));
+        let now = real_now
+            .checked_sub(jiff::SignedDuration::try_from(offset).unwrap_or_default())
+            .unwrap_or(real_now);
         if backoff.get(&c.name).is_some_and(|t| Instant::now() < *t) {
             continue;
         }
@@ -303,6 +321,25 @@ fn due(plan: &Plan, path: &Path, backoff: &HashMap<String, Instant>) -> Result<V
     Ok(todo)
 }
 
+/// How long after its scheduled time component `name`'s work starts: a
+/// fixed pseudo-random offset up to `max`, and at most a tenth of the
+/// schedule's interval now (so it never slips into the next slot).
+fn offset(
+    name: &str,
+    s: &lifeboat_plan::Schedule,
+    max: Duration,
+    now: jiff::Timestamp,
+) -> Duration {
+    let interval = match (s.last_before(now), s.next_after(now)) {
+        (Some(a), Some(b)) => b.duration_since(a).unsigned_abs(),
+        _ => Duration::ZERO,
+    };
+    let cap = max.min(interval / 10).as_secs();
+    let h = blake3::hash(name.as_bytes());
+    let n = u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or_default());
+    Duration::from_secs(n % (cap + 1))
+}
+
 /// One piece of due work: whose, and the child's arguments.
 struct Due {
     component: String,
@@ -314,7 +351,7 @@ static TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// The scheduler: every `tick`, what is due, one child at a time; then
 /// the notifications.
-fn schedule(plan: &Plan, path: &Path, tick: Duration, stop: &AtomicBool) {
+fn schedule(plan: &Plan, path: &Path, tick: Duration, jitter: Duration, stop: &AtomicBool) {
     let mut failures: HashMap<String, u32> = HashMap::new();
     let mut backoff: HashMap<String, Instant> = HashMap::new();
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -328,7 +365,7 @@ fn schedule(plan: &Plan, path: &Path, tick: Duration, stop: &AtomicBool) {
         }
     };
     while !stop.load(Ordering::Relaxed) {
-        let todo = match due(plan, path, &backoff) {
+        let todo = match due(plan, path, &backoff, jitter) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!("cannot tell what is due: {e:#}");
@@ -414,5 +451,36 @@ fn child(path: &Path, args: &[String], stop: &AtomicBool) -> bool {
             asked = true;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_fixed_per_component_and_within_a_tenth_of_the_interval() {
+        let now: jiff::Timestamp = "2026-12-08T02:30:00Z".parse().unwrap();
+        let hourly = lifeboat_plan::Schedule::parse("@hourly").unwrap();
+        let minutely = lifeboat_plan::Schedule::parse("* * * * *").unwrap();
+        let max = Duration::from_secs(300);
+        let offsets: Vec<Duration> = (0..50)
+            .map(|i| offset(&format!("c{i}"), &hourly, max, now))
+            .collect();
+        assert!(offsets.iter().all(|o| *o <= max), "{offsets:?}");
+        assert!(
+            offsets
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                > 10,
+            "spread out: {offsets:?}"
+        );
+        assert_eq!(offset("c7", &hourly, max, now), offsets[7], "fixed");
+        for i in 0..50 {
+            let o = offset(&format!("c{i}"), &minutely, max, now);
+            assert!(o <= Duration::from_secs(6), "a tenth of a minute: {o:?}");
+        }
+        assert_eq!(offset("c1", &hourly, Duration::ZERO, now), Duration::ZERO);
     }
 }
