@@ -6,6 +6,7 @@
 //! stopped by the exit. That is safe because of the repository's write
 //! order: whatever was published is whole, and the snapshot comes last.
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -36,7 +37,7 @@ pub fn install(json: bool) {
         for _ in signals.forever() {
             if let Some(flag) = GRACEFUL.get() {
                 if !flag.swap(true, Ordering::SeqCst) {
-                    eprintln!("lifeboat: stopping: what runs is finished or stopped cleanly first (interrupt again to exit at once)");
+                    say("lifeboat: stopping: what runs is finished or stopped cleanly first (interrupt again to exit at once)");
                     continue;
                 }
             }
@@ -44,17 +45,21 @@ pub fn install(json: bool) {
                 let _ = store.remove_own_temporaries();
             }
             let note = *NOTE.lock().unwrap_or_else(|e| e.into_inner());
-            eprintln!("lifeboat: {note}");
+            say(&format!("lifeboat: {note}"));
             if json {
                 let doc = serde_json::json!({ "error": note, "exit_code": exit::INTERRUPTED });
-                #[allow(clippy::print_stdout)]
-                {
-                    println!("{doc}");
-                }
+                let _ = writeln!(std::io::stdout(), "{doc}");
             }
             std::process::exit(i32::from(exit::INTERRUPTED));
         }
     });
+}
+
+/// A line on stderr that cannot fail: `eprintln!` panics when stderr is
+/// gone (a parent that was killed first), and a panicking handler thread
+/// would leave the process running instead of exiting.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// The repository whose temporaries an interruption removes.

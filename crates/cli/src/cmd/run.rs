@@ -167,6 +167,10 @@ pub fn in_region(plan: &Plan, region: &str) -> std::result::Result<Command, Stri
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the lifeboat program: {e}"))?;
     let mut cmd = Command::new(exe);
+    // Stopped with us: an interrupted `run`, `verify` or `forget --plan`
+    // leaves no child working on (it removes its partial objects, writes
+    // no snapshot, and exits).
+    lifeboat_sources::producer::die_with_parent(&mut cmd);
     cmd.arg("--json")
         .arg("--repo")
         .arg(&r.repository)

@@ -241,3 +241,76 @@ fn the_daemon_backs_up_verifies_and_exposes_it_then_stops_cleanly() {
         .unwrap();
     assert_eq!(code(&out), 0, "{}", text(&out));
 }
+
+/// Processes whose command line mentions `what`.
+fn processes_mentioning(what: &str) -> Vec<String> {
+    let mut found = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+            let line = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if line.contains(what) {
+                found.push(line);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn sigterm_in_the_middle_of_a_backup_leaves_no_snapshot_and_the_next_run_proceeds() {
+    let env = Env::new();
+    let pass = env.path("pass");
+    std::fs::write(&pass, PASSWORD).unwrap();
+    let started = env.path("started");
+    let plan = env.path("lifeboat.toml");
+    let write_plan = |source: &str| {
+        std::fs::write(
+            &plan,
+            format!(
+                "[regions.primary]\nrepository = \"{}\"\npassword_file = \"{}\"\n\n[components.slow]\ntier = \"low\"\nsource = \"command:{source}\"\nschedule = \"@daily\"\n",
+                env.repo.display(),
+                pass.display(),
+            ),
+        )
+        .unwrap();
+    };
+    // The exporter never ends by itself (it ends when its reader does).
+    write_plan(&format!("touch {}; exec yes", started.display()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = serve(&env, &plan, port);
+    until_up(&mut daemon, "the backup to start", || {
+        started.exists().then_some(())
+    });
+    stop(daemon);
+    // Nothing of it goes on: not the backup, not its exporter.
+    let repo = env.repo.display().to_string();
+    until("the backup and its exporter to end", || {
+        let left = processes_mentioning(&format!("--repo {repo}")).len()
+            + processes_mentioning("yes")
+                .iter()
+                .filter(|l| l.trim() == "yes")
+                .count();
+        (left == 0).then_some(())
+    });
+    assert_eq!(
+        env.json(&["snapshots"], 0),
+        serde_json::json!([]),
+        "no half-written snapshot"
+    );
+    let c = env.json(&["check"], 0);
+    assert!(c["errors"].as_array().unwrap().is_empty(), "{c}");
+    // The next run proceeds.
+    write_plan("echo the data");
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_CONFIG", &plan)
+        .args(["run", "slow"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(env.json(&["snapshots"], 0).as_array().unwrap().len(), 1);
+}
