@@ -293,6 +293,17 @@ impl Ledger {
 }
 
 impl Ledger {
+    /// A `verifications` row (at, result, restore_seconds, snapshot, report).
+    fn verification_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Verification> {
+        Ok(Verification {
+            at: r.get(0)?,
+            result: r.get(1)?,
+            restore_seconds: r.get(2)?,
+            snapshot: r.get(3)?,
+            report: r.get(4)?,
+        })
+    }
+
     /// Records a verification of `component`.
     pub fn record_verification(&self, component: &str, v: &Verification) -> Result<()> {
         self.db
@@ -324,15 +335,7 @@ impl Ledger {
                     }
                 ),
                 params![component],
-                |r| {
-                    Ok(Verification {
-                        at: r.get(0)?,
-                        result: r.get(1)?,
-                        restore_seconds: r.get(2)?,
-                        snapshot: r.get(3)?,
-                        report: r.get(4)?,
-                    })
-                },
+                Ledger::verification_of,
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -348,15 +351,7 @@ impl Ledger {
             )
             .map_err(|e| self.err(e))?;
         let rows = q
-            .query_map(params![component, n as i64], |r| {
-                Ok(Verification {
-                    at: r.get(0)?,
-                    result: r.get(1)?,
-                    restore_seconds: r.get(2)?,
-                    snapshot: r.get(3)?,
-                    report: r.get(4)?,
-                })
-            })
+            .query_map(params![component, n as i64], Ledger::verification_of)
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))

@@ -130,17 +130,7 @@ fn plan_copy(ctx: &Ctx, to: &str, names: &[String]) -> Result<u8> {
     }
     let components = chosen(&plan, to, names)?;
     let results = into_region(ctx, &plan, &ledger, to, &components)?;
-    let problems: Vec<String> = results
-        .iter()
-        .filter(|d| d["ok"] == false)
-        .map(|d| {
-            format!(
-                "error: {}: {}",
-                d["component"].as_str().unwrap_or(""),
-                d["error"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
+    let problems = crate::cmd::failures(&results, "component", "error: ");
     let failed = problems.len();
     ctx.out
         .outcome(&json!({ "copies": results }), &problems, || {

@@ -82,6 +82,21 @@ impl Ctx {
     }
 }
 
+/// `PREFIXNAME: WHY` for each document of `docs` whose `ok` is false, NAME
+/// its `key` and WHY its `error`: the problems of a plan command's runs.
+pub fn failures(docs: &[serde_json::Value], key: &str, prefix: &str) -> Vec<String> {
+    docs.iter()
+        .filter(|d| d["ok"] == false)
+        .map(|d| {
+            format!(
+                "{prefix}{}: {}",
+                d[key].as_str().unwrap_or(""),
+                d["error"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
 /// Comma-separated values given once or more (`--tag a,b --tag c`): every
 /// non-empty item, in order.
 pub fn split_list(given: &[String]) -> Vec<String> {

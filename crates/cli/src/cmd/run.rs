@@ -98,17 +98,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
                 )?);
             }
         }
-        let copy_errors: Vec<String> = copies
-            .iter()
-            .filter(|d| d["ok"] == false)
-            .map(|d| {
-                format!(
-                    "copy to {}: {}",
-                    d["to"].as_str().unwrap_or(""),
-                    d["error"].as_str().unwrap_or("")
-                )
-            })
-            .collect();
+        let copy_errors = crate::cmd::failures(&copies, "to", "copy to ");
         if !copy_errors.is_empty() {
             failed += 1;
         }
@@ -129,17 +119,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
             "run_id": id,
         }));
     }
-    let problems: Vec<String> = results
-        .iter()
-        .filter(|r| r["ok"] == false)
-        .map(|r| {
-            format!(
-                "error: {}: {}",
-                r["component"].as_str().unwrap_or(""),
-                r["error"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
+    let problems = crate::cmd::failures(&results, "component", "error: ");
     ctx.out
         .outcome(&json!({ "runs": results }), &problems, || {
             if results.is_empty() {

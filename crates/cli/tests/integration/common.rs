@@ -306,3 +306,12 @@ pub fn is_root() -> bool {
 pub fn under(target: &Path, src: &Path) -> PathBuf {
     target.join(src.strip_prefix("/").unwrap())
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::common::{code, stderr, text, Env};
+use super::common::{code, free_port, stderr, text, Env};
 
 pub(super) fn port() -> String {
     std::env::var("LIFEBOAT_TEST_MARIADB_PORT").unwrap_or_else(|_| {
@@ -368,12 +368,4 @@ fn a_physical_backup_restores_into_a_data_directory_a_server_starts_on() {
     let _ = server.wait();
     assert_eq!(got.trim(), "2000\tpart 999");
     sql("", &format!("DROP DATABASE {db}"));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

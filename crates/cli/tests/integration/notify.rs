@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::common::{code, text, Env, PASSWORD};
+use super::common::{code, free_port, text, Env, PASSWORD};
 use super::serve::{get, serve, stop, until, until_up, Daemon};
 
 /// A local HTTP receiver keeping every JSON body POSTed to it.
@@ -65,14 +65,6 @@ impl Hook {
             })
             .collect()
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A plan backing up `data` (missing at first: the backup fails) every

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::common::{code, stderr, text, Env};
+use super::common::{code, free_port, stderr, text, Env};
 
 fn var(k: &str) -> String {
     std::env::var(k).unwrap_or_else(|_| {
@@ -27,14 +27,6 @@ struct Server {
     child: Child,
     port: u16,
     _dir: Option<tempfile::TempDir>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {
