@@ -1,6 +1,9 @@
 //! `lifeboat verify [COMPONENT…]`: each component's newest backup held
-//! against its plan — its age against the RPO, its size against the last
-//! backups (a sudden drop warns), and its restore test: the backup really
+//! against its plan — the repository of its region and of each region it
+//! is copied to (structure, and a sample of packs read back: `check
+//! --read-data-subset 5%`, once per region), its age against the RPO, its
+//! size against the last backups (a sudden drop warns), and its restore
+//! test: the backup really
 //! restored into the scratch target, the checks run on it, the restore
 //! timed against the RTO, the scratch copy removed. A summary (`Total
 //! components`, `Passed`, `Warnings`, `Failed`), a JSON report, and each
@@ -59,8 +62,9 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<u8> {
             .collect::<std::result::Result<_, _>>()?
     };
     let mut reports = vec![];
+    let mut regions = RegionChecks::default();
     for c in chosen {
-        let r = verify(&plan, c);
+        let r = verify(&plan, c, &mut regions);
         ledger.record_verification(
             &c.name,
             &Verification {
@@ -121,7 +125,52 @@ pub fn run(ctx: &Ctx, a: VerifyArgs) -> Result<u8> {
     })
 }
 
-fn verify(plan: &Plan, c: &Component) -> Report {
+/// Each region's repository check, run once per `verify` however many
+/// components live there: (level, what it found).
+#[derive(Default)]
+struct RegionChecks(std::collections::HashMap<String, (&'static str, String)>);
+
+/// Share of the packs a verification reads back in each region.
+const SAMPLE: &str = "5%";
+
+impl RegionChecks {
+    /// `lifeboat check --read-data-subset 5%` of `region`: its structure
+    /// (every index, snapshot and tree readable, every blob a snapshot
+    /// needs in a pack) and a random sample of its packs read back.
+    fn of(&mut self, plan: &Plan, region: &str) -> (&'static str, String) {
+        self.0
+            .entry(region.to_string())
+            .or_insert_with(|| {
+                let mut cmd = match in_region(plan, region) {
+                    Ok(c) => c,
+                    Err(e) => return ("failed", e),
+                };
+                cmd.args(["check", "--read-data-subset", SAMPLE]);
+                let out = match cmd.output() {
+                    Ok(o) => o,
+                    Err(e) => return ("failed", format!("cannot run lifeboat check: {e}")),
+                };
+                let (doc, error) = child_outcome(&out);
+                let errors = doc["errors"].as_array().map_or(0, Vec::len);
+                match error {
+                    None => (
+                        "ok",
+                        format!("region {region}: structure and a {SAMPLE} sample of packs read back, no errors"),
+                    ),
+                    Some(e) => (
+                        "failed",
+                        format!(
+                            "region {region}: {} ({e})",
+                            crate::ui::count(errors as u64, "error")
+                        ),
+                    ),
+                }
+            })
+            .clone()
+    }
+}
+
+fn verify(plan: &Plan, c: &Component, regions: &mut RegionChecks) -> Report {
     let mut findings = vec![];
     let mut add = |level, check, message: String| {
         findings.push(Finding {
@@ -130,6 +179,11 @@ fn verify(plan: &Plan, c: &Component) -> Report {
             message,
         })
     };
+    // The repositories it lives in: its home region and every copy.
+    for r in std::iter::once(&c.region).chain(&c.replicate_to) {
+        let (level, message) = regions.of(plan, r);
+        add(level, "repository", message);
+    }
     let newest = newest_snapshot(plan, c);
     let (snapshot, restore_seconds) = match newest {
         Err(e) => {

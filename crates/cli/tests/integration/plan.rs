@@ -316,6 +316,12 @@ verify = {{ target = "{scratch}", checks = [{{ kind = "command", run = "{check}"
             .contains("3 rows, as recorded"),
         "{doc}"
     );
+    assert!(
+        doc["components"][0]
+            .to_string()
+            .contains("structure and a 5% sample of packs read back, no errors"),
+        "the repository is checked: {doc}"
+    );
     // The scratch copies are gone; plan check now has an RTO estimate.
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
     let out = lifeboat(&["--json", "plan", "check"]);
@@ -360,6 +366,11 @@ verify = {{ target = "{scratch}", checks = [{{ kind = "command", run = "{check}"
     assert_eq!(code(&out), 1, "{}", text(&out));
     assert!(stderr(&out).contains("restore test"), "{}", text(&out));
     assert!(text(&out).contains("Failed: 2"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("failed: files: repository: region primary:"),
+        "{}",
+        text(&out)
+    );
 
     // Too old for its RPO: an RPO of one second is missed within seconds.
     let text_now = std::fs::read_to_string(&plan).unwrap();
