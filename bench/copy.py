@@ -102,7 +102,11 @@ def main():
         print(f"incremental {i + 1}: {inc[-1]:.2f} s, re-identified {inc_plain[-1]:.2f} s", flush=True)
 
     m = statistics.median
-    speed = m(cp) / m(lb)
+    # The target is judged against the faster cp: on this VM a bare
+    # `cp -r` is often slower than one followed by `sync` (the page cache's
+    # writeback, not the copy, sets its pace), and a copy that is as
+    # durable as lifeboat's (which fsyncs every pack) is the fair peer.
+    speed = min(m(cp), m(cp_sync)) / m(lb)
     speed_sync = m(cp_sync) / m(lb)
     version = run([LIFEBOAT, "version"]).stdout.split("\n")[0]
     lines = [
@@ -119,7 +123,7 @@ def main():
         f"| `cp -r` of the repository (runs: {min(cp):.2f}–{max(cp):.2f}) | {m(cp):.2f} | | |",
         f"| `cp -r` of the repository, then `sync` | {m(cp_sync):.2f} | | |",
         f"| `lifeboat copy --to dr` (regions from `init --plan`: blob for blob) | {m(lb):.2f} | "
-        f"{speed:.2f} (against `cp -r` + `sync`: {speed_sync:.2f}) | ≥ 0.8 ({'met' if speed >= 0.8 else '**not met**'}) |",
+        f"{m(cp) / m(lb):.2f} against `cp -r`, {speed_sync:.2f} against `cp -r` + `sync` | ≥ 0.8 against the faster ({'met' if speed >= 0.8 else '**not met**'}) |",
         f"| `lifeboat copy --to-repo` into a repository that names blobs differently (re-identified) | {m(plain):.2f} | {m(cp) / m(plain):.2f} | |",
         f"| incremental copy after a small change and its backup | {m(inc):.2f} | | < 1 s ({'met' if m(inc) < 1 else '**not met**'}) |",
         f"| the same, re-identified | {m(inc_plain):.2f} | | |",
@@ -129,6 +133,10 @@ def main():
         + "; copy " + ", ".join(f"{x:.2f}" for x in lb)
         + "; re-identified " + ", ".join(f"{x:.2f}" for x in plain)
         + "; incremental " + ", ".join(f"{x:.2f}" for x in inc) + ".",
+        "",
+        "The copy is bound by the CPU: every blob is decrypted and sealed again for the "
+        "destination's key (2 GB through XChaCha20-Poly1305 for 1 GB copied, on two cores; "
+        "perf puts chacha20 and poly1305 first), where `cp` only moves bytes.",
         END,
     ]
     section = "\n".join(lines) + "\n"
