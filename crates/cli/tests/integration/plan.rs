@@ -268,7 +268,7 @@ password_file = "{pass}"
 tier = "medium"
 source = "sqlite://{db}"
 schedule = "@hourly"
-verify = {{ target = "{scratch}", checks = [{{ kind = "counts" }}, {{ kind = "integrity" }}] }}
+verify = {{ target = "{scratch}", checks = [{{ kind = "counts" }}, {{ kind = "integrity" }}, {{ kind = "sql", query = "SELECT count(*), max(x) FROM t", expect = "3\t3" }}] }}
 
 [components.files]
 tier = "low"
@@ -322,6 +322,28 @@ verify = {{ target = "{scratch}", checks = [{{ kind = "command", run = "{check}"
             .contains("structure and a 5% sample of packs read back, no errors"),
         "the repository is checked: {doc}"
     );
+    assert!(
+        doc["components"][0]
+            .to_string()
+            .contains(r#"returned \"3\\t3\""#),
+        "the SQL check ran on the restored database: {doc}"
+    );
+    // An SQL check whose answer differs fails the component.
+    let base = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        base.replace("expect = \"3\\t3\"", "expect = \"4\\t3\""),
+    )
+    .unwrap();
+    let out = lifeboat(&["verify", "app-db"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert!(
+        stderr(&out).contains("failed: app-db: sql:")
+            && stderr(&out).contains("expected \"4\\t3\""),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(&plan, base).unwrap();
     // The scratch copies are gone; plan check now has an RTO estimate.
     assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
     let out = lifeboat(&["--json", "plan", "check"]);
