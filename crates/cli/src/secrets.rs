@@ -103,6 +103,25 @@ pub fn read(var: &str, given: Given<'_>, what: &str, confirm: bool) -> Result<Se
     } else {
         (prompt(var, what, confirm)?, "the prompt".to_string())
     };
+    non_empty(secret, what, &source)
+}
+
+/// A password from the one source a plan's region names: its file, its
+/// command, or its environment variable (nothing else is tried).
+pub fn from_source(given: Given<'_>, var: Option<&str>, what: &str) -> Result<Secret> {
+    let (secret, source) = match (given.file, given.command, var) {
+        (Some(f), _, _) => (from_file(f)?, format!("password file {}", f.display())),
+        (_, Some(c), _) => (from_command(c)?, "the password command".to_string()),
+        (_, _, Some(v)) => match std::env::var(v) {
+            Ok(p) => (Secret(p.into_bytes()), format!("${v}")),
+            Err(_) => bail!(crate::UsageError(format!("${v} ({what}) is not set"))),
+        },
+        _ => bail!(crate::UsageError(format!("no source for the {what}"))),
+    };
+    non_empty(secret, what, &source)
+}
+
+fn non_empty(secret: Secret, what: &str, source: &str) -> Result<Secret> {
     if secret.0.is_empty() {
         bail!(crate::UsageError(format!(
             "empty {what} from {source}: an empty password protects nothing"

@@ -276,13 +276,15 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// The newest successful copy of `component` into `region`.
-    pub fn last_copy(&self, component: &str, region: &str) -> Result<Option<Run>> {
+    /// The newest copy of `component` into `region`: the newest that
+    /// succeeded, or with `any` the newest whatever its result.
+    pub fn last_copy(&self, component: &str, region: &str, any: bool) -> Result<Option<Run>> {
         self.db
             .query_row(
                 &format!(
                     "SELECT {RUN_COLUMNS} FROM runs WHERE component = ?1 AND kind = 'copy'
-                     AND region = ?2 AND ok = 1 ORDER BY started DESC, id DESC LIMIT 1"
+                     AND region = ?2 {} ORDER BY started DESC, id DESC LIMIT 1",
+                    if any { "" } else { "AND ok = 1" }
                 ),
                 params![component, region],
                 Ledger::run_of,
@@ -486,9 +488,9 @@ mod tests {
             (last.id, last.bytes, last.point),
             (a, Some(42), Some(1000.0))
         );
-        let copied = l.last_copy("orders-db", "dr").unwrap().unwrap();
+        let copied = l.last_copy("orders-db", "dr", false).unwrap().unwrap();
         assert_eq!((copied.id, copied.point), (c, Some(900.0)));
-        assert!(l.last_copy("orders-db", "primary").unwrap().is_none());
+        assert!(l.last_copy("orders-db", "primary", true).unwrap().is_none());
         assert_eq!(l.runs("orders-db", "copy", 10).unwrap().len(), 1);
         assert!(l.last_success("nothing").unwrap().is_none());
         let v = |result: &str, secs: Option<f64>| Verification {

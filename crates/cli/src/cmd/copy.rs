@@ -164,9 +164,10 @@ pub fn into_region(
         return Ok(vec![]);
     }
     // The destination opens once; if it cannot, every copy fails with why.
-    let dst_store = region::store(plan, to)?;
-    crate::interrupt::watch_store(&dst_store);
     let mut dst = region::open(plan, to).and_then(|r| Ok(r.load_index()?));
+    if let Ok(d) = &dst {
+        crate::interrupt::watch_store(d.store());
+    }
     let mut sources: HashMap<String, IndexedRepository> = HashMap::new();
     let mut results = vec![];
     for c in components {
@@ -225,17 +226,7 @@ fn chosen<'p>(plan: &'p Plan, to: &str, names: &[String]) -> Result<Vec<&'p Comp
     names
         .iter()
         .map(|n| {
-            let c = plan
-                .components
-                .iter()
-                .find(|c| &c.name == n)
-                .ok_or_else(|| {
-                    let all: Vec<&str> = plan.components.iter().map(|c| c.name.as_str()).collect();
-                    UsageError(format!(
-                        "the plan has no component {n:?} (it has {})",
-                        all.join(", ")
-                    ))
-                })?;
+            let c = crate::cmd::plan::component(plan, n)?;
             if c.region == to {
                 return Err(UsageError(format!(
                     "{n} is backed up into {to}: copy it to another region"

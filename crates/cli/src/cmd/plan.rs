@@ -57,6 +57,21 @@ pub fn load(ctx: &Ctx) -> Result<(Plan, PathBuf)> {
         })
 }
 
+/// The plan's component `name`; a usage error naming those it has.
+pub fn component<'p>(plan: &'p Plan, name: &str) -> Result<&'p lifeboat_plan::Component> {
+    plan.components
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = plan.components.iter().map(|c| c.name.as_str()).collect();
+            crate::UsageError(format!(
+                "the plan has no component {name:?} (it has {})",
+                names.join(", ")
+            ))
+            .into()
+        })
+}
+
 /// Where the plan's SQLite ledger is (relative to the plan file).
 fn ledger_path(plan: &Plan, path: &std::path::Path) -> Option<PathBuf> {
     match &plan.ledger {

@@ -29,31 +29,12 @@ pub fn password(plan: &Plan, name: &str) -> Result<Secret> {
         .get(name)
         .ok_or_else(|| UsageError(format!("region {name:?} is not in the plan")))?;
     let what = format!("password of region {name}");
-    match &r.password {
-        PasswordSource::File(f) => secrets::read(
-            "LIFEBOAT_UNUSED_PASSWORD",
-            secrets::Given {
-                file: Some(Path::new(f)),
-                command: None,
-            },
-            &what,
-            false,
-        ),
-        PasswordSource::Command(c) => secrets::read(
-            "LIFEBOAT_UNUSED_PASSWORD",
-            secrets::Given {
-                file: None,
-                command: Some(c),
-            },
-            &what,
-            false,
-        ),
-        PasswordSource::Env(var) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Secret::new(v.into_bytes())),
-            Ok(_) => Err(UsageError(format!("${var} ({what}) is empty")).into()),
-            Err(_) => Err(UsageError(format!("${var} ({what}) is not set")).into()),
-        },
-    }
+    let (file, command, var) = match &r.password {
+        PasswordSource::File(f) => (Some(Path::new(f)), None, None),
+        PasswordSource::Command(c) => (None, Some(c.as_str()), None),
+        PasswordSource::Env(v) => (None, None, Some(v.as_str())),
+    };
+    secrets::from_source(secrets::Given { file, command }, var, &what)
 }
 
 /// Region `name`'s repository, unlocked.

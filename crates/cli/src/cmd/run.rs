@@ -26,20 +26,7 @@ fn chosen<'p>(plan: &'p Plan, ledger: &Ledger, a: &RunArgs) -> Result<Vec<&'p Co
         return a
             .components
             .iter()
-            .map(|n| {
-                plan.components
-                    .iter()
-                    .find(|c| &c.name == n)
-                    .ok_or_else(|| {
-                        let names: Vec<&str> =
-                            plan.components.iter().map(|c| c.name.as_str()).collect();
-                        crate::UsageError(format!(
-                            "the plan has no component {n:?} (it has {})",
-                            names.join(", ")
-                        ))
-                        .into()
-                    })
-            })
+            .map(|n| crate::cmd::plan::component(plan, n))
             .collect();
     }
     let now = jiff::Timestamp::now();

@@ -304,7 +304,7 @@ fn due(
             continue;
         };
         for to in &c.replicate_to {
-            let copied = l.last_copy(&c.name, to)?.map(|r| r.started);
+            let copied = l.last_copy(&c.name, to, false)?.map(|r| r.started);
             if copied.is_none_or(|t| t < backed_up) {
                 todo.push(job(&["copy", "--to", to]));
             }

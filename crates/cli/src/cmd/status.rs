@@ -36,14 +36,9 @@ pub fn posture(
         // would lose now.
         let home_point = success.as_ref().map(|r| r.point.unwrap_or(r.started));
         let mut replication = vec![];
-        let copy_runs = if c.replicate_to.is_empty() {
-            vec![]
-        } else {
-            ledger.runs(&c.name, "copy", 10 * c.replicate_to.len())?
-        };
         for to in &c.replicate_to {
-            let copy = ledger.last_copy(&c.name, to)?;
-            let attempt = copy_runs.iter().find(|r| &r.region == to);
+            let copy = ledger.last_copy(&c.name, to, false)?;
+            let attempt = ledger.last_copy(&c.name, to, true)?;
             let point = copy.as_ref().and_then(|r| r.point);
             let lag = match (home_point, point) {
                 (Some(h), Some(p)) => Some((h - p).max(0.0)),
